@@ -1,0 +1,288 @@
+"""Headless commands over the same services the desktop app uses."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from app import APP_ID, __version__
+from app.core.codec import to_data
+from app.core.config import (
+    CLOUD_PORT,
+    FleetConfig,
+    MasterConfig,
+    WorkerConfig,
+    WorkerKind,
+    validate_config,
+)
+from app.core.distributed import merge_distributed_config
+from app.core.errors import ComfyFleetError, ConfigError
+from app.core.net import base_url, join_args, parse_cloud_address, split_args
+from app.services.paths import AppPaths, resolve_paths
+from app.services.storage import ConfigStore
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class UsageError(ComfyFleetError):
+    """Bad command-line input; exits with status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=APP_ID,
+        description="ComfyFleet: run ComfyUI on many GPUs. Without a command, opens the app.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--config", metavar="PATH", help="config file (env COMFY_FLEET_CONFIG)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_config_commands(commands)
+    _add_master_commands(commands)
+    _add_worker_commands(commands)
+    demo = commands.add_parser("demo", help="open the app on a simulated fleet")
+    demo.add_argument("--workers", type=int, default=3, help="simulated workers (default 3)")
+    return parser
+
+
+def _add_config_commands(commands: Any) -> None:
+    config = commands.add_parser("config", help="where the config lives and what it holds")
+    sub = config.add_subparsers(dest="action", metavar="ACTION", required=True)
+    sub.add_parser("path", help="print the config file's path")
+    show = sub.add_parser("show", help="print the config")
+    show.add_argument("--json", action="store_true", help="print it as JSON")
+    imp = sub.add_parser("import-distributed", help="import ComfyUI-Distributed's gpu_config.json")
+    imp.add_argument("file", type=Path, metavar="FILE")
+
+
+def _add_master_commands(commands: Any) -> None:
+    master = commands.add_parser("master", help="the ComfyUI master")
+    sub = master.add_subparsers(dest="action", metavar="ACTION", required=True)
+    edit = sub.add_parser("set", help="change the master's settings")
+    edit.add_argument(
+        "--comfyui", metavar="DIR", help="ComfyUI folder to launch ('' = connect only)"
+    )
+    edit.add_argument("--python", metavar="EXE", help="Python that runs ComfyUI")
+    edit.add_argument("--host", metavar="H", help="where ComfyFleet reaches the master")
+    edit.add_argument("--port", type=int, metavar="N")
+    edit.add_argument("--listen", metavar="ADDR", help="address to listen on (default 127.0.0.1)")
+    edit.add_argument("--extra-args", metavar='"…"', help="extra ComfyUI arguments")
+    edit.add_argument("--gpu", metavar="UUID|INDEX|cpu")
+
+
+def _add_worker_commands(commands: Any) -> None:
+    worker = commands.add_parser("worker", help="local, remote and cloud workers")
+    sub = worker.add_subparsers(dest="action", metavar="ACTION", required=True)
+    add = sub.add_parser("add", help="add a worker")
+    add.add_argument("kind", choices=[k.value for k in WorkerKind])
+    add.add_argument("--name", required=True)
+    _worker_options(add)
+    edit = sub.add_parser("edit", help="change a worker")
+    edit.add_argument("name")
+    edit.add_argument("--name", dest="new_name", metavar="NEW_NAME")
+    _worker_options(edit)
+    remove = sub.add_parser("remove", help="remove a worker")
+    remove.add_argument("name")
+    listing = sub.add_parser("list", help="list the workers")
+    listing.add_argument("--json", action="store_true")
+
+
+def _worker_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", help="host name or IP; for cloud also a URL or a Runpod pod id")
+    parser.add_argument("--port", type=int)
+    parser.add_argument("--gpu", metavar="UUID|INDEX|cpu", help="local workers only")
+    parser.add_argument("--extra-args", metavar='"…"', help="local workers only")
+    state = parser.add_mutually_exclusive_group()
+    state.add_argument("--enable", dest="enabled", action="store_true", default=None)
+    state.add_argument("--disable", dest="enabled", action="store_false")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one headless command; returns the exit status."""
+    paths = resolve_paths(args.config)
+    handlers: dict[str, Callable[[argparse.Namespace, AppPaths], int]] = {
+        "config": _config_command,
+        "master": _master_command,
+        "worker": _worker_command,
+    }
+    try:
+        return handlers[args.command](args, paths)
+    except (ConfigError, UsageError) as exc:
+        print(f"{APP_ID}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ComfyFleetError as exc:
+        print(f"{APP_ID}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+def _load(paths: AppPaths) -> tuple[ConfigStore, FleetConfig]:
+    store = ConfigStore(paths.config_file)
+    result = store.load()
+    if result.problem:
+        print(f"{APP_ID}: warning: {result.problem}", file=sys.stderr)
+    return store, result.config
+
+
+def _config_command(args: argparse.Namespace, paths: AppPaths) -> int:
+    if args.action == "path":
+        print(paths.config_file)
+        return EXIT_OK
+    store, config = _load(paths)
+    if args.action == "show":
+        print(json.dumps(to_data(config), indent=2) if args.json else describe_config(config))
+        return EXIT_OK
+    try:
+        data = json.loads(args.file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UsageError(f"FILE: cannot read {args.file}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"FILE: {args.file} is not JSON (line {exc.lineno})") from None
+    result = merge_distributed_config(config, data, _install_dir_of(args.file))
+    store.save(result.config)
+    print(f"Imported {args.file}: {len(result.added)} added, {len(result.updated)} updated.")
+    return EXIT_OK
+
+
+def _install_dir_of(gpu_config: Path) -> str | None:
+    """gpu_config.json sits in <ComfyUI>/custom_nodes/ComfyUI-Distributed/."""
+    parents = gpu_config.resolve().parents
+    if len(parents) > 2 and (parents[2] / "main.py").is_file():
+        return str(parents[2])
+    return None
+
+
+def _master_command(args: argparse.Namespace, paths: AppPaths) -> int:
+    store, config = _load(paths)
+    changes: dict[str, Any] = {}
+    if args.comfyui is not None:
+        changes["comfyui_dir"] = _existing_comfyui(args.comfyui)
+    for name in ("python", "host", "port", "listen", "gpu"):
+        value = getattr(args, name)
+        if value is not None:
+            changes[name] = value or None if name in ("python", "listen", "gpu") else value
+    if args.extra_args is not None:
+        changes["extra_args"] = split_args(args.extra_args, "extra-args")
+    master = dataclasses.replace(config.master, **changes)
+    _save(store, dataclasses.replace(config, master=master))
+    print(describe_master(master))
+    return EXIT_OK
+
+
+def _existing_comfyui(text: str) -> str | None:
+    if not text:
+        return None
+    folder = Path(text).expanduser().absolute()
+    if not (folder / "main.py").is_file():
+        raise ConfigError("comfyui", f"{folder} has no main.py: is it a ComfyUI folder?")
+    return str(folder)
+
+
+def _worker_command(args: argparse.Namespace, paths: AppPaths) -> int:
+    store, config = _load(paths)
+    if args.action == "list":
+        if args.json:
+            print(json.dumps([_worker_json(w) for w in config.workers], indent=2))
+        else:
+            print(describe_workers(config))
+        return EXIT_OK
+    if args.action == "add":
+        worker = _apply_options(WorkerConfig(args.name, WorkerKind(args.kind)), args, config)
+        if config.worker(worker.name):
+            raise ConfigError("name", f"a worker called {worker.name!r} exists already")
+        _save(store, dataclasses.replace(config, workers=(*config.workers, worker)))
+        print(f"Added {describe_worker(worker)}")
+        return EXIT_OK
+    current = config.worker(args.name)
+    if current is None:
+        raise UsageError(f"name: no worker is called {args.name!r}")
+    others = tuple(w for w in config.workers if w is not current)
+    if args.action == "remove":
+        _save(store, dataclasses.replace(config, workers=others))
+        print(f"Removed worker {current.name}")
+        return EXIT_OK
+    worker = _apply_options(current, args, config)
+    if args.new_name:
+        worker = dataclasses.replace(worker, name=args.new_name)
+    workers = tuple(worker if w is current else w for w in config.workers)
+    _save(store, dataclasses.replace(config, workers=workers))
+    print(f"Updated {describe_worker(worker)}")
+    return EXIT_OK
+
+
+def _apply_options(
+    worker: WorkerConfig, args: argparse.Namespace, config: FleetConfig
+) -> WorkerConfig:
+    changes: dict[str, Any] = {}
+    if args.host is not None:
+        if worker.kind is WorkerKind.CLOUD:
+            changes["host"], changes["port"] = parse_cloud_address(args.host)
+        else:
+            changes["host"] = args.host
+    if args.port is not None:
+        changes["port"] = args.port
+    elif args.action == "add":
+        changes.setdefault("port", _default_port(worker.kind, config))
+    if args.gpu is not None:
+        changes["gpu"] = args.gpu or None
+    if args.extra_args is not None:
+        changes["extra_args"] = split_args(args.extra_args, "extra-args")
+    if args.enabled is not None:
+        changes["enabled"] = args.enabled
+    if args.action == "add" and worker.kind is not WorkerKind.LOCAL and "host" not in changes:
+        raise UsageError(f"host: a {worker.kind.value} worker needs --host")
+    return dataclasses.replace(worker, **changes)
+
+
+def _default_port(kind: WorkerKind, config: FleetConfig) -> int:
+    if kind is WorkerKind.CLOUD:
+        return CLOUD_PORT
+    if kind is WorkerKind.REMOTE:
+        return 8188
+    return config.next_free_local_port()
+
+
+def _save(store: ConfigStore, config: FleetConfig) -> None:
+    validate_config(config)
+    store.save(config)
+
+
+def _worker_json(worker: WorkerConfig) -> dict[str, Any]:
+    data: dict[str, Any] = to_data(worker)
+    data["url"] = worker_url(worker)
+    return data
+
+
+def worker_url(worker: WorkerConfig) -> str:
+    return base_url(worker.host, worker.port, worker.kind is WorkerKind.CLOUD)
+
+
+def describe_master(master: MasterConfig) -> str:
+    where = base_url(master.host, master.port)
+    if not master.launched_by_app:
+        return f"master: {where} (already running; ComfyFleet connects, does not launch)"
+    extra = f" {join_args(master.extra_args)}" if master.extra_args else ""
+    gpu = master.gpu or "auto"
+    return f"master: {where} launched from {master.comfyui_dir} on GPU {gpu}{extra}"
+
+
+def describe_worker(worker: WorkerConfig) -> str:
+    state = "" if worker.enabled else " (disabled)"
+    gpu = f" GPU {worker.gpu}" if worker.gpu else ""
+    return f"{worker.kind.value} worker {worker.name}: {worker_url(worker)}{gpu}{state}"
+
+
+def describe_workers(config: FleetConfig) -> str:
+    if not config.workers:
+        return "No workers yet. Add one with: comfy-fleet worker add local|remote|cloud --name NAME"
+    return "\n".join(describe_worker(w) for w in config.workers)
+
+
+def describe_config(config: FleetConfig) -> str:
+    return f"{describe_master(config.master)}\n{describe_workers(config)}"

@@ -1,0 +1,1 @@
+"""Pure domain: config model, URL rules, errors. No I/O, no Qt."""

@@ -1,0 +1,1 @@
+"""Asyncio and file I/O services. No Qt."""

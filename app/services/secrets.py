@@ -1,0 +1,83 @@
+"""Secrets live in the system keyring only; never in files, logs or command lines."""
+
+from __future__ import annotations
+
+import keyring
+import keyring.errors
+from keyring.backend import KeyringBackend
+
+from app import APP_ID
+from app.core.errors import SecretStoreError
+
+_UNAVAILABLE = (
+    keyring.errors.NoKeyringError,
+    keyring.errors.KeyringLocked,
+    keyring.errors.InitError,
+)
+
+
+class SecretStore:
+    """A thin wrapper over keyring with errors a user can act on."""
+
+    def __init__(self, service: str = APP_ID, backend: KeyringBackend | None = None) -> None:
+        self._service = service
+        self._backend = backend
+
+    def _keyring(self) -> KeyringBackend:
+        return self._backend or keyring.get_keyring()
+
+    def get(self, name: str) -> str | None:
+        try:
+            return self._keyring().get_password(self._service, name)
+        except _UNAVAILABLE as exc:
+            raise SecretStoreError(_explain(exc)) from None
+
+    def set(self, name: str, secret: str) -> None:
+        if not secret:
+            raise SecretStoreError("An empty secret cannot be stored.")
+        try:
+            self._keyring().set_password(self._service, name, secret)
+        except _UNAVAILABLE as exc:
+            raise SecretStoreError(_explain(exc)) from None
+        except keyring.errors.PasswordSetError as exc:
+            raise SecretStoreError(f"The keyring refused to store the secret: {exc}") from None
+
+    def delete(self, name: str) -> bool:
+        """Remove a secret; False when there was none."""
+        try:
+            self._keyring().delete_password(self._service, name)
+        except keyring.errors.PasswordDeleteError:
+            return False
+        except _UNAVAILABLE as exc:
+            raise SecretStoreError(_explain(exc)) from None
+        return True
+
+
+def _explain(exc: Exception) -> str:
+    if isinstance(exc, keyring.errors.KeyringLocked):
+        return "The system keyring is locked: unlock it and try again."
+    return (
+        "No system keyring is available, so the secret cannot be stored safely. "
+        "Install and start a Secret Service (GNOME Keyring or KWallet) and try again; "
+        "ComfyFleet never falls back to a plain-text file."
+    )
+
+
+class MemoryKeyring(KeyringBackend):
+    """An in-memory backend for tests and demos."""
+
+    priority = 1
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._secrets: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self._secrets.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self._secrets[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        if self._secrets.pop((service, username), None) is None:
+            raise keyring.errors.PasswordDeleteError(username)

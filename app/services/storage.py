@@ -1,0 +1,103 @@
+"""Config on disk: atomic writes, and unreadable files moved aside, never overwritten."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.core.codec import from_data, to_data
+from app.core.config import SCHEMA_VERSION, FleetConfig, validate_config
+from app.core.errors import ConfigError, ConfigFileError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    config: FleetConfig
+    problem: str | None = None  # set when the file was unusable and defaults were used
+    backup: Path | None = None
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temp file in the same folder, fsync, then os.replace: never half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def parse_config(text: str) -> FleetConfig:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        where = f"line {exc.lineno}, column {exc.colno}"
+        raise ConfigError("config", f"not valid JSON ({where})") from None
+    if not isinstance(data, dict):
+        raise ConfigError("config", "expected a JSON object")
+    version = data.get("schema_version", SCHEMA_VERSION)
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise ConfigError(
+            "schema_version", f"{version!r} is newer than this ComfyFleet understands"
+        )
+    config = from_data(FleetConfig, data)
+    validate_config(config)
+    return config
+
+
+def dump_config(config: FleetConfig) -> str:
+    return json.dumps(to_data(config), indent=2) + "\n"
+
+
+class ConfigStore:
+    """Loads and saves one config file."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def load(self) -> LoadResult:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return LoadResult(FleetConfig())
+        except OSError as exc:
+            raise ConfigFileError(f"Cannot read {self.path}: {exc.strerror}") from exc
+        try:
+            return LoadResult(parse_config(raw.decode("utf-8")))
+        except (ConfigError, UnicodeDecodeError) as exc:
+            backup = self._move_aside()
+            problem = (
+                f"{self.path} could not be used ({exc}). It was moved to {backup}; "
+                "ComfyFleet started with default settings."
+            )
+            log.warning("%s", problem)
+            return LoadResult(FleetConfig(), problem, backup)
+
+    def save(self, config: FleetConfig) -> None:
+        validate_config(config)
+        try:
+            atomic_write_text(self.path, dump_config(config))
+        except OSError as exc:
+            raise ConfigFileError(f"Cannot write {self.path}: {exc.strerror}") from exc
+
+    def _move_aside(self) -> Path:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        backup = self.path.with_name(f"{self.path.name}.invalid-{stamp}")
+        counter = 1
+        while backup.exists():
+            backup = self.path.with_name(f"{self.path.name}.invalid-{stamp}-{counter}")
+            counter += 1
+        os.replace(self.path, backup)
+        return backup

@@ -1,0 +1,38 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.core.config import FleetConfig, MasterConfig, WorkerConfig, WorkerKind
+from app.services.paths import AppPaths, resolve_paths
+from app.services.storage import ConfigStore
+
+
+@pytest.fixture
+def fleet_config() -> FleetConfig:
+    return FleetConfig(
+        master=MasterConfig(comfyui_dir="/opt/ComfyUI", gpu="0"),
+        workers=(
+            WorkerConfig("gpu1", WorkerKind.LOCAL, port=8189, gpu="1"),
+            WorkerConfig("lan-box", WorkerKind.REMOTE, host="192.168.1.20", port=8188),
+            WorkerConfig(
+                "runpod",
+                WorkerKind.CLOUD,
+                host="abc-8188.proxy.runpod.net",
+                port=443,
+                enabled=False,
+            ),
+        ),
+    )
+
+
+@pytest.fixture
+def app_paths(tmp_path: Path) -> AppPaths:
+    return resolve_paths(tmp_path / "fleet.json")
+
+
+@pytest.fixture
+def saved_paths(app_paths: AppPaths, fleet_config: FleetConfig) -> AppPaths:
+    ConfigStore(app_paths.config_file).save(fleet_config)
+    return app_paths

@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+
+import pytest
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QApplication, QSystemTrayIcon
+from pytestqt.qtbot import QtBot
+
+from app.core.config import FleetConfig
+from app.services.paths import AppPaths
+from app.services.storage import ConfigStore
+from app.ui.application import DesktopApp
+from app.ui.single_instance import activate_running, instance_key
+from app.ui.worker_table import Column, rows_from_config
+
+
+def _cells(app: DesktopApp, column: Column) -> list[str]:
+    model = app.window.model
+    return [model.data(model.index(r, column)) for r in range(model.rowCount())]
+
+
+@pytest.fixture
+def desktop(qapp: QApplication, saved_paths: AppPaths) -> Iterator[DesktopApp]:
+    app = DesktopApp(qapp, saved_paths, ConfigStore(saved_paths.config_file).load())
+    yield app
+    app.instance.close()
+    app.window.close_hides = lambda: False
+    app.window.close()
+    if app.tray is not None:
+        app.tray.hide()
+
+
+def test_window_lists_master_then_workers(desktop: DesktopApp, qtbot: QtBot) -> None:
+    desktop.window.show()
+    qtbot.waitExposed(desktop.window)
+    assert _cells(desktop, Column.NAME) == ["master", "gpu1", "lan-box", "runpod"]
+    assert _cells(desktop, Column.TYPE) == ["Master", "Local", "Remote", "Cloud"]
+    assert _cells(desktop, Column.ADDRESS) == [
+        "http://127.0.0.1:8188",
+        "http://127.0.0.1:8189",
+        "http://192.168.1.20:8188",
+        "https://abc-8188.proxy.runpod.net",
+    ]
+    assert _cells(desktop, Column.GPU)[:2] == ["0", "1"]
+    assert _cells(desktop, Column.DETAIL)[3] == "disabled"
+    assert not desktop.window.getting_started.isVisible()
+    assert desktop.window.table.model() is desktop.window.model
+
+
+def test_first_screen_guides_when_nothing_is_set_up(
+    qapp: QApplication, app_paths: AppPaths, qtbot: QtBot
+) -> None:
+    app = DesktopApp(qapp, app_paths, ConfigStore(app_paths.config_file).load())
+    try:
+        app.window.show()
+        qtbot.waitExposed(app.window)
+        assert app.window.getting_started.isVisible()
+        assert app.window.model.rowCount() == 1
+    finally:
+        app.instance.close()
+        app.window.close()
+
+
+def test_problem_banner_names_the_backup(
+    qapp: QApplication, app_paths: AppPaths, qtbot: QtBot
+) -> None:
+    app_paths.config_file.parent.mkdir(parents=True, exist_ok=True)
+    app_paths.config_file.write_text("{broken")
+    loaded = ConfigStore(app_paths.config_file).load()
+    app = DesktopApp(qapp, app_paths, loaded)
+    try:
+        app.window.show()
+        assert app.window.problem.isVisible()
+        assert loaded.backup is not None and loaded.backup.exists()
+    finally:
+        app.instance.close()
+        app.window.close()
+
+
+def test_without_tray_closing_the_window_quits(desktop: DesktopApp, qapp: QApplication) -> None:
+    assert not QSystemTrayIcon.isSystemTrayAvailable()  # offscreen has no tray host
+    assert desktop.tray is None
+    assert qapp.quitOnLastWindowClosed()
+    desktop.window.show()
+    assert desktop.window.close()  # accepted: the app quits with its last window
+
+
+def test_with_tray_closing_hides_and_tray_menu_works(
+    qapp: QApplication, saved_paths: AppPaths, monkeypatch: pytest.MonkeyPatch, qtbot: QtBot
+) -> None:
+    monkeypatch.setattr(QSystemTrayIcon, "isSystemTrayAvailable", staticmethod(lambda: True))
+    app = DesktopApp(qapp, saved_paths, ConfigStore(saved_paths.config_file).load())
+    try:
+        assert app.tray is not None and not qapp.quitOnLastWindowClosed()
+        app.window.show()
+        qtbot.waitExposed(app.window)
+        app.window.close()
+        assert not app.window.isVisible()
+        app.tray.menu.aboutToShow.emit()
+        labels = [a.text() for a in app.tray.menu.actions() if not a.isSeparator()]
+        assert labels == ["Show ComfyFleet", "Quit"]
+        app.tray.menu.actions()[0].trigger()
+        assert app.window.isVisible()
+        app.tray.menu.aboutToShow.emit()
+        assert app.tray.menu.actions()[0].text() == "Hide ComfyFleet"
+    finally:
+        qapp.setQuitOnLastWindowClosed(True)
+        app.instance.close()
+        app.tray.hide() if app.tray else None
+        app.window.close_hides = lambda: False
+        app.window.close()
+
+
+def test_second_launch_activates_the_running_window(desktop: DesktopApp, qtbot: QtBot) -> None:
+    desktop.window.hide()
+    assert activate_running(instance_key(desktop.paths.config_file))
+    qtbot.waitUntil(desktop.window.isVisible, timeout=3000)
+
+
+def test_no_instance_means_no_activation(app_paths: AppPaths, qapp: QApplication) -> None:
+    assert not activate_running(instance_key(app_paths.config_file), timeout_ms=200)
+
+
+def test_geometry_is_remembered(qapp: QApplication, saved_paths: AppPaths, qtbot: QtBot) -> None:
+    first = DesktopApp(qapp, saved_paths, ConfigStore(saved_paths.config_file).load())
+    first.window.show()
+    first.window.resize(700, 420)
+    qtbot.waitUntil(lambda: first.window.width() == 700)
+    first.window.close()
+    first.instance.close()
+    second = DesktopApp(qapp, saved_paths, ConfigStore(saved_paths.config_file).load())
+    try:
+        assert (second.window.width(), second.window.height()) == (700, 420)
+    finally:
+        second.instance.close()
+        second.window.close()
+
+
+def test_snapshot_repaints_only_changed_rows(
+    fleet_config: FleetConfig, qtbot: QtBot, desktop: DesktopApp
+) -> None:
+    model = desktop.window.model
+    rows = rows_from_config(fleet_config)
+    changed = list(rows)
+    changed[2] = dataclasses.replace(rows[2], state="online")
+    with qtbot.waitSignal(model.dataChanged) as signal:
+        model.set_rows(changed)
+    top_left, bottom_right = signal.args[:2]
+    assert (top_left.row(), bottom_right.row()) == (2, 2)
+    assert model.data(model.index(2, Column.DETAIL)) == "online"
+    assert model.headerData(Column.NAME, Qt.Orientation.Horizontal) == "Name"
