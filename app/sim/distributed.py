@@ -43,6 +43,7 @@ DEFAULT_TUNNEL = {
 }
 COLLECTOR_TIMEOUT_S = 60.0  # the extension waits this long after the last item
 HTTPS_SUFFIXES = (".trycloudflare.com", ".proxy.runpod.net")
+WORKER_KEYS = ("name", "host", "port", "cuda_device", "enabled", "extra_args", "type")
 COLLECTORS = ("DistributedCollector", "UltimateSDUpscaleDistributed")
 
 
@@ -140,15 +141,19 @@ class Distributed:
                 return web.json_response(
                     {"status": "error", "message": f"Worker {worker_id} not found"}, status=404
                 )
-            worker = {"id": worker_id, "enabled": True, "extra_args": ""}
+            worker = {"id": worker_id}
+            for key in WORKER_KEYS:  # created as given, nulls included, in the extension's order
+                if key in data or key in ("enabled", "extra_args"):
+                    worker[key] = data.get(key, {"enabled": True, "extra_args": ""}.get(key))
             self.config.data["workers"].append(worker)
-        for key in ("name", "host", "port", "cuda_device", "extra_args", "enabled", "type"):
-            if key not in data:
-                continue
-            if data[key] is None and key in ("host", "cuda_device", "extra_args"):
-                worker.pop(key, None)
-            else:
-                worker[key] = data[key]
+        else:
+            for key in WORKER_KEYS:
+                if key not in data:
+                    continue
+                if data[key] is None and key in ("host", "cuda_device", "extra_args"):
+                    worker.pop(key, None)
+                else:
+                    worker[key] = data[key]
         self.config.save()
         return web.json_response({"status": "success"})
 
@@ -217,8 +222,19 @@ class Distributed:
         return web.json_response({"status": "success", "message": "GPU memory cleared."})
 
     async def local_log(self, request: web.Request) -> web.Response:
-        lines = int(request.query.get("lines", "300"))
-        return web.json_response({"status": "success", "content": self.engine.log.tail(lines)})
+        wanted = int(request.query.get("lines", "300"))
+        kept = list(self.engine.log.lines)
+        content = "\n".join(kept[-wanted:])
+        return web.json_response(
+            {
+                "status": "success",
+                "content": content,
+                "entries": len(kept),
+                "source": "memory",
+                "truncated": len(kept) > wanted,
+                "lines_shown": content.count("\n") + 1,
+            }
+        )
 
     async def queue(self, request: web.Request) -> web.Response:
         data = await request.json()

@@ -81,13 +81,13 @@ class RunningNode:
     async def progress(self, value: int, maximum: int) -> None:
         if self.engine.interrupt_requested:
             raise Interrupted
+        self.states[self.node_id].update(value=value, max=maximum)
+        await self.engine.send_progress_state(self.item, self.states)
         await self.engine.events.send(
             "progress",
             {"value": value, "max": maximum, "prompt_id": self.prompt_id, "node": self.node_id},
             self.item.sid,
         )
-        self.states[self.node_id].update(value=float(value), max=float(maximum))
-        await self.engine.send_progress_state(self.item, self.states)
 
     def load_model(self, name: str, size: int) -> None:
         self.engine.loaded_models[name] = size
@@ -283,8 +283,11 @@ class Engine:
                 f'  File "/opt/ComfyUI/execution.py", line 496, in execute\n'
                 f"    raise {failure.exception_type}\n"
             ],
-            "current_inputs": {},
-            "current_outputs": {},
+            "current_inputs": {
+                name: [value if isinstance(value, int | float | str) else repr(value)]
+                for name, value in item.prompt[node].get("inputs", {}).items()
+            },
+            "current_outputs": list(item.prompt),
         }
 
     async def _run_node(

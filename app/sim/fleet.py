@@ -84,6 +84,17 @@ class SimInstance:
                 time.sleep(0.05)
         raise TimeoutError(f"simulated ComfyUI on port {self.port} did not answer in {timeout} s")
 
+    def wait_listening(self, timeout: float = 30.0) -> None:
+        """Wait until the server has bound its port (for faults that break /system_stats)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"simulated ComfyUI exited with {self.process.returncode}")
+            if "To see the GUI go to" in self.log_path.read_text(errors="replace"):
+                return
+            time.sleep(0.05)
+        raise TimeoutError(f"simulated ComfyUI on port {self.port} did not start in {timeout} s")
+
     def stop(self, timeout: float = 10.0) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -101,20 +112,14 @@ def start_sim(
     args: list[str] | None = None,
     env: dict[str, str] | None = None,
     wait: bool = True,
+    cors: bool = True,
 ) -> SimInstance:
     """Start `python -m app.sim` in `workdir` (its base folder) on a free loopback port."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "app.sim",
-        "--port",
-        str(port),
-        "--enable-cors-header",
-        "--disable-auto-launch",
-        *(args or []),
-    ]
+    argv = [sys.executable, "-m", "app.sim", "--port", str(port), "--disable-auto-launch"]
+    argv += ["--enable-cors-header"] if cors else []
+    argv += args or []
     environment = {
         **os.environ,
         "COMFYFLEET_SIM_ROOT": str(workdir),

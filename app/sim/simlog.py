@@ -14,6 +14,3 @@ class SimLog:
         self.lines.append(line)
         target = sys.stderr if stream == "stderr" else sys.stdout
         print(line, file=target, flush=True)
-
-    def tail(self, count: int) -> str:
-        return "\n".join(list(self.lines)[-count:])

@@ -1,0 +1,69 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.sim.images import add_noise, decode_png, encode_png, png_text, solid, upscale2x
+from app.sim.settings import Faults, load_settings, parse_faults
+
+
+def test_png_round_trip_and_text() -> None:
+    image = add_noise(solid(5, 3, 0x102030), seed=7, strength=0.5, maker="w1")
+    data = encode_png(image, {"prompt": "{}"})
+    assert png_text(data)["prompt"] == "{}"
+    decoded = decode_png(data)
+    assert (decoded.width, decoded.height, decoded.pixels) == (5, 3, image.pixels)
+    assert (decoded.maker, decoded.seed) == ("w1", 7)
+
+
+def test_upscale_doubles_each_pixel() -> None:
+    image = solid(2, 1, 0xFF0000)
+    big = upscale2x(image)
+    assert (big.width, big.height) == (4, 2)
+    assert big.pixels == bytes((255, 0, 0)) * 8
+
+
+def test_fault_list_parses_every_mode() -> None:
+    faults = parse_faults(
+        "start-fail=cuda-oom,crash-after=3,hang,slow=2.0,http500,no-callback,vram-full"
+    )
+    assert faults == Faults("cuda-oom", 3, True, 2.0, True, True, True)
+    assert parse_faults("") == Faults()
+    with pytest.raises(ValueError, match="unknown fault"):
+        parse_faults("explode")
+    with pytest.raises(ValueError, match="start-fail"):
+        parse_faults("start-fail=bored")
+
+
+def test_settings_take_comfyui_flags_and_tolerate_unknown_ones(tmp_path: Path) -> None:
+    argv = [
+        "--port",
+        "8190",
+        "--listen",
+        "0.0.0.0",
+        "--cpu",
+        "--output-directory",
+        "/o",
+        "--temp-directory",
+        "/t",
+        "--future-flag",
+        "x",
+        "--database-url",
+        "sqlite:///db",
+    ]
+    settings = load_settings(argv, tmp_path)
+    assert (settings.port, settings.listen, settings.cpu) == (8190, "0.0.0.0", True)
+    assert settings.output == Path("/o") and settings.temp == Path("/t/temp")
+    assert settings.argv == ("main.py", *argv)
+    assert settings.database_url == "sqlite:///db"
+
+
+def test_sim_json_is_overridden_by_env_and_flags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "sim.json").write_text('{"time_scale": 3.0, "device": "A", "vram_gb": 8}')
+    assert load_settings([], tmp_path).time_scale == 3.0
+    monkeypatch.setenv("COMFYFLEET_SIM_TIME_SCALE", "2.0")
+    settings = load_settings(["--sim-device", "B"], tmp_path)
+    assert (settings.time_scale, settings.device_name, settings.vram_total) == (2.0, "B", 8 * 2**30)
