@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import sys
 import uuid
 from pathlib import Path
@@ -95,7 +96,7 @@ class SimServer:
             await asyncio.Event().wait()  # accept the connection, never answer
         if faults.slow_s:
             await asyncio.sleep(faults.slow_s)
-        if faults.http500:
+        if faults.http500 or (faults.flaky and random.random() < faults.flaky):
             return web.Response(status=500, text=PLAIN_500)
         try:
             response: web.StreamResponse = await handler(request)

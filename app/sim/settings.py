@@ -20,7 +20,7 @@ DEFAULT_MODELS: dict[str, list[str]] = {
     "upscale_models": ["tiny_compact_x2.safetensors"],
 }
 FAULT_NAMES = frozenset(
-    {"start-fail", "crash-after", "hang", "slow", "http500", "no-callback", "vram-full"}
+    {"start-fail", "crash-after", "hang", "slow", "http500", "no-callback", "vram-full", "flaky"}
 )
 START_FAILURES = frozenset(
     {"cuda-oom", "module-missing", "custom-node", "cuda-driver", "port-in-use"}
@@ -36,10 +36,11 @@ class Faults:
     http500: bool = False
     no_callback: bool = False
     vram_full: bool = False
+    flaky: float = 0.0  # the share of HTTP requests that fail with a 500
 
 
 def parse_faults(text: str) -> Faults:
-    """`start-fail=cuda-oom,crash-after=3,hang,slow=2.0,http500,no-callback,vram-full`."""
+    """`start-fail=cuda-oom,crash-after=3,hang,slow=2.0,http500,no-callback,vram-full,flaky=0.3`."""
     values: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         name, _, value = item.partition("=")
@@ -57,6 +58,7 @@ def parse_faults(text: str) -> Faults:
         http500="http500" in values,
         no_callback="no-callback" in values,
         vram_full="vram-full" in values,
+        flaky=float(values["flaky"] or 0.3) if "flaky" in values else 0.0,
     )
 
 

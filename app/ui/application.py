@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import signal
 import sys
 from contextlib import AsyncExitStack
 
 import qasync
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
 from app import APP_ID, APP_NAME
@@ -68,6 +69,19 @@ def create_qt_app(argv: list[str]) -> QApplication:
     return qt_app
 
 
+def install_signal_handlers(qt_app: QApplication) -> None:
+    """SIGTERM and Ctrl-C quit cleanly (stopping what the app started), not kill the app.
+
+    Python runs signal handlers only between bytecodes; the timer lets it do so while Qt waits.
+    """
+    for name in ("SIGINT", "SIGTERM"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), lambda *_: qt_app.quit())
+    timer = QTimer(qt_app)
+    timer.timeout.connect(lambda: None)
+    timer.start(250)
+
+
 async def _run(desktop: DesktopApp, stack: AsyncExitStack) -> None:
     quit_event = asyncio.Event()
     desktop.qt_app.aboutToQuit.connect(quit_event.set)
@@ -84,13 +98,17 @@ def run_app(paths: AppPaths, demo_workers: int | None = None) -> int:
         from app.sim.demo import start_demo_fleet
 
         paths, demo_fleet = start_demo_fleet(demo_workers or 0)
-        stack.callback(demo_fleet.stop)
     elif activate_running(instance_key(paths.config_file)):
         print(f"{APP_NAME} is already running; its window was brought to the front.")
         return 0
-    loaded = ConfigStore(paths.config_file).load()
-    desktop = DesktopApp(qt_app, paths, loaded, simulation)
-    log.info("%s started with config %s", APP_NAME, paths.config_file)
-    with asyncio.Runner(loop_factory=functools.partial(qasync.QEventLoop, qt_app)) as runner:
-        runner.run(_run(desktop, stack))
+    install_signal_handlers(qt_app)
+    try:
+        loaded = ConfigStore(paths.config_file).load()
+        desktop = DesktopApp(qt_app, paths, loaded, simulation)
+        log.info("%s started with config %s", APP_NAME, paths.config_file)
+        with asyncio.Runner(loop_factory=functools.partial(qasync.QEventLoop, qt_app)) as runner:
+            runner.run(_run(desktop, stack))
+    finally:
+        if simulation:
+            demo_fleet.stop()
     return 0

@@ -43,6 +43,11 @@ or import ComfyUI-Distributed's settings with
 </ol>
 """
 
+SIMULATION = (
+    "<b>Simulation.</b> This is a demo fleet of simulated ComfyUI instances on this machine's "
+    "loopback ports; no GPU or model is used. It stops when you quit."
+)
+
 
 class MainWindow(QMainWindow):
     def __init__(
@@ -68,14 +73,18 @@ class MainWindow(QMainWindow):
         self.getting_started = self._banner(GETTING_STARTED, "gettingStarted")
         self.problem = self._banner(startup_problem or "", "problem")
         self.problem.setVisible(bool(startup_problem))
+        self.simulation = self._banner(SIMULATION, "simulation")
+        self.simulation.setVisible(simulation)
 
         central = QWidget()
         layout = QVBoxLayout(central)
+        layout.addWidget(self.simulation)
         layout.addWidget(self.problem)
         layout.addWidget(self.getting_started)
         layout.addWidget(self.table, 1)
         self.setCentralWidget(central)
-        self._build_toolbar()
+        if not simulation:
+            self._build_toolbar()
         self.statusBar().showMessage(f"Config: {store.path}")
         self._show_config(config)
         self._restore_geometry()

@@ -151,3 +151,16 @@ def test_snapshot_repaints_only_changed_rows(
     assert (top_left.row(), bottom_right.row()) == (2, 2)
     assert model.data(model.index(2, Column.DETAIL)) == "online"
     assert model.headerData(Column.NAME, Qt.Orientation.Horizontal) == "Name"
+
+
+def test_simulation_is_labelled_in_the_title(qapp: QApplication, saved_paths: AppPaths) -> None:
+    app = DesktopApp(
+        qapp, saved_paths, ConfigStore(saved_paths.config_file).load(), simulation=True
+    )
+    try:
+        assert "Simulation" in app.window.windowTitle()
+        app.window.show()
+        assert app.window.simulation.isVisible()
+    finally:
+        app.instance.close()
+        app.window.close()

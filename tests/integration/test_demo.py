@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+
+from app.services.storage import ConfigStore
+from app.sim.demo import start_demo_fleet
+from app.sim.fleet import http_json
+
+
+def test_demo_fleet_starts_registers_and_stops() -> None:
+    paths, fleet = start_demo_fleet(3)
+    try:
+        config = ConfigStore(paths.config_file).load().config
+        names = [w.name for w in config.workers]
+        assert names == ["gpu1-4090", "lan-3090 (slow)", "pod-a100 (flaky)"]
+        master = fleet.instances[0]
+        assert config.master.port == master.port and not config.master.launched_by_app
+        registered = http_json(f"{master.url}/distributed/config")["workers"]
+        assert [w["port"] for w in registered] == [w.port for w in config.workers]
+        slow = http_json(f"{fleet.instances[2].url}/system_stats")
+        assert "--sim-time-scale" in slow["system"]["argv"]
+        assert "RTX 3090" in slow["devices"][0]["name"]
+        processes = [i.process for i in fleet.instances]
+    finally:
+        fleet.stop()
+    assert all(p.poll() is not None for p in processes)
+    assert not paths.config_file.exists()
+
+
+def _wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.1)
+
+
+def test_demo_command_opens_app_and_stops_fleet_on_sigterm(isolated_dirs: Path) -> None:
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
+    app = subprocess.Popen(
+        [sys.executable, "-m", "app", "demo"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    log = isolated_dirs / "xdg_state_home" / "comfy-fleet" / "log" / "comfy-fleet.log"
+    try:
+        _wait_for(lambda: log.exists() and "started with config" in log.read_text())
+        children = psutil.Process(app.pid).children(recursive=True)
+        sims = [c for c in children if "app.sim" in " ".join(c.cmdline())]
+        assert len(sims) == 4
+        app.send_signal(signal.SIGTERM)
+        assert app.wait(30) == 0
+        _wait_for(
+            lambda: not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in sims),
+            timeout=15,
+        )
+        text = log.read_text()
+        config_line = next(line for line in text.splitlines() if "started with config" in line)
+        assert "comfy-fleet-demo-" in config_line
+    finally:
+        if app.poll() is None:
+            app.kill()
+        output = app.stdout.read().decode() if app.stdout else ""
+        assert "Traceback" not in output, output
+    # the demo writes no config outside its temp folder
+    assert not (isolated_dirs / "xdg_config_home" / "comfy-fleet" / "fleet.json").exists()
