@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from app import APP_ID, __version__
+from app.cli_fleet import add_status_command, status_command
 from app.core.codec import to_data
 from app.core.config import (
     CLOUD_PORT,
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_commands(commands)
     _add_master_commands(commands)
     _add_worker_commands(commands)
+    add_status_command(commands)
     demo = commands.add_parser("demo", help="open the app on a simulated fleet")
     demo.add_argument("--workers", type=int, default=3, help="simulated workers (default 3)")
     return parser
@@ -111,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         "config": _config_command,
         "master": _master_command,
         "worker": _worker_command,
+        "status": lambda a, p: status_command(a, _load(p)[1]),
     }
     try:
         return handlers[args.command](args, paths)

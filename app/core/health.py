@@ -135,11 +135,20 @@ class WorkerHealth:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "name": self.name, "type": self.kind, "url": self.url, "state": self.state.value,
-            "error": self.error, "comfyui_version": self.comfyui_version, "device": self.device,
-            "vram_total": self.vram_total, "vram_free": self.vram_free,
-            "queue_remaining": self.queue_remaining, "latency_ms": self.latency_ms,
-            "pid": self.pid, "restarts": self.restarts, "last_crash": self.last_crash,
+            "name": self.name,
+            "type": self.kind,
+            "url": self.url,
+            "state": self.state.value,
+            "error": self.error,
+            "comfyui_version": self.comfyui_version,
+            "device": self.device,
+            "vram_total": self.vram_total,
+            "vram_free": self.vram_free,
+            "queue_remaining": self.queue_remaining,
+            "latency_ms": self.latency_ms,
+            "pid": self.pid,
+            "restarts": self.restarts,
+            "last_crash": self.last_crash,
         }
 
 
@@ -147,17 +156,29 @@ def apply_probe(previous: WorkerHealth, result: ProbeResult, now: float) -> Work
     """The next health of a worker after one probe: offline after a single miss."""
     if result.error is not None or result.stats is None:
         error = result.error or ProbeError(Failure.NETWORK, "no answer")
-        return replace(previous, state=WorkerState.OFFLINE, error=error.message,
-                        failure=error.failure, latency_ms=None, online_since=None,
-                        queue_remaining=None, checked_at=now)
+        return replace(
+            previous,
+            state=WorkerState.OFFLINE,
+            error=error.message,
+            failure=error.failure,
+            latency_ms=None,
+            online_since=None,
+            queue_remaining=None,
+            checked_at=now,
+        )
     stats = result.stats
     up = previous.state in (WorkerState.ONLINE, WorkerState.BUSY)
     return replace(
         previous,
         state=WorkerState.BUSY if result.queue_remaining > 0 else WorkerState.ONLINE,
-        error=None, failure=None, comfyui_version=stats.comfyui_version, device=stats.device,
-        vram_total=stats.vram_total, vram_free=stats.vram_free,
-        queue_remaining=result.queue_remaining, latency_ms=round(result.latency_ms, 1),
+        error=None,
+        failure=None,
+        comfyui_version=stats.comfyui_version,
+        device=stats.device,
+        vram_total=stats.vram_total,
+        vram_free=stats.vram_free,
+        queue_remaining=result.queue_remaining,
+        latency_ms=round(result.latency_ms, 1),
         online_since=previous.online_since if up and previous.online_since else now,
         checked_at=now,
     )

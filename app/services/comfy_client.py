@@ -28,8 +28,9 @@ class ComfyClient:
     """The app's HTTP client for every ComfyUI instance (never one client per call)."""
 
     def __init__(self, timeout: httpx.Timeout = DEFAULT_TIMEOUT, max_connections: int = 256):
-        limits = httpx.Limits(max_connections=max_connections,
-                              max_keepalive_connections=max_connections)
+        limits = httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections
+        )
         self.http = httpx.AsyncClient(timeout=timeout, limits=limits, follow_redirects=False)
 
     async def close(self) -> None:
@@ -74,8 +75,9 @@ def _raise_for_status(response: httpx.Response) -> None:
     if code >= 500:
         raise _StatusError(ProbeError(Failure.SERVER_ERROR, f"HTTP {code}"))
     if code != 200:
-        raise _StatusError(ProbeError(Failure.NOT_COMFYUI,
-                                      f"HTTP {code} from {response.request.url.path}"))
+        raise _StatusError(
+            ProbeError(Failure.NOT_COMFYUI, f"HTTP {code} from {response.request.url.path}")
+        )
 
 
 def _json(response: httpx.Response) -> Any:
@@ -104,10 +106,32 @@ def classify(exc: httpx.HTTPError) -> ProbeError:
         return ProbeError(Failure.TLS, "TLS handshake failed")
     if any(isinstance(c, socket.gaierror) for c in causes) or "Name or service not known" in text:
         return ProbeError(Failure.DNS, "host name not found")
-    refused = any(isinstance(c, ConnectionRefusedError) or
-                  (isinstance(c, OSError) and c.errno == errno.ECONNREFUSED) for c in causes)
+    refused = any(
+        isinstance(c, ConnectionRefusedError)
+        or (isinstance(c, OSError) and c.errno == errno.ECONNREFUSED)
+        for c in causes
+    )
     if refused or "Connection refused" in text or "connection attempts failed" in text:
         return ProbeError(Failure.REFUSED, "connection refused")
     if isinstance(exc, httpx.RemoteProtocolError):
         return ProbeError(Failure.NOT_COMFYUI, "the server does not speak HTTP as ComfyUI does")
     return ProbeError(Failure.NETWORK, str(exc) or type(exc).__name__)
+
+
+async def check_connection(client: ComfyClient, base_url: str) -> str:
+    """What the Test connection button reports: what answered, or exactly why not."""
+    result = await client.probe(base_url)
+    if result.error is not None:
+        return f"✘ {base_url}: {result.error.message}"
+    assert result.stats is not None
+    stats = result.stats
+    try:
+        await client.get_json(f"{base_url}/distributed/system_info")
+        extension = "ComfyUI-Distributed answers"
+    except (httpx.HTTPError, ValueError):
+        extension = "ComfyUI-Distributed is NOT installed there (install it to use this worker)"
+    vram = f"{stats.vram_free / 1024**3:.1f} of {stats.vram_total / 1024**3:.1f} GiB VRAM free"
+    return (
+        f"✔ ComfyUI {stats.comfyui_version} on {stats.device}; {vram}; {extension}; "
+        f"{result.latency_ms:.0f} ms"
+    )

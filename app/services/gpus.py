@@ -45,13 +45,21 @@ class GpuReading:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "index": self.index, "name": self.name, "uuid": self.uuid,
-            "pci_bus_id": self.pci_bus_id, "memory_total": self.memory_total,
-            "memory_used": self.memory_used, "memory_free": self.memory_free,
-            "utilization": self.utilization, "temperature": self.temperature,
-            "power_w": self.power_w, "power_limit_w": self.power_limit_w,
-            "processes": [{"pid": p.pid, "used_memory": p.used_memory, "owner": p.owner}
-                          for p in self.processes],
+            "index": self.index,
+            "name": self.name,
+            "uuid": self.uuid,
+            "pci_bus_id": self.pci_bus_id,
+            "memory_total": self.memory_total,
+            "memory_used": self.memory_used,
+            "memory_free": self.memory_free,
+            "utilization": self.utilization,
+            "temperature": self.temperature,
+            "power_w": self.power_w,
+            "power_limit_w": self.power_limit_w,
+            "processes": [
+                {"pid": p.pid, "used_memory": p.used_memory, "owner": p.owner}
+                for p in self.processes
+            ],
         }
 
 
@@ -140,14 +148,18 @@ class GpuReader:
             name=_text(nvml.nvmlDeviceGetName(handle)),
             uuid=_text(nvml.nvmlDeviceGetUUID(handle)),
             pci_bus_id=_text(nvml.nvmlDeviceGetPciInfo(handle).busId),
-            memory_total=total, memory_used=used, memory_free=free,
+            memory_total=total,
+            memory_used=used,
+            memory_free=free,
             utilization=utilization,
             temperature=self._optional(
-                lambda: nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU)),
+                lambda: nvml.nvmlDeviceGetTemperature(handle, nvml.NVML_TEMPERATURE_GPU)
+            ),
             power_w=None if power is None else power / 1000,
             power_limit_w=None if limit is None else limit / 1000,
             processes=tuple(
-                GpuProcess(p.pid, p.usedGpuMemory, owners.get(p.pid)) for p in processes or ()),
+                GpuProcess(p.pid, p.usedGpuMemory, owners.get(p.pid)) for p in processes or ()
+            ),
         )
 
     def _memory(self, handle: Any) -> tuple[int, int, int]:

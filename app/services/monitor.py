@@ -45,8 +45,13 @@ def initial_health(target: MonitorTarget) -> WorkerHealth:
 class FleetMonitor:
     """One probing task per enabled target; listeners hear every new health."""
 
-    def __init__(self, client: ComfyClient, schedule: ProbeSchedule | None = None,
-                 clock: Callable[[], float] = time.time, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        client: ComfyClient,
+        schedule: ProbeSchedule | None = None,
+        clock: Callable[[], float] = time.time,
+        seed: int | None = None,
+    ) -> None:
         self._client = client
         self._schedule = schedule or ProbeSchedule()
         self._clock = clock
@@ -102,6 +107,7 @@ class FleetMonitor:
 
     async def probe_all_once(self, targets: list[MonitorTarget]) -> list[WorkerHealth]:
         """One concurrent round, for `status` without --watch."""
+
         async def one(target: MonitorTarget) -> WorkerHealth:
             health = initial_health(target)
             if not target.enabled:
@@ -120,8 +126,9 @@ class FleetMonitor:
             misses = 0 if result.ok else misses + 1
             previous = self._health.get(target.name, initial_health(target))
             self._publish(apply_probe(previous, result, self._clock()))
-            await self._sleep(wake, self._schedule.next_delay(
-                self._health[target.name], misses, self._rng))
+            await self._sleep(
+                wake, self._schedule.next_delay(self._health[target.name], misses, self._rng)
+            )
 
     @staticmethod
     async def _sleep(wake: asyncio.Event, seconds: float) -> None:

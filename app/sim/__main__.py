@@ -88,7 +88,9 @@ async def serve(settings: SimSettings, log: SimLog) -> int:
     await asyncio.sleep(settings.startup_s)  # a real instance takes 9-18 s; enough to be seen
     for folder in (settings.output, settings.temp, settings.input, settings.user):
         folder.mkdir(parents=True, exist_ok=True)
-    runner = web.AppRunner(SimServer(settings, log).app(), handle_signals=False)
+    runner = web.AppRunner(
+        SimServer(settings, log).app(), handle_signals=False, shutdown_timeout=1.0
+    )
     await runner.setup()
     site = web.TCPSite(runner, settings.listen, settings.port)
     try:

@@ -7,15 +7,20 @@ import functools
 import logging
 import signal
 import sys
-from contextlib import AsyncExitStack
+from collections.abc import Callable
 
 import qasync
 from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
 from app import APP_ID, APP_NAME
+from app.core.health import ProbeSchedule
+from app.services.comfy_client import ComfyClient, check_connection
+from app.services.gpus import GpuMonitor, GpuReader
+from app.services.monitor import FleetMonitor, targets_from_config
 from app.services.paths import AppPaths
 from app.services.storage import ConfigStore, LoadResult
+from app.ui.bridge import FleetBridge
 from app.ui.icons import app_icon
 from app.ui.main_window import MainWindow
 from app.ui.single_instance import InstanceServer, activate_running, instance_key
@@ -25,37 +30,79 @@ log = logging.getLogger(__name__)
 
 
 class DesktopApp:
-    """Owns the window, the tray and the single-instance server for one run of the app."""
+    """Builds the services once and hands each widget what it needs (the composition root)."""
 
     def __init__(
-        self, qt_app: QApplication, paths: AppPaths, loaded: LoadResult, simulation: bool = False
+        self,
+        qt_app: QApplication,
+        paths: AppPaths,
+        loaded: LoadResult,
+        simulation: bool = False,
+        gpu_reader: GpuReader | None = None,
     ) -> None:
         self.qt_app = qt_app
         self.paths = paths
+        app_settings = loaded.config.app
+        self.client = ComfyClient()
+        self.monitor = FleetMonitor(
+            self.client,
+            ProbeSchedule(
+                app_settings.poll_interval_s,
+                app_settings.busy_poll_interval_s,
+                app_settings.offline_backoff_max_s,
+            ),
+        )
+        self.gpus = GpuMonitor(gpu_reader or GpuReader())
+        self.bridge = FleetBridge(self.monitor, self.gpus)
         settings = QSettings(str(paths.window_state), QSettings.Format.IniFormat)
         self.window = MainWindow(
             ConfigStore(paths.config_file),
             loaded.config,
             settings,
+            self.monitor,
+            lambda url: check_connection(self.client, url),
             simulation=simulation,
             startup_problem=loaded.problem,
         )
         self.window.setWindowIcon(app_icon())
+        self.bridge.healthChanged.connect(self.window.show_health)
+        self.bridge.gpusChanged.connect(self.window.show_gpus)
         self.tray: FleetTray | None = None
         if QSystemTrayIcon.isSystemTrayAvailable():
-            self.tray = FleetTray(app_icon(), self.window, self.quit)
+            self.tray = FleetTray(self.window, self.quit)
+            self.bridge.healthChanged.connect(lambda _: self._show_tray_health())
             self.tray.show()
         # Without a tray, closing the window must quit: never leave an invisible app behind.
-        qt_app.setQuitOnLastWindowClosed(self.tray is None)
+        # Quitting goes through quit() so that the services stop before the loop does.
+        qt_app.setQuitOnLastWindowClosed(False)
         self.window.close_hides = lambda: self.tray is not None and self.tray.isVisible()
+        self.window.on_quit = self.quit
+        self.quit_requested = asyncio.Event()
         self.instance = InstanceServer(instance_key(paths.config_file), self.window.bring_to_front)
+        self._config = loaded.config
+
+    def _show_tray_health(self) -> None:
+        if self.tray is not None:
+            self.tray.show_health(self.monitor.snapshot())
+
+    async def start(self) -> None:
+        """Begin watching; needs the running event loop."""
+        self.monitor.set_targets(targets_from_config(self._config))
+        self.gpus.start()
+
+    async def stop(self) -> None:
+        await self.monitor.stop()
+        await self.gpus.stop()
+        await self.client.close()
 
     def quit(self) -> None:
+        """Leave: _run stops the services, then the event loop ends."""
         self.window.save_geometry()
         if self.tray is not None:
             self.tray.hide()
         self.instance.close()
-        self.qt_app.quit()
+        self.window.hide()
+        self.quit_requested.set()
 
 
 def create_qt_app(argv: list[str]) -> QApplication:
@@ -69,30 +116,31 @@ def create_qt_app(argv: list[str]) -> QApplication:
     return qt_app
 
 
-def install_signal_handlers(qt_app: QApplication) -> None:
+def install_signal_handlers(qt_app: QApplication, quit_app: Callable[[], None]) -> None:
     """SIGTERM and Ctrl-C quit cleanly (stopping what the app started), not kill the app.
 
     Python runs signal handlers only between bytecodes; the timer lets it do so while Qt waits.
     """
     for name in ("SIGINT", "SIGTERM"):
         if hasattr(signal, name):
-            signal.signal(getattr(signal, name), lambda *_: qt_app.quit())
+            signal.signal(getattr(signal, name), lambda *_: quit_app())
     timer = QTimer(qt_app)
     timer.timeout.connect(lambda: None)
     timer.start(250)
 
 
-async def _run(desktop: DesktopApp, stack: AsyncExitStack) -> None:
-    quit_event = asyncio.Event()
-    desktop.qt_app.aboutToQuit.connect(quit_event.set)
+async def _run(desktop: DesktopApp) -> None:
+    desktop.qt_app.aboutToQuit.connect(desktop.quit_requested.set)
     desktop.window.show()
-    async with stack:
-        await quit_event.wait()
+    await desktop.start()
+    try:
+        await desktop.quit_requested.wait()
+    finally:
+        await desktop.stop()
 
 
 def run_app(paths: AppPaths, demo_workers: int | None = None) -> int:
     qt_app = create_qt_app(sys.argv)
-    stack = AsyncExitStack()
     simulation = demo_workers is not None
     if simulation:
         from app.sim.demo import start_demo_fleet
@@ -101,13 +149,13 @@ def run_app(paths: AppPaths, demo_workers: int | None = None) -> int:
     elif activate_running(instance_key(paths.config_file)):
         print(f"{APP_NAME} is already running; its window was brought to the front.")
         return 0
-    install_signal_handlers(qt_app)
     try:
         loaded = ConfigStore(paths.config_file).load()
         desktop = DesktopApp(qt_app, paths, loaded, simulation)
+        install_signal_handlers(qt_app, desktop.quit)
         log.info("%s started with config %s", APP_NAME, paths.config_file)
         with asyncio.Runner(loop_factory=functools.partial(qasync.QEventLoop, qt_app)) as runner:
-            runner.run(_run(desktop, stack))
+            runner.run(_run(desktop))
     finally:
         if simulation:
             demo_fleet.stop()

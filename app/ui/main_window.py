@@ -1,4 +1,4 @@
-"""The main window: the fleet table, with plain-words guidance when there is nothing yet."""
+"""The main window: the live fleet table, a GPU panel, and plain-words guidance."""
 
 from __future__ import annotations
 
@@ -6,16 +6,18 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QSettings, Qt
+from PySide6.QtCore import QByteArray, QSettings, QSortFilterProxyModel, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QDockWidget,
     QFileDialog,
     QFrame,
     QHeaderView,
     QLabel,
     QMainWindow,
     QMessageBox,
+    QScrollArea,
     QTableView,
     QToolBar,
     QVBoxLayout,
@@ -25,8 +27,14 @@ from PySide6.QtWidgets import (
 from app import APP_NAME
 from app.core.config import FleetConfig
 from app.core.errors import ComfyFleetError
+from app.core.health import WorkerHealth
+from app.services.gpus import GpuSnapshot
+from app.services.monitor import FleetMonitor, targets_from_config
 from app.services.storage import ConfigStore
-from app.ui.worker_table import Column, FleetTableModel, rows_from_config
+from app.ui.delegates import StatusLightDelegate, VramBarDelegate
+from app.ui.gpu_panel import GpuPanel
+from app.ui.worker_dialog import Checker, WorkerDialog
+from app.ui.worker_table import SORT_ROLE, Column, FleetTableModel, rows_from_config
 
 GETTING_STARTED = """
 <h3>Welcome to ComfyFleet</h3>
@@ -35,14 +43,12 @@ and watches remote and cloud workers.</p>
 <ol>
 <li><b>Set ComfyUI folder…</b> (above) if ComfyUI is installed on this machine, or leave the
 master as it is if ComfyUI already runs at the address below (ComfyUI Desktop, another box).</li>
-<li>Add workers from a terminal: <code>comfy-fleet worker add local --name gpu1 --gpu 1</code>,
-<code>comfy-fleet worker add cloud --name pod --host &lt;runpod pod id&gt;</code>,
-or import ComfyUI-Distributed's settings with
-<code>comfy-fleet config import-distributed gpu_config.json</code>.</li>
+<li><b>Add worker…</b> for each GPU, LAN box or cloud pod (a Runpod pod id is enough), or import
+ComfyUI-Distributed's settings: <code>comfy-fleet config import-distributed gpu_config.json</code>.
+</li>
 <li>Just looking? Run <code>comfy-fleet demo</code> to see a simulated fleet.</li>
 </ol>
 """
-
 SIMULATION = (
     "<b>Simulation.</b> This is a demo fleet of simulated ComfyUI instances on this machine's "
     "loopback ports; no GPU or model is used. It stops when you quit."
@@ -55,6 +61,8 @@ class MainWindow(QMainWindow):
         store: ConfigStore,
         config: FleetConfig,
         settings: QSettings,
+        monitor: FleetMonitor,
+        checker: Checker,
         *,
         simulation: bool = False,
         startup_problem: str | None = None,
@@ -63,42 +71,58 @@ class MainWindow(QMainWindow):
         self._store = store
         self._config = config
         self._settings = settings
+        self._monitor = monitor
+        self._checker = checker
         self.close_hides: Callable[[], bool] = lambda: False
-        title = f"{APP_NAME} — Simulation (demo fleet)" if simulation else APP_NAME
-        self.setWindowTitle(title)
+        self.on_quit: Callable[[], None] = lambda: None
+        self.setWindowTitle(f"{APP_NAME} — Simulation (demo fleet)" if simulation else APP_NAME)
         self.setObjectName("MainWindow")
 
         self.model = FleetTableModel()
         self.table = self._build_table()
         self.getting_started = self._banner(GETTING_STARTED, "gettingStarted")
-        self.problem = self._banner(startup_problem or "", "problem")
-        self.problem.setVisible(bool(startup_problem))
         self.simulation = self._banner(SIMULATION, "simulation")
         self.simulation.setVisible(simulation)
-
+        self.problem = self._banner(startup_problem or "", "problem")
+        self.problem.setVisible(bool(startup_problem))
         central = QWidget()
         layout = QVBoxLayout(central)
-        layout.addWidget(self.simulation)
-        layout.addWidget(self.problem)
-        layout.addWidget(self.getting_started)
+        for widget in (self.simulation, self.problem, self.getting_started):
+            layout.addWidget(widget)
         layout.addWidget(self.table, 1)
         self.setCentralWidget(central)
-        if not simulation:
-            self._build_toolbar()
+        self.gpu_panel = GpuPanel()
+        self._build_dock()
+        self._build_toolbar(simulation)
         self.statusBar().showMessage(f"Config: {store.path}")
         self._show_config(config)
         self._restore_geometry()
+        self._ticker = QTimer(self)
+        self._ticker.timeout.connect(self._tick)
+        self._ticker.start(2000)
 
     def _build_table(self) -> QTableView:
+        proxy = QSortFilterProxyModel(self)
+        proxy.setSourceModel(self.model)
+        proxy.setSortRole(SORT_ROLE)
         table = QTableView()
         table.setObjectName("fleetTable")
-        table.setModel(self.model)
+        table.setModel(proxy)
+        table.setSortingEnabled(True)
+        table.sortByColumn(-1, Qt.SortOrder.AscendingOrder)  # config order until a header click
         table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         table.setAlternatingRowColors(True)
         table.verticalHeader().hide()
+        table.setItemDelegateForColumn(Column.STATUS, StatusLightDelegate(table))
+        table.setItemDelegateForColumn(Column.VRAM, VramBarDelegate(table))
         header = table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(Column.DETAIL, QHeaderView.ResizeMode.Stretch)
+        header.setMinimumSectionSize(28)
+        header.setSectionResizeMode(Column.VRAM, QHeaderView.ResizeMode.Fixed)
+        header.resizeSection(Column.VRAM, 190)
+        table.doubleClicked.connect(lambda _: self._edit_worker())
         return table
 
     def _banner(self, html: str, name: str) -> QFrame:
@@ -112,20 +136,98 @@ class MainWindow(QMainWindow):
         QVBoxLayout(frame).addWidget(label)
         return frame
 
-    def _build_toolbar(self) -> None:
+    def _build_dock(self) -> None:
+        dock = QDockWidget("GPUs", self)
+        dock.setObjectName("gpuDock")
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(self.gpu_panel)
+        scroll.setMinimumWidth(300)
+        dock.setWidget(scroll)
+        self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+
+    def _build_toolbar(self, simulation: bool) -> None:
         toolbar = QToolBar("Fleet")
         toolbar.setObjectName("fleetToolbar")
         toolbar.setMovable(False)
-        choose = QAction("Set ComfyUI folder…", self)
-        choose.triggered.connect(self._choose_comfyui)
-        toolbar.addAction(choose)
+        actions: list[tuple[str, Callable[[], None]]] = [
+            ("Add worker…", self._add_worker),
+            ("Edit…", self._edit_worker),
+            ("Remove", self._remove_worker),
+            ("Check now", lambda: self._monitor.probe_now()),
+        ]
+        if not simulation:
+            actions.insert(0, ("Set ComfyUI folder…", self._choose_comfyui))
+        for text, slot in actions:
+            action = QAction(text, self)
+            action.triggered.connect(slot)
+            toolbar.addAction(action)
         self.addToolBar(toolbar)
+
+    # live data
+
+    def show_health(self, healths: list[WorkerHealth]) -> None:
+        for health in healths:
+            self.model.update_health(health)
+
+    def show_gpus(self, snapshot: GpuSnapshot) -> None:
+        self.model.update_gpus(snapshot.gpus)
+        self.gpu_panel.add_gpu_snapshot(snapshot)
+
+    def _tick(self) -> None:
+        self.model.tick()
+        self.gpu_panel.sample_workers([row.health for row in self.model.rows()])
+
+    # config changes
 
     def _show_config(self, config: FleetConfig) -> None:
         self._config = config
-        self.model.set_rows(rows_from_config(config))
-        nothing_yet = not config.master.launched_by_app and not config.workers
-        self.getting_started.setVisible(nothing_yet)
+        rows = rows_from_config(config)
+        rows = [
+            dataclasses.replace(r, health=self._monitor.health(r.name) or r.health) for r in rows
+        ]
+        self.model.set_rows(rows)
+        self.getting_started.setVisible(not config.master.launched_by_app and not config.workers)
+
+    def apply_config(self, config: FleetConfig) -> bool:
+        try:
+            self._store.save(config)
+        except ComfyFleetError as exc:
+            QMessageBox.critical(self, APP_NAME, str(exc))
+            return False
+        self._monitor.set_targets(targets_from_config(config))
+        self._show_config(config)
+        return True
+
+    def selected_name(self) -> str | None:
+        rows = self.table.selectionModel().selectedRows()
+        if not rows:
+            return None
+        proxy = self.table.model()
+        assert isinstance(proxy, QSortFilterProxyModel)
+        return self.model.row(proxy.mapToSource(rows[0]).row()).name
+
+    def _add_worker(self) -> None:
+        dialog = WorkerDialog(self._config, self._checker)
+        if dialog.exec() and dialog.result_config is not None:
+            self.apply_config(dialog.result_config)
+
+    def _edit_worker(self) -> None:
+        worker = self._config.worker(self.selected_name() or "")
+        if worker is None:
+            return
+        dialog = WorkerDialog(self._config, self._checker, worker)
+        if dialog.exec() and dialog.result_config is not None:
+            self.apply_config(dialog.result_config)
+
+    def _remove_worker(self) -> None:
+        worker = self._config.worker(self.selected_name() or "")
+        if worker is None:
+            return
+        answer = QMessageBox.question(self, APP_NAME, f"Remove worker {worker.name}?")
+        if answer == QMessageBox.StandardButton.Yes:
+            workers = tuple(w for w in self._config.workers if w is not worker)
+            self.apply_config(dataclasses.replace(self._config, workers=workers))
 
     def _choose_comfyui(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Choose your ComfyUI folder")
@@ -137,22 +239,22 @@ class MainWindow(QMainWindow):
             )
             return
         master = dataclasses.replace(self._config.master, comfyui_dir=folder)
-        config = dataclasses.replace(self._config, master=master)
-        try:
-            self._store.save(config)
-        except ComfyFleetError as exc:
-            QMessageBox.critical(self, APP_NAME, str(exc))
-            return
-        self._show_config(config)
+        self.apply_config(dataclasses.replace(self._config, master=master))
+
+    # window state
 
     def _restore_geometry(self) -> None:
         geometry = self._settings.value("geometry")
         if isinstance(geometry, QByteArray) and self.restoreGeometry(geometry):
+            state = self._settings.value("state")
+            if isinstance(state, QByteArray):
+                self.restoreState(state)
             return
-        self.resize(960, 560)
+        self.resize(1440, 680)
 
     def save_geometry(self) -> None:
         self._settings.setValue("geometry", self.saveGeometry())
+        self._settings.setValue("state", self.saveState())
         self._settings.sync()
 
     def toggle_visible(self) -> None:
@@ -174,3 +276,4 @@ class MainWindow(QMainWindow):
             self.hide()
         else:
             event.accept()
+            self.on_quit()

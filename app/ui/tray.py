@@ -1,26 +1,69 @@
-"""The system tray launcher; its menu is rebuilt from live state each time it opens."""
+"""The system tray launcher: fleet health at a glance; the menu is rebuilt each time it opens."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from enum import StrEnum
 
-from PySide6.QtGui import QIcon
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon, QWidget
 
 from app import APP_NAME
+from app.core.health import WorkerHealth, WorkerState
+from app.ui.icons import status_icon
+
+UP = (WorkerState.ONLINE, WorkerState.BUSY)
+
+
+class FleetHealth(StrEnum):
+    GOOD = "all good"
+    DEGRADED = "some down"
+    ERROR = "error"
+    UNKNOWN = "checking"
+
+
+COLORS = {
+    FleetHealth.GOOD: "#34a853",
+    FleetHealth.DEGRADED: "#f9ab00",
+    FleetHealth.ERROR: "#d93025",
+    FleetHealth.UNKNOWN: "#9aa0a6",
+}
+
+
+def fleet_health(healths: Iterable[WorkerHealth]) -> tuple[FleetHealth, str]:
+    """Error when the master or every instance is down; degraded when some are."""
+    enabled = [h for h in healths if h.state is not WorkerState.DISABLED]
+    if not enabled:
+        return FleetHealth.UNKNOWN, "no workers"
+    online = sum(h.state in UP for h in enabled)
+    summary = f"{online}/{len(enabled)} workers online"
+    if all(h.state is WorkerState.STARTING for h in enabled):
+        return FleetHealth.UNKNOWN, "checking the fleet…"
+    master = next((h for h in enabled if h.kind == "master"), None)
+    if online == 0 or (master is not None and master.state not in UP):
+        return FleetHealth.ERROR, summary
+    return (FleetHealth.GOOD if online == len(enabled) else FleetHealth.DEGRADED), summary
 
 
 class FleetTray(QSystemTrayIcon):
-    def __init__(self, icon: QIcon, window: QWidget, quit_app: Callable[[], None]) -> None:
-        super().__init__(icon)
+    def __init__(self, window: QWidget, quit_app: Callable[[], None]) -> None:
+        super().__init__(status_icon(QColor(COLORS[FleetHealth.UNKNOWN])))
         self._window = window
         self._quit_app = quit_app
+        self.health = FleetHealth.UNKNOWN
         self.setToolTip(APP_NAME)
         self.menu = QMenu()
         self.menu.aboutToShow.connect(self._rebuild_menu)
         self.setContextMenu(self.menu)
         self.activated.connect(self._on_activated)
         self._rebuild_menu()
+
+    def show_health(self, healths: Iterable[WorkerHealth]) -> None:
+        health, summary = fleet_health(healths)
+        self.setToolTip(f"{APP_NAME}: {summary}")
+        if health is not self.health:
+            self.health = health
+            self.setIcon(status_icon(QColor(COLORS[health])))
 
     def _rebuild_menu(self) -> None:
         self.menu.clear()

@@ -1,17 +1,25 @@
-"""The fleet table: a QAbstractTableModel fed by snapshots, repainting only changed rows."""
+"""The fleet table: a QAbstractTableModel fed by snapshots, repainting only what changed."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from enum import IntEnum
 
 from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
-from PySide6.QtGui import QBrush, QColor
+from PySide6.QtGui import QColor
 
 from app.core.config import FleetConfig, WorkerKind
-from app.core.net import base_url, join_args
+from app.core.health import WorkerHealth, WorkerState
+from app.core.net import join_args
+from app.services.gpus import GpuReading
+from app.services.monitor import initial_health, targets_from_config
 
 Index = QModelIndex | QPersistentModelIndex
+SORT_ROLE = Qt.ItemDataRole.UserRole + 1
+VRAM_ROLE = Qt.ItemDataRole.UserRole + 2  # (used, total) for the bar delegate
+STATUS_COLOR_ROLE = Qt.ItemDataRole.UserRole + 3
 
 
 class Column(IntEnum):
@@ -19,8 +27,13 @@ class Column(IntEnum):
     NAME = 1
     TYPE = 2
     ADDRESS = 3
-    GPU = 4
-    DETAIL = 5
+    DEVICE = 4
+    VRAM = 5
+    UTIL = 6
+    QUEUE = 7
+    LATENCY = 8
+    UPTIME = 9
+    DETAIL = 10
 
 
 HEADERS = {
@@ -28,21 +41,37 @@ HEADERS = {
     Column.NAME: "Name",
     Column.TYPE: "Type",
     Column.ADDRESS: "Address",
-    Column.GPU: "GPU",
+    Column.DEVICE: "GPU / device",
+    Column.VRAM: "VRAM",
+    Column.UTIL: "Util",
+    Column.QUEUE: "Queue",
+    Column.LATENCY: "Latency",
+    Column.UPTIME: "Uptime",
     Column.DETAIL: "State",
+}
+STATE_COLORS = {
+    WorkerState.ONLINE: "#34a853",
+    WorkerState.BUSY: "#1a73e8",
+    WorkerState.OFFLINE: "#d93025",
+    WorkerState.CRASHED: "#d93025",
+    WorkerState.STARTING: "#f9ab00",
+    WorkerState.STOPPED: "#9aa0a6",
+    WorkerState.DISABLED: "#dadce0",
 }
 
 
 @dataclass(frozen=True)
 class FleetRow:
-    key: str
     name: str
     kind: str
-    address: str
-    gpu: str
-    state: str
-    tooltip: str
-    enabled: bool = True
+    gpu: str | None  # the configured GPU of a local instance
+    detail: str  # what the tooltip says about the configuration
+    health: WorkerHealth
+    local_gpu: GpuReading | None = None
+
+    @property
+    def key(self) -> str:
+        return self.name
 
 
 def rows_from_config(config: FleetConfig) -> list[FleetRow]:
@@ -50,41 +79,121 @@ def rows_from_config(config: FleetConfig) -> list[FleetRow]:
     launch = (
         f"launched from {master.comfyui_dir}"
         if master.launched_by_app
-        else "already running elsewhere; ComfyFleet connects to it"
+        else "already running; ComfyFleet connects to it"
     )
-    rows = [
-        FleetRow(
-            key="master",
-            name="master",
-            kind="Master",
-            address=base_url(master.host, master.port),
-            gpu=master.gpu or ("auto" if master.launched_by_app else "—"),
-            state="not checked yet",
-            tooltip=f"The ComfyUI master, {launch}",
-        )
-    ]
-    for worker in config.workers:
-        local = worker.kind is WorkerKind.LOCAL
+    rows = []
+    for target in targets_from_config(config):
+        if target.kind == "master":
+            rows.append(
+                FleetRow(
+                    "master", "Master", master.gpu, f"The master, {launch}", initial_health(target)
+                )
+            )
+            continue
+        worker = config.worker(target.name)
+        assert worker is not None
         extra = f"\nExtra args: {join_args(worker.extra_args)}" if worker.extra_args else ""
+        local = worker.kind is WorkerKind.LOCAL
         rows.append(
             FleetRow(
-                key=f"worker:{worker.name}",
-                name=worker.name,
-                kind=worker.kind.value.capitalize(),
-                address=base_url(worker.host, worker.port, worker.kind is WorkerKind.CLOUD),
-                gpu=(worker.gpu or "auto") if local else "—",
-                state="not checked yet" if worker.enabled else "disabled",
-                tooltip=f"{worker.kind.value.capitalize()} worker {worker.name}{extra}",
-                enabled=worker.enabled,
+                worker.name,
+                worker.kind.value.capitalize(),
+                (worker.gpu or "auto") if local else None,
+                f"{worker.kind.value.capitalize()} worker {worker.name}{extra}",
+                initial_health(target),
             )
         )
     return rows
 
 
+def _gib(value: int) -> str:
+    return f"{value / 1024**3:.1f}"
+
+
+def _uptime(since: float | None, now: float) -> str:
+    if since is None:
+        return "—"
+    seconds = int(now - since)
+    if seconds < 3600:
+        return f"{seconds // 60}m {seconds % 60:02d}s"
+    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+
+
+def display(row: FleetRow, column: Column, now: float) -> str:
+    h = row.health
+    match column:
+        case Column.NAME:
+            return row.name
+        case Column.TYPE:
+            return row.kind
+        case Column.ADDRESS:
+            return h.url
+        case Column.DEVICE:
+            device = (h.device or "").removeprefix("cuda:0 ").removesuffix(" : cudaMallocAsync")
+            pinned = f"GPU {row.gpu}" if row.gpu else ""
+            return " · ".join(p for p in (pinned, device) if p) or "—"
+        case Column.VRAM:
+            if h.vram_total and h.vram_used is not None:
+                return f"{_gib(h.vram_used)}/{_gib(h.vram_total)} GiB"
+            return "—"
+        case Column.UTIL:
+            util = row.local_gpu.utilization if row.local_gpu else None
+            return "n/a" if util is None else f"{util}%"
+        case Column.QUEUE:
+            return "—" if h.queue_remaining is None else str(h.queue_remaining)
+        case Column.LATENCY:
+            return "—" if h.latency_ms is None else f"{h.latency_ms:.0f} ms"
+        case Column.UPTIME:
+            return _uptime(h.online_since, now)
+        case Column.DETAIL:
+            crash = f" — last crash: {h.last_crash}" if h.last_crash else ""
+            return f"{h.state.value}: {h.error}{crash}" if h.error else f"{h.state.value}{crash}"
+    return ""
+
+
+def sort_value(row: FleetRow, column: Column) -> object:
+    h = row.health
+    numeric = {
+        Column.VRAM: h.vram_used,
+        Column.QUEUE: h.queue_remaining,
+        Column.LATENCY: h.latency_ms,
+        Column.UPTIME: -(h.online_since or time.time()),
+        Column.UTIL: row.local_gpu.utilization if row.local_gpu else None,
+        Column.STATUS: list(STATE_COLORS).index(h.state),
+    }
+    if column in numeric:
+        value = numeric[column]
+        return -1.0 if value is None else float(value)
+    return display(row, column, 0).casefold()
+
+
+def tooltip(row: FleetRow) -> str:
+    h = row.health
+    lines = [row.detail, f"{h.url} — {h.state.value}"]
+    if h.comfyui_version:
+        lines.append(f"ComfyUI {h.comfyui_version} on {h.device}")
+    if h.vram_total and h.vram_free is not None:
+        used = h.vram_total - h.vram_free
+        lines.append(
+            f"VRAM {_gib(used)} of {_gib(h.vram_total)} GiB used ({100 * used / h.vram_total:.0f}%)"
+        )
+    if row.local_gpu is not None:
+        g = row.local_gpu
+        temp = "n/a" if g.temperature is None else f"{g.temperature} °C"
+        power = "n/a" if g.power_w is None else f"{g.power_w:.0f} W"
+        lines.append(f"{g.name} ({g.pci_bus_id}): {temp}, {power}")
+    if h.pid:
+        lines.append(f"PID {h.pid}, {h.restarts} restart(s)")
+    if h.error:
+        lines.append(h.error)
+    return "\n".join(lines)
+
+
 class FleetTableModel(QAbstractTableModel):
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
         super().__init__()
         self._rows: list[FleetRow] = []
+        self._clock = clock
 
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
         return 0 if parent.isValid() else len(self._rows)
@@ -94,6 +203,9 @@ class FleetTableModel(QAbstractTableModel):
 
     def row(self, index: int) -> FleetRow:
         return self._rows[index]
+
+    def rows(self) -> list[FleetRow]:
+        return list(self._rows)
 
     def headerData(
         self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
@@ -105,24 +217,24 @@ class FleetTableModel(QAbstractTableModel):
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> object:
         if not index.isValid():
             return None
-        row = self._rows[index.row()]
-        column = Column(index.column())
-        if role == Qt.ItemDataRole.DisplayRole:
-            return {
-                Column.STATUS: "",
-                Column.NAME: row.name,
-                Column.TYPE: row.kind,
-                Column.ADDRESS: row.address,
-                Column.GPU: row.gpu,
-                Column.DETAIL: row.state,
-            }[column]
+        row, column = self._rows[index.row()], Column(index.column())
+        if role == Qt.ItemDataRole.DisplayRole and column is not Column.STATUS:
+            return display(row, column, self._now())
         if role == Qt.ItemDataRole.ToolTipRole:
-            return row.tooltip
-        if role == Qt.ItemDataRole.DecorationRole and column is Column.STATUS:
-            return QColor("#9aa0a6") if row.enabled else QColor("#d0d3d6")
-        if role == Qt.ItemDataRole.ForegroundRole and not row.enabled:
-            return QBrush(QColor("#80868b"))
+            return tooltip(row)
+        if role == SORT_ROLE:
+            return sort_value(row, column)
+        if role == VRAM_ROLE and column is Column.VRAM:
+            h = row.health
+            return (h.vram_used, h.vram_total) if h.vram_total else None
+        if role == STATUS_COLOR_ROLE and column is Column.STATUS:
+            return QColor(STATE_COLORS[row.health.state])
+        if role == Qt.ItemDataRole.ForegroundRole and row.health.state is WorkerState.DISABLED:
+            return QColor("#80868b")
         return None
+
+    def _now(self) -> float:
+        return self._clock()
 
     def set_rows(self, rows: list[FleetRow]) -> None:
         """Apply a snapshot: same keys in the same order repaint only the rows that changed."""
@@ -133,6 +245,39 @@ class FleetTableModel(QAbstractTableModel):
             return
         for number, (old, new) in enumerate(zip(self._rows, rows, strict=True)):
             if old != new:
-                self._rows[number] = new
-                last = self.columnCount() - 1
-                self.dataChanged.emit(self.index(number, 0), self.index(number, last))
+                self._replace(number, new)
+
+    def update_health(self, health: WorkerHealth) -> None:
+        for number, row in enumerate(self._rows):
+            if row.name == health.name and row.health != health:
+                self._replace(number, replace(row, health=health))
+
+    def update_gpus(self, gpus: tuple[GpuReading, ...]) -> None:
+        for number, row in enumerate(self._rows):
+            reading = _match_gpu(row, gpus)
+            if reading != row.local_gpu:
+                self._replace(number, replace(row, local_gpu=reading))
+
+    def tick(self) -> None:
+        """Uptime moves on: repaint that column only, for rows that are up."""
+        for number, row in enumerate(self._rows):
+            if row.health.online_since is not None:
+                cell = self.index(number, Column.UPTIME)
+                self.dataChanged.emit(cell, cell, [Qt.ItemDataRole.DisplayRole])
+
+    def _replace(self, number: int, row: FleetRow) -> None:
+        self._rows[number] = row
+        self.dataChanged.emit(self.index(number, 0), self.index(number, len(Column) - 1))
+
+
+def _match_gpu(row: FleetRow, gpus: tuple[GpuReading, ...]) -> GpuReading | None:
+    """A local instance's GPU: by UUID or index; the master's 'auto' means GPU 0."""
+    if row.kind not in ("Master", "Local") or not gpus:
+        return None
+    if row.health.device and row.health.device.startswith("cpu"):
+        return None
+    wanted = row.gpu or "auto"
+    for gpu in gpus:
+        if wanted in (gpu.uuid, str(gpu.index)) or (wanted == "auto" and gpu.index == 0):
+            return gpu
+    return None

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from app.services.gpus import GpuReader  # noqa: E402
+from app.services.gpus import GpuReader
 
 HOLDER = """
 import sys, time, torch
@@ -41,8 +41,9 @@ def main() -> int:
         return 1
     gpu = idle.gpus[0]
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": gpu.uuid, "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER, "2048"], env=env,
-                              stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, "2048"], env=env, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout is not None
         print("holder:", holder.stdout.readline().strip(), "pid", holder.pid)
@@ -55,11 +56,19 @@ def main() -> int:
         print(f"read() p50 {sorted(timings)[10]:.2f} ms, max {max(timings):.2f} ms (20 reads)")
         print("reader idle:", json.dumps([g.as_json() for g in idle.gpus], indent=1))
         print("reader busy:", json.dumps([g.as_json() for g in busy.gpus], indent=1))
-        print("nvidia-smi gpu:", smi("--query-gpu=index,uuid,name,pci.bus_id,memory.total,"
-                                      "memory.used,memory.free,utilization.gpu,temperature.gpu,"
-                                      "power.draw,power.limit", "--format=csv,noheader,nounits"))
-        print("nvidia-smi apps:", smi("--query-compute-apps=pid,used_memory",
-                                       "--format=csv,noheader,nounits"))
+        print(
+            "nvidia-smi gpu:",
+            smi(
+                "--query-gpu=index,uuid,name,pci.bus_id,memory.total,"
+                "memory.used,memory.free,utilization.gpu,temperature.gpu,"
+                "power.draw,power.limit",
+                "--format=csv,noheader,nounits",
+            ),
+        )
+        print(
+            "nvidia-smi apps:",
+            smi("--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"),
+        )
         mine = [p for g in busy.gpus for p in g.processes if p.owner == "holder"]
         print("holder attributed by PID:", [(p.pid, p.used_memory) for p in mine])
     finally:
@@ -67,8 +76,10 @@ def main() -> int:
         holder.wait()
     time.sleep(0.5)
     after = reader.read({holder.pid: "holder"})
-    print("after kill, holder still listed:",
-          any(p.pid == holder.pid for g in after.gpus for p in g.processes))
+    print(
+        "after kill, holder still listed:",
+        any(p.pid == holder.pid for g in after.gpus for p in g.processes),
+    )
     reader.close()
     return 0
 

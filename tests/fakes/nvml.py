@@ -100,8 +100,10 @@ class FakeNvml:
 
     def nvmlDeviceGetComputeRunningProcesses(self, handle: dict[str, Any]) -> list[Any]:
         self._check("processes")
-        return [SimpleNamespace(pid=p["pid"], usedGpuMemory=p["usedGpuMemory"])
-                for p in handle["compute_processes"]]
+        return [
+            SimpleNamespace(pid=p["pid"], usedGpuMemory=p["usedGpuMemory"])
+            for p in handle["compute_processes"]
+        ]
 
 
 def recording_path(run: str) -> Path:

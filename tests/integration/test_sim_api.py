@@ -209,7 +209,7 @@ async def test_vram_drops_while_running_and_after_load_rises_on_free(
         "vram",
         args=[
             "--sim-time-scale",
-            "10",
+            "2",
             "--sim-vram-gb",
             "48",
             "--sim-device",

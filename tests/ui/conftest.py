@@ -36,3 +36,15 @@ def app_paths(tmp_path: Path) -> AppPaths:
 def saved_paths(app_paths: AppPaths, fleet_config: FleetConfig) -> AppPaths:
     ConfigStore(app_paths.config_file).save(fleet_config)
     return app_paths
+
+
+def pytest_asyncio_loop_factories(config: object, item: object) -> dict[str, object]:
+    """Async UI tests run on qasync's loop, as the app does (REFERENCE §6)."""
+    import qasync
+    from PySide6.QtWidgets import QApplication
+
+    def factory() -> object:
+        app = QApplication.instance() or QApplication([])
+        return qasync.QEventLoop(app)
+
+    return {"qasync": factory}

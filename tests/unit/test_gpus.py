@@ -22,7 +22,9 @@ def test_reads_the_recorded_h200_with_owned_processes() -> None:
     assert (gpu.utilization, gpu.temperature) == (0, 38)
     assert (gpu.power_w, gpu.power_limit_w) == (120.939, 700.0)
     assert [(p.pid, p.used_memory, p.owner) for p in gpu.processes] == [
-        (693, 543162368, "master"), (785, 543162368, "worker1")]
+        (693, 543162368, "master"),
+        (785, 543162368, "worker1"),
+    ]
 
 
 def test_process_memory_follows_the_jobs() -> None:
@@ -33,14 +35,19 @@ def test_process_memory_follows_the_jobs() -> None:
     assert exited.processes == () and exited.memory_used == 0
 
 
-@pytest.mark.parametrize("metric", ["utilization", "temperature", "power", "power_limit",
-                                    "processes"])
+@pytest.mark.parametrize(
+    "metric", ["utilization", "temperature", "power", "power_limit", "processes"]
+)
 def test_an_unsupported_metric_reads_na_not_a_broken_row(metric: str) -> None:
     reader = GpuReader(FakeNvml.recorded("gpu-h200", "t1_both_idle", unsupported={metric}))
     (gpu,) = reader.read().gpus
-    values = {"utilization": gpu.utilization, "temperature": gpu.temperature,
-              "power": gpu.power_w, "power_limit": gpu.power_limit_w,
-              "processes": gpu.processes or None}
+    values = {
+        "utilization": gpu.utilization,
+        "temperature": gpu.temperature,
+        "power": gpu.power_w,
+        "power_limit": gpu.power_limit_w,
+        "processes": gpu.processes or None,
+    }
     assert values[metric] is None
     assert gpu.name == "NVIDIA H200" and gpu.memory_total > 0
 
@@ -68,8 +75,9 @@ def test_lost_gpu_is_reported_not_raised() -> None:
 
 
 def test_monitor_reads_in_a_thread_and_keeps_history() -> None:
-    monitor = GpuMonitor(GpuReader(FakeNvml.recorded("gpu-h200", "t2_after_jobs")),
-                         interval_s=1.0, keep_s=3.0)
+    monitor = GpuMonitor(
+        GpuReader(FakeNvml.recorded("gpu-h200", "t2_after_jobs")), interval_s=1.0, keep_s=3.0
+    )
     seen = []
     monitor.subscribe(seen.append)
 

@@ -1,0 +1,125 @@
+"""Headless fleet commands: status (and, with the supervisor, up/down/logs)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+import time
+from typing import Any
+
+from app.core.config import FleetConfig
+from app.core.health import ProbeSchedule, WorkerHealth, WorkerState
+from app.services.comfy_client import ComfyClient
+from app.services.gpus import GpuReader, GpuSnapshot
+from app.services.monitor import FleetMonitor, targets_from_config
+
+
+def add_status_command(commands: Any) -> None:
+    status = commands.add_parser("status", help="live health of the master and every worker")
+    status.add_argument("--json", action="store_true", help="print one JSON object")
+    status.add_argument("--watch", action="store_true", help="keep watching; print changes")
+
+
+def status_command(args: argparse.Namespace, config: FleetConfig) -> int:
+    if args.watch:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(_watch(config, args.json))
+        return 0
+    healths, gpus = asyncio.run(_probe_once(config))
+    if args.json:
+        print(json.dumps(status_json(healths, gpus), indent=2))
+    else:
+        print(format_table(healths, gpus))
+    return 0
+
+
+async def _probe_once(config: FleetConfig) -> tuple[list[WorkerHealth], GpuSnapshot]:
+    client = ComfyClient()
+    reader = GpuReader()
+    try:
+        gpus = asyncio.to_thread(reader.read)
+        healths = FleetMonitor(client).probe_all_once(targets_from_config(config))
+        return await healths, await gpus
+    finally:
+        await client.close()
+        reader.close()
+
+
+def status_json(healths: list[WorkerHealth], gpus: GpuSnapshot) -> dict[str, Any]:
+    return {
+        "master": healths[0].as_json(),
+        "workers": [h.as_json() for h in healths[1:]],
+        "gpus": [g.as_json() for g in gpus.gpus],
+        "gpu_error": gpus.error,
+    }
+
+
+def _gib(value: int | None) -> str:
+    return "—" if value is None else f"{value / 1024**3:.1f}"
+
+
+def format_row(health: WorkerHealth) -> str:
+    vram = "—"
+    if health.vram_total:
+        vram = f"{_gib(health.vram_used)}/{_gib(health.vram_total)} GiB"
+    latency = "—" if health.latency_ms is None else f"{health.latency_ms:.0f} ms"
+    queue = "—" if health.queue_remaining is None else str(health.queue_remaining)
+    line = (
+        f"{health.name:<20} {health.kind:<7} {health.state.value:<9} {vram:>17} "
+        f"q={queue:<3} {latency:>7}  {health.url}"
+    )
+    return f"{line}\n{'':<20} ↳ {health.error}" if health.error else line
+
+
+def format_table(healths: list[WorkerHealth], gpus: GpuSnapshot) -> str:
+    online = sum(h.state in (WorkerState.ONLINE, WorkerState.BUSY) for h in healths)
+    enabled = sum(h.state is not WorkerState.DISABLED for h in healths)
+    lines = [f"{online}/{enabled} online"] + [format_row(h) for h in healths]
+    if gpus.error:
+        lines.append(gpus.error)
+    for gpu in gpus.gpus:
+        util = "n/a" if gpu.utilization is None else f"{gpu.utilization}%"
+        lines.append(
+            f"GPU {gpu.index} {gpu.name}: {_gib(gpu.memory_used)}/"
+            f"{_gib(gpu.memory_total)} GiB, {util}"
+        )
+    return "\n".join(lines)
+
+
+async def _watch(config: FleetConfig, as_json: bool) -> None:
+    client = ComfyClient()
+    settings = config.app
+    monitor = FleetMonitor(
+        client,
+        ProbeSchedule(
+            settings.poll_interval_s, settings.busy_poll_interval_s, settings.offline_backoff_max_s
+        ),
+    )
+    last: dict[str, WorkerState] = {}
+
+    def changed(health: WorkerHealth) -> None:
+        if last.get(health.name) is health.state:
+            return
+        before = last.get(health.name)
+        last[health.name] = health.state
+        if as_json:
+            print(json.dumps({"time": time.time(), **health.as_json()}), flush=True)
+            return
+        arrow = f"{before.value} → " if before else ""
+        reason = f" ({health.error})" if health.error else ""
+        print(
+            f"{time.strftime('%H:%M:%S')} {health.name}: {arrow}{health.state.value}{reason}",
+            flush=True,
+        )
+
+    monitor.subscribe(changed)
+    monitor.set_targets(targets_from_config(config))
+    try:
+        await asyncio.Event().wait()
+    finally:
+        await monitor.stop()
+        await client.close()
+        sys.stdout.flush()

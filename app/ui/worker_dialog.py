@@ -1,0 +1,191 @@
+"""Add or edit a worker: one dialog for Local, Remote and Cloud, with Test connection."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable
+
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+)
+
+from app.core.config import (
+    CLOUD_PORT,
+    FleetConfig,
+    WorkerConfig,
+    WorkerKind,
+    validate_config,
+)
+from app.core.errors import ConfigError
+from app.core.net import base_url, join_args, parse_cloud_address, split_args
+
+Checker = Callable[[str], Awaitable[str]]
+HOST_HINTS = {
+    WorkerKind.LOCAL: "127.0.0.1 (this machine)",
+    WorkerKind.REMOTE: "LAN host name or IP, e.g. 192.168.1.20",
+    WorkerKind.CLOUD: "host, https URL, or a Runpod pod id",
+}
+
+
+class WorkerDialog(QDialog):
+    def __init__(
+        self, config: FleetConfig, checker: Checker, worker: WorkerConfig | None = None
+    ) -> None:
+        super().__init__()
+        self.setWindowTitle("Edit worker" if worker else "Add worker")
+        self._config = config
+        self._checker = checker
+        self._original = worker
+        self._task: asyncio.Task[None] | None = None
+        self.result_worker: WorkerConfig | None = None
+        self.result_config: FleetConfig | None = None
+
+        self.kind = QComboBox()
+        for kind in WorkerKind:
+            self.kind.addItem(kind.value.capitalize())
+        self.name = QLineEdit()
+        self.host = QLineEdit()
+        self.port = QSpinBox()
+        self.port.setRange(1, 65535)
+        self.gpu = QLineEdit()
+        self.gpu.setPlaceholderText("index, GPU-… UUID, or cpu")
+        self.extra_args = QLineEdit()
+        self.enabled = QCheckBox("Enabled")
+        self.enabled.setChecked(True)
+        self.report = QLabel()
+        self.report.setWordWrap(True)
+        self.report.setObjectName("connectionReport")
+        self.test_button = QPushButton("Test connection")
+        self.test_button.clicked.connect(self._test)
+
+        form = QFormLayout()
+        for label, widget in (
+            ("Type", self.kind),
+            ("Name", self.name),
+            ("Host", self.host),
+            ("Port", self.port),
+            ("GPU", self.gpu),
+            ("Extra args", self.extra_args),
+            ("", self.enabled),
+        ):
+            form.addRow(label, widget)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.test_button)
+        layout.addWidget(self.report)
+        layout.addWidget(buttons)
+
+        self.kind.currentIndexChanged.connect(self._kind_changed)
+        self.host.editingFinished.connect(self._normalise_host)
+        self._load(worker)
+
+    def _load(self, worker: WorkerConfig | None) -> None:
+        if worker is None:
+            self.port.setValue(self._config.next_free_local_port())
+            self._kind_changed()
+            return
+        self.kind.setCurrentIndex(list(WorkerKind).index(worker.kind))
+        self.name.setText(worker.name)
+        self.host.setText(worker.host)
+        self.port.setValue(worker.port)
+        self.gpu.setText(worker.gpu or "")
+        self.extra_args.setText(join_args(worker.extra_args))
+        self.enabled.setChecked(worker.enabled)
+        self._kind_changed()
+
+    def selected_kind(self) -> WorkerKind:
+        return list(WorkerKind)[self.kind.currentIndex()]
+
+    def _kind_changed(self) -> None:
+        kind = self.selected_kind()
+        local = kind is WorkerKind.LOCAL
+        self.host.setPlaceholderText(HOST_HINTS[kind])
+        self.gpu.setEnabled(local)
+        self.extra_args.setEnabled(local)
+        if local:
+            self.host.setText("127.0.0.1")
+        elif self.host.text() == "127.0.0.1" and kind is WorkerKind.CLOUD:
+            self.host.clear()
+        if kind is WorkerKind.CLOUD:
+            self.port.setValue(CLOUD_PORT)
+        elif self.port.value() == CLOUD_PORT:
+            self.port.setValue(8188)
+
+    def _normalise_host(self) -> None:
+        """A pasted Runpod pod id or proxy URL becomes the right host and port."""
+        text = self.host.text().strip()
+        if self.selected_kind() is WorkerKind.CLOUD and text:
+            try:
+                host, port = parse_cloud_address(text)
+            except ConfigError as exc:
+                self.report.setText(f"✘ {exc}")
+                return
+            self.host.setText(host)
+            self.port.setValue(port)
+
+    def build(self) -> WorkerConfig:
+        """The worker as entered; raises ConfigError naming the bad field."""
+        self._normalise_host()
+        kind = self.selected_kind()
+        local = kind is WorkerKind.LOCAL
+        base = self._original or WorkerConfig(self.name.text().strip(), kind)
+        return dataclasses.replace(
+            base,
+            name=self.name.text().strip(),
+            kind=kind,
+            host=self.host.text().strip(),
+            port=self.port.value(),
+            gpu=(self.gpu.text().strip() or None) if local else None,
+            extra_args=split_args(self.extra_args.text(), "extra args") if local else (),
+            enabled=self.enabled.isChecked(),
+        )
+
+    def config_with_worker(self) -> tuple[FleetConfig, WorkerConfig]:
+        worker = self.build()
+        if self._original is None:
+            workers = (*self._config.workers, worker)
+        else:
+            workers = tuple(worker if w is self._original else w for w in self._config.workers)
+        config = dataclasses.replace(self._config, workers=workers)
+        validate_config(config)
+        return config, worker
+
+    def accept(self) -> None:
+        try:
+            self.result_config, self.result_worker = self.config_with_worker()
+        except ConfigError as exc:
+            self.report.setText(f"✘ {exc}")
+            return
+        super().accept()
+
+    def _test(self) -> None:
+        try:
+            worker = self.build()
+        except ConfigError as exc:
+            self.report.setText(f"✘ {exc}")
+            return
+        url = base_url(worker.host, worker.port, worker.kind is WorkerKind.CLOUD)
+        self.report.setText(f"Testing {url}…")
+        self.test_button.setEnabled(False)
+        self._task = asyncio.ensure_future(self._run_test(url))
+
+    async def _run_test(self, url: str) -> None:
+        try:
+            self.report.setText(await self._checker(url))
+        finally:
+            self.test_button.setEnabled(True)

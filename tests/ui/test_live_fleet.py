@@ -1,0 +1,187 @@
+"""The real window, real services, simulated workers: the table and the tray tell the truth."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import QSortFilterProxyModel, Qt
+from PySide6.QtWidgets import QApplication
+
+from app.core.config import AppSettings, FleetConfig, MasterConfig, WorkerConfig, WorkerKind
+from app.core.health import WorkerState
+from app.services.gpus import GpuReader
+from app.services.paths import resolve_paths
+from app.services.storage import ConfigStore
+from app.sim.fleet import SimInstance, free_port, start_sim
+from app.ui.application import DesktopApp
+from app.ui.tray import FleetHealth, fleet_health
+from app.ui.worker_dialog import WorkerDialog
+from app.ui.worker_table import Column
+from tests.fakes.nvml import FakeNvml
+
+
+@pytest.fixture
+def sims(tmp_path: Path) -> Iterator[Callable[..., SimInstance]]:
+    started: list[SimInstance] = []
+
+    def start(name: str, **kwargs: object) -> SimInstance:
+        instance = start_sim(tmp_path / name, **kwargs)  # type: ignore[arg-type]
+        started.append(instance)
+        return instance
+
+    yield start
+    for instance in started:
+        instance.stop()
+
+
+async def until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+def cell(app: DesktopApp, name: str, column: Column) -> str:
+    model = app.window.model
+    number = next(i for i, r in enumerate(model.rows()) if r.name == name)
+    return str(model.data(model.index(number, column)))
+
+
+@pytest.mark.asyncio
+async def test_live_table_and_tray_follow_the_fleet(
+    qapp: QApplication,
+    sims: Callable[..., SimInstance],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from PySide6.QtWidgets import QSystemTrayIcon
+
+    monkeypatch.setattr(QSystemTrayIcon, "isSystemTrayAvailable", staticmethod(lambda: True))
+    master = sims("master", args=["--sim-vram-gb", "24"])
+    big = sims("big", args=["--sim-vram-gb", "80", "--sim-device", "NVIDIA H100"])
+    config = FleetConfig(
+        master=MasterConfig(port=master.port, gpu="0"),
+        workers=(
+            WorkerConfig("big", WorkerKind.REMOTE, port=big.port),
+            WorkerConfig("gone", WorkerKind.REMOTE, port=free_port()),
+        ),
+        app=AppSettings(poll_interval_s=0.3, busy_poll_interval_s=0.2, offline_backoff_max_s=0.6),
+    )
+    paths = resolve_paths(tmp_path / "fleet.json")
+    ConfigStore(paths.config_file).save(config)
+    app = DesktopApp(
+        qapp,
+        paths,
+        ConfigStore(paths.config_file).load(),
+        gpu_reader=GpuReader(FakeNvml.recorded("gpu-h200", "t2_after_jobs")),
+    )
+    app.window.show()
+    await app.start()
+    try:
+        await until(
+            lambda: (
+                cell(app, "big", Column.DETAIL) == "online"
+                and cell(app, "gone", Column.DETAIL).startswith("offline")
+            )
+        )
+        assert cell(app, "big", Column.VRAM).endswith("/80.0 GiB")
+        assert "H100" in cell(app, "big", Column.DEVICE)
+        assert "connection refused" in cell(app, "gone", Column.DETAIL)
+        await until(lambda: cell(app, "master", Column.UTIL) != "n/a")
+        assert cell(app, "master", Column.UTIL) == "0%"  # NVML reading of GPU 0
+        assert cell(app, "big", Column.UTIL) == "n/a"  # remote: no NVML there
+        assert app.tray is not None
+        await until(lambda: app.tray is not None and app.tray.health is FleetHealth.DEGRADED)
+        assert app.tray.toolTip() == "ComfyFleet: 2/3 workers online"
+        assert list(app.window.gpu_panel.gpu_charts) == ["GPU-9664e333-53f7-c99e-3697-bff5cb199420"]
+        big.stop()
+        await until(lambda: cell(app, "big", Column.DETAIL).startswith("offline"), timeout=5)
+        await until(lambda: app.tray is not None and app.tray.health is FleetHealth.DEGRADED)
+        proxy = app.window.table.model()
+        assert isinstance(proxy, QSortFilterProxyModel)
+        app.window.table.sortByColumn(Column.NAME, Qt.SortOrder.DescendingOrder)
+        names = [proxy.index(r, Column.NAME).data() for r in range(proxy.rowCount())]
+        assert names == ["master", "gone", "big"]
+    finally:
+        await app.stop()
+        app.instance.close()
+        if app.tray:
+            app.tray.hide()
+        app.window.close_hides = lambda: False
+        app.window.close()
+
+
+def test_fleet_health_rules() -> None:
+    from app.core.health import WorkerHealth
+
+    def h(name: str, kind: str, state: WorkerState) -> WorkerHealth:
+        return WorkerHealth(name, kind, "http://x", state)
+
+    up, down = WorkerState.ONLINE, WorkerState.OFFLINE
+    assert fleet_health([h("master", "master", up), h("a", "local", up)]) == (
+        FleetHealth.GOOD,
+        "2/2 workers online",
+    )
+    assert (
+        fleet_health([h("master", "master", up), h("a", "local", down)])[0] is FleetHealth.DEGRADED
+    )
+    assert fleet_health([h("master", "master", down), h("a", "local", up)])[0] is FleetHealth.ERROR
+    assert fleet_health([h("master", "master", up), h("a", "r", WorkerState.DISABLED)]) == (
+        FleetHealth.GOOD,
+        "1/1 workers online",
+    )
+
+
+def test_worker_dialog_fills_runpod_host_and_validates(qapp: QApplication) -> None:
+    config = FleetConfig(workers=(WorkerConfig("gpu1", WorkerKind.LOCAL, port=8189),))
+
+    async def never(url: str) -> str:
+        raise AssertionError("not called")
+
+    dialog = WorkerDialog(config, never)
+    assert dialog.port.value() == 8190  # next free local port
+    dialog.kind.setCurrentIndex(2)  # Cloud
+    dialog.name.setText("pod")
+    dialog.host.setText("https://abcd1234efgh-8188.proxy.runpod.net/")
+    dialog.host.editingFinished.emit()
+    assert (dialog.host.text(), dialog.port.value()) == ("abcd1234efgh-8188.proxy.runpod.net", 443)
+    assert not dialog.gpu.isEnabled()
+    dialog.accept()
+    assert dialog.result_worker is not None and dialog.result_worker.kind is WorkerKind.CLOUD
+    again = WorkerDialog(config, never)
+    again.name.setText("gpu1")
+    again.accept()
+    assert "two workers are called 'gpu1'" in again.report.text()
+    assert again.result_worker is None
+
+
+@pytest.mark.asyncio
+async def test_dialog_test_connection_reports_what_it_found(
+    qapp: QApplication, sims: Callable[..., SimInstance]
+) -> None:
+    from app.services.comfy_client import ComfyClient, check_connection
+
+    worker = sims("w", args=["--sim-device", "NVIDIA RTX A6000", "--sim-vram-gb", "48"])
+    bare = sims("bare", args=["--sim-no-distributed"])
+    client = ComfyClient()
+    try:
+        dialog = WorkerDialog(FleetConfig(), lambda url: check_connection(client, url))
+        dialog.kind.setCurrentIndex(1)  # Remote
+        dialog.name.setText("lan")
+        dialog.host.setText("127.0.0.1")
+        reports = []
+        for port in (worker.port, bare.port, free_port()):
+            dialog.port.setValue(port)
+            dialog.test_button.click()
+            await until(lambda: dialog.test_button.isEnabled())
+            reports.append(dialog.report.text())
+    finally:
+        await client.close()
+    assert reports[0].startswith("✔ ComfyUI 0.3.64 on cuda:0 NVIDIA RTX A6000")
+    assert "ComfyUI-Distributed answers" in reports[0] and "48.0 GiB" in reports[0]
+    assert "NOT installed" in reports[1]
+    assert reports[2].startswith("✘") and "--listen" in reports[2]
