@@ -12,6 +12,7 @@ from app.core.health import WorkerHealth
 from app.services.gpus import GpuSnapshot
 
 POINTS = 300  # 10 minutes at the 2 s default
+MAX_WORKER_CHARTS = 16
 
 
 class Sparkline(QWidget):
@@ -67,6 +68,9 @@ class GpuPanel(QWidget):
         layout.addWidget(QLabel("<b>Workers' VRAM</b>"))
         self.remote = QVBoxLayout()
         layout.addLayout(self.remote)
+        self.more = QLabel()
+        self.more.hide()
+        layout.addWidget(self.more)
         layout.addStretch(1)
         self.gpu_charts: dict[str, tuple[Sparkline, Sparkline, Sparkline]] = {}
         self.worker_charts: dict[str, Sparkline] = {}
@@ -94,9 +98,11 @@ class GpuPanel(QWidget):
             temp.add(None if gpu.temperature is None else float(gpu.temperature))
 
     def sample_workers(self, healths: list[WorkerHealth]) -> None:
-        for health in healths:
-            if health.kind == "master":
-                continue
+        workers = [h for h in healths if h.kind != "master"]
+        shown = workers[:MAX_WORKER_CHARTS]
+        self.more.setVisible(len(workers) > len(shown))
+        self.more.setText(f"… and {len(workers) - len(shown)} more workers (see the table)")
+        for health in shown:
             chart = self.worker_charts.get(health.name)
             if chart is None:
                 chart = Sparkline(health.name, "%", 100, "#8430ce")

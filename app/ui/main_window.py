@@ -116,14 +116,22 @@ class MainWindow(QMainWindow):
         table.verticalHeader().hide()
         table.setItemDelegateForColumn(Column.STATUS, StatusLightDelegate(table))
         table.setItemDelegateForColumn(Column.VRAM, VramBarDelegate(table))
+        # Interactive widths, fitted once per config: ResizeToContents would measure every
+        # row on every update, which stalls the window with a few hundred workers.
         header = table.horizontalHeader()
-        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(Column.DETAIL, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        header.setStretchLastSection(True)
         header.setMinimumSectionSize(28)
-        header.setSectionResizeMode(Column.VRAM, QHeaderView.ResizeMode.Fixed)
-        header.resizeSection(Column.VRAM, 190)
+        table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         table.doubleClicked.connect(lambda _: self._edit_worker())
         return table
+
+    def _fit_columns(self) -> None:
+        self.table.resizeColumnsToContents()
+        self.table.setColumnWidth(Column.STATUS, 28)
+        self.table.setColumnWidth(Column.VRAM, 190)
+        for column in (Column.UTIL, Column.QUEUE, Column.LATENCY, Column.UPTIME):
+            self.table.setColumnWidth(column, max(self.table.columnWidth(column), 72))
 
     def _banner(self, html: str, name: str) -> QFrame:
         frame = QFrame()
@@ -187,6 +195,7 @@ class MainWindow(QMainWindow):
             dataclasses.replace(r, health=self._monitor.health(r.name) or r.health) for r in rows
         ]
         self.model.set_rows(rows)
+        self._fit_columns()
         self.getting_started.setVisible(not config.master.launched_by_app and not config.workers)
 
     def apply_config(self, config: FleetConfig) -> bool:

@@ -193,6 +193,7 @@ class FleetTableModel(QAbstractTableModel):
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         super().__init__()
         self._rows: list[FleetRow] = []
+        self._positions: dict[str, int] = {}
         self._clock = clock
 
     def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
@@ -241,6 +242,7 @@ class FleetTableModel(QAbstractTableModel):
         if [r.key for r in rows] != [r.key for r in self._rows]:
             self.beginResetModel()
             self._rows = list(rows)
+            self._positions = {row.name: number for number, row in enumerate(rows)}
             self.endResetModel()
             return
         for number, (old, new) in enumerate(zip(self._rows, rows, strict=True)):
@@ -248,9 +250,9 @@ class FleetTableModel(QAbstractTableModel):
                 self._replace(number, new)
 
     def update_health(self, health: WorkerHealth) -> None:
-        for number, row in enumerate(self._rows):
-            if row.name == health.name and row.health != health:
-                self._replace(number, replace(row, health=health))
+        number = self._positions.get(health.name)
+        if number is not None and self._rows[number].health != health:
+            self._replace(number, replace(self._rows[number], health=health))
 
     def update_gpus(self, gpus: tuple[GpuReading, ...]) -> None:
         for number, row in enumerate(self._rows):

@@ -1,0 +1,203 @@
+"""Benchmark: the monitor watching 200 simulated workers at 1 Hz, and time to notice a death.
+
+    python tests/benchmarks/bench_monitor.py [--workers 200] [--seconds 60] [--mode app|headless]
+
+Prints CPU use of this process (the app), event-loop lag p99 and RSS, against the targets
+(<= 5 % of one core, <= 20 ms, <= 200 MB), then the time from a remote worker's SIGKILL to
+"offline" at default settings (target <= 2.5 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from app.core.config import AppSettings, FleetConfig, MasterConfig, WorkerConfig, WorkerKind
+from app.core.health import ProbeSchedule, WorkerHealth, WorkerState
+from app.services.comfy_client import ComfyClient
+from app.services.monitor import FleetMonitor, MonitorTarget, targets_from_config
+from app.sim.fleet import REPO_ROOT, start_sim
+
+
+def start_multi(count: int, folder: Path) -> tuple[subprocess.Popen[str], list[int]]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.sim.multi", str(count), str(folder)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO_ROOT,
+    )
+    assert process.stdout is not None
+    ports: list[int] = json.loads(process.stdout.readline())["ports"]
+    return process, ports
+
+
+async def lag_probe(samples: list[float], stop: asyncio.Event, period: float = 0.05) -> None:
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        start = loop.time()
+        await asyncio.sleep(period)
+        samples.append((loop.time() - start - period) * 1000)
+
+
+async def measure(seconds: float, warmup: float) -> tuple[float, float, float]:
+    me = psutil.Process()
+    samples: list[float] = []
+    stop = asyncio.Event()
+    lag = asyncio.create_task(lag_probe(samples, stop))
+    await asyncio.sleep(warmup)
+    samples.clear()
+    cpu0, wall0 = me.cpu_times(), time.monotonic()
+    await asyncio.sleep(seconds)
+    cpu1, wall1 = me.cpu_times(), time.monotonic()
+    stop.set()
+    await lag
+    cpu = ((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) / (wall1 - wall0) * 100
+    p99 = statistics.quantiles(samples, n=100)[98]
+    return cpu, p99, me.memory_info().rss / 2**20
+
+
+async def headless(ports: list[int], seconds: float, warmup: float) -> tuple[float, float, float]:
+    client = ComfyClient()
+    monitor = FleetMonitor(client, ProbeSchedule(idle_s=1.0, busy_s=1.0))
+    probes = 0
+
+    def count(_: WorkerHealth) -> None:
+        nonlocal probes
+        probes += 1
+
+    monitor.subscribe(count)
+    monitor.set_targets([MonitorTarget(f"w{p}", "remote", f"http://127.0.0.1:{p}") for p in ports])
+    try:
+        result = await measure(seconds, warmup)
+    finally:
+        await monitor.stop()
+        await client.close()
+    online = sum(h.state is WorkerState.ONLINE for h in monitor.snapshot())
+    print(f"  {online}/{len(ports)} online at the end; {probes / (seconds + warmup):.0f} probes/s")
+    return result
+
+
+def run_app(ports: list[int], seconds: float, warmup: float) -> tuple[float, float, float]:
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    import qasync
+
+    from app.services.paths import resolve_paths
+    from app.services.storage import ConfigStore, LoadResult
+    from app.ui.application import DesktopApp, create_qt_app
+
+    qt_app = create_qt_app([])
+    workers = tuple(WorkerConfig(f"w{i}", WorkerKind.REMOTE, port=p) for i, p in enumerate(ports))
+    config = FleetConfig(
+        master=MasterConfig(port=ports[0]),
+        workers=workers[1:],
+        app=AppSettings(poll_interval_s=1.0, busy_poll_interval_s=1.0),
+    )
+    folder = tempfile.mkdtemp()
+    paths = resolve_paths(Path(folder) / "fleet.json")
+    ConfigStore(paths.config_file).save(config)
+    desktop = DesktopApp(qt_app, paths, LoadResult(config))
+    result: tuple[float, float, float] = (0, 0, 0)
+
+    async def main() -> None:
+        nonlocal result
+        desktop.window.show()
+        await desktop.start()
+        result = await measure(seconds, warmup)
+        states = [h.state for h in desktop.monitor.snapshot()]
+        print(
+            f"  {states.count(WorkerState.ONLINE)}/{len(states)} online at the end "
+            f"(window: {desktop.window.model.rowCount()} rows)"
+        )
+        await desktop.stop()
+
+    with asyncio.Runner(loop_factory=functools.partial(qasync.QEventLoop, qt_app)) as runner:
+        runner.run(main())
+    desktop.instance.close()
+    return result
+
+
+async def time_to_offline(folder: Path, rounds: int) -> list[float]:
+    """SIGKILL a remote worker at a random moment; how long until the monitor says offline."""
+    client = ComfyClient()
+    monitor = FleetMonitor(client, ProbeSchedule())  # the defaults: 2 s, jitter, 1 miss
+    times = []
+    changed = asyncio.Event()
+    monitor.subscribe(lambda h: changed.set())
+    try:
+        for number in range(rounds):
+            sim = start_sim(folder / f"die{number}")
+            monitor.set_targets(
+                targets_from_config(FleetConfig(master=MasterConfig(port=sim.port)))
+            )
+            while (
+                monitor.health("master") or WorkerHealth("", "", "", WorkerState.STARTING)
+            ).state is not WorkerState.ONLINE:
+                changed.clear()
+                await changed.wait()
+            await asyncio.sleep(0.5 + 1.7 * number / max(1, rounds - 1))  # spread the phase
+            sim.process.kill()
+            killed = time.monotonic()
+            while monitor.health("master").state is not WorkerState.OFFLINE:  # type: ignore[union-attr]
+                changed.clear()
+                await changed.wait()
+            times.append(time.monotonic() - killed)
+            sim.process.wait()
+            monitor.set_targets([])
+    finally:
+        await monitor.stop()
+        await client.close()
+    return times
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--workers", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--warmup", type=float, default=5)
+    parser.add_argument("--mode", choices=["app", "headless", "both"], default="both")
+    parser.add_argument("--death-rounds", type=int, default=6)
+    args = parser.parse_args()
+    folder = Path(tempfile.mkdtemp(prefix="bench-monitor-"))
+    sims, ports = start_multi(args.workers, folder)
+    print(
+        f"{len(ports)} simulated workers in one process (pid {sims.pid}); "
+        f"{args.seconds:.0f} s at 1 Hz, {psutil.cpu_count()} CPUs"
+    )
+    try:
+        modes = ["headless", "app"] if args.mode == "both" else [args.mode]
+        for mode in modes:
+            print(f"{mode}:")
+            if mode == "headless":
+                cpu, p99, rss = asyncio.run(headless(ports, args.seconds, args.warmup))
+            else:
+                cpu, p99, rss = run_app(ports, args.seconds, args.warmup)
+            print(f"  CPU {cpu:.1f} % of one core (target <= 5 %: ratio {cpu / 5:.2f})")
+            print(f"  event-loop lag p99 {p99:.1f} ms (target <= 20 ms: ratio {p99 / 20:.2f})")
+            print(f"  RSS {rss:.0f} MB (target <= 200 MB: ratio {rss / 200:.2f})")
+    finally:
+        sims.terminate()
+        sims.wait()
+    times = asyncio.run(time_to_offline(folder, args.death_rounds))
+    print(
+        f"death -> offline at defaults over {len(times)} kills: median "
+        f"{statistics.median(times):.2f} s, max {max(times):.2f} s "
+        f"(target <= 2.5 s: ratio {max(times) / 2.5:.2f})"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
