@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from app.core.config import FleetConfig, MasterConfig, WorkerConfig, WorkerKind
+from app.core.config import AppSettings, FleetConfig, MasterConfig, WorkerConfig, WorkerKind
 from app.core.health import Failure, ProbeSchedule, WorkerHealth, WorkerState
 from app.services.comfy_client import ComfyClient
 from app.services.monitor import FleetMonitor, MonitorTarget, targets_from_config
@@ -202,3 +202,47 @@ async def test_tls_failure_is_its_own_class(sim: SimInstance) -> None:
         await client.close()
     assert result.error is not None and result.error.failure is Failure.TLS
     assert "TLS certificate rejected" in result.error.message
+
+
+@pytest.mark.asyncio
+async def test_forbidden_origin_is_its_own_class() -> None:
+    from aiohttp import web
+
+    async def refuse(request: web.Request) -> web.Response:
+        return web.Response(status=403, text="403: Forbidden")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", refuse)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    client = ComfyClient()
+    try:
+        result = await client.probe(f"http://127.0.0.1:{port}")
+    finally:
+        await client.close()
+        await runner.cleanup()
+    assert result.error is not None and result.error.failure is Failure.FORBIDDEN
+    assert "--enable-cors-header" in result.error.message
+
+
+def test_status_watch_prints_changes(sim_factory: Callable[..., SimInstance],
+                                     tmp_path: Path) -> None:
+    worker = sim_factory("w")
+    config = tmp_path / "fleet.json"
+    ConfigStore(config).save(FleetConfig(
+        master=MasterConfig(port=worker.port),
+        app=AppSettings(poll_interval_s=0.2, busy_poll_interval_s=0.2, offline_backoff_max_s=0.4),
+    ))
+    watch = subprocess.Popen([sys.executable, "-m", "app", "--config", str(config), "status",
+                              "--watch", "--json"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert watch.stdout is not None
+        seen = [json.loads(watch.stdout.readline())["state"] for _ in range(2)]
+        assert seen == ["starting", "online"]
+        worker.stop()
+        assert json.loads(watch.stdout.readline())["state"] == "offline"
+    finally:
+        watch.terminate()
+        watch.wait(10)
