@@ -75,6 +75,7 @@ class MainWindow(QMainWindow):
         self._checker = checker
         self.close_hides: Callable[[], bool] = lambda: False
         self.on_quit: Callable[[], None] = lambda: None
+        self._fitted_to_data = False
         self.setWindowTitle(f"{APP_NAME} — Simulation (demo fleet)" if simulation else APP_NAME)
         self.setObjectName("MainWindow")
 
@@ -113,6 +114,7 @@ class MainWindow(QMainWindow):
         table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         table.setAlternatingRowColors(True)
+        table.setWordWrap(False)
         table.verticalHeader().hide()
         table.setItemDelegateForColumn(Column.STATUS, StatusLightDelegate(table))
         table.setItemDelegateForColumn(Column.VRAM, VramBarDelegate(table))
@@ -177,6 +179,9 @@ class MainWindow(QMainWindow):
     def show_health(self, healths: list[WorkerHealth]) -> None:
         for health in healths:
             self.model.update_health(health)
+        if not self._fitted_to_data and any(h.device for h in healths):
+            self._fitted_to_data = True  # once: the first answers bring the long names
+            self._fit_columns()
 
     def show_gpus(self, snapshot: GpuSnapshot) -> None:
         self.model.update_gpus(snapshot.gpus)
@@ -196,6 +201,7 @@ class MainWindow(QMainWindow):
         ]
         self.model.set_rows(rows)
         self._fit_columns()
+        self._fitted_to_data = False
         self.getting_started.setVisible(not config.master.launched_by_app and not config.workers)
 
     def apply_config(self, config: FleetConfig) -> bool:
