@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from app import APP_ID, __version__
-from app.cli_fleet import add_status_command, status_command
+from app.cli_fleet import add_status_command, add_supervisor_commands, status_command
+from app.cli_supervise import (
+    down_command,
+    logs_command,
+    propose_command,
+    state_file,
+    up_command,
+)
 from app.core.codec import to_data
 from app.core.config import (
     CLOUD_PORT,
@@ -49,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_master_commands(commands)
     _add_worker_commands(commands)
     add_status_command(commands)
+    add_supervisor_commands(commands)
     demo = commands.add_parser("demo", help="open the app on a simulated fleet")
     demo.add_argument("--workers", type=int, default=3, help="simulated workers (default 3)")
     return parser
@@ -113,7 +121,11 @@ def run(args: argparse.Namespace) -> int:
         "config": _config_command,
         "master": _master_command,
         "worker": _worker_command,
-        "status": lambda a, p: status_command(a, _load(p)[1]),
+        "status": lambda a, p: status_command(a, _load(p)[1], state_file(p)),
+        "up": lambda a, p: up_command(a, _load(p)[1], p),
+        "down": lambda a, p: down_command(p),
+        "logs": logs_command,
+        "propose": lambda a, p: propose_command(a, *_load(p)),
     }
     try:
         return handlers[args.command](args, paths)

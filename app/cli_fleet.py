@@ -8,6 +8,7 @@ import contextlib
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from app.core.config import FleetConfig
@@ -15,6 +16,8 @@ from app.core.health import ProbeSchedule, WorkerHealth, WorkerState
 from app.services.comfy_client import ComfyClient
 from app.services.gpus import GpuReader, GpuSnapshot
 from app.services.monitor import FleetMonitor, targets_from_config
+from app.services.processes import ProcessId
+from app.services.supervisor import read_state
 
 
 def add_status_command(commands: Any) -> None:
@@ -23,12 +26,13 @@ def add_status_command(commands: Any) -> None:
     status.add_argument("--watch", action="store_true", help="keep watching; print changes")
 
 
-def status_command(args: argparse.Namespace, config: FleetConfig) -> int:
+def status_command(args: argparse.Namespace, config: FleetConfig, state_file: Path) -> int:
     if args.watch:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_watch(config, args.json))
         return 0
     healths, gpus = asyncio.run(_probe_once(config))
+    healths = merge_supervised(healths, read_state(state_file))
     if args.json:
         print(json.dumps(status_json(healths, gpus), indent=2))
     else:
@@ -123,3 +127,54 @@ async def _watch(config: FleetConfig, as_json: bool) -> None:
         await monitor.stop()
         await client.close()
         sys.stdout.flush()
+
+
+def add_supervisor_commands(commands: Any) -> None:
+    up = commands.add_parser("up", help="start and supervise local instances until Ctrl-C")
+    up.add_argument("names", nargs="*", metavar="NAME", help="only these (default: all)")
+    up.add_argument(
+        "--allow-shared-gpu", action="store_true", help="start two instances on one GPU anyway"
+    )
+    commands.add_parser("down", help="stop the instances recorded in the state file")
+    logs = commands.add_parser("logs", help="an instance's log")
+    logs.add_argument("name", metavar="NAME")
+    logs.add_argument("--follow", "-f", action="store_true", help="keep printing new lines")
+    logs.add_argument("--lines", "-n", type=int, default=200)
+    propose = commands.add_parser("propose", help="master on GPU 0 and a worker per other GPU")
+    propose.add_argument("--apply", action="store_true", help="save the proposal")
+
+
+LIFECYCLE = {
+    "starting": WorkerState.STARTING,
+    "restarting": WorkerState.STARTING,
+    "crashed": WorkerState.CRASHED,
+    "crash loop": WorkerState.CRASHED,
+    "stopped": WorkerState.STOPPED,
+    "stopping": WorkerState.STOPPED,
+}
+
+
+def merge_supervised(healths: list[WorkerHealth], state: dict[str, Any]) -> list[WorkerHealth]:
+    """Fold in what a supervisor (the window or `up`, in any process) recorded."""
+    from dataclasses import replace
+
+    records = state.get("instances", {})
+    merged = []
+    for health in healths:
+        record = records.get(health.name)
+        if record is None:
+            merged.append(health)
+            continue
+        pid = record.get("pid")
+        alive = pid and ProcessId(int(pid), float(record.get("create_time") or 0)).alive()
+        changes: dict[str, Any] = {
+            "restarts": int(record.get("restarts", 0)),
+            "last_crash": record.get("last_crash"),
+            "pid": int(pid) if alive else None,
+        }
+        lifecycle = LIFECYCLE.get(str(record.get("state")))
+        up = health.state in (WorkerState.ONLINE, WorkerState.BUSY)
+        if lifecycle is not None and not up:
+            changes["state"] = lifecycle
+        merged.append(replace(health, **changes))
+    return merged

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -48,6 +49,14 @@ START_FAILURES = {
 }
 
 
+ENV_SHOWN = (
+    "CUDA_VISIBLE_DEVICES",
+    "CUDA_DEVICE_ORDER",
+    "PYTORCH_CUDA_ALLOC_CONF",
+    "COMFYUI_IS_WORKER",
+)
+
+
 def _bind_error(settings: SimSettings) -> list[str]:
     return [
         f"OSError: [Errno 98] error while attempting to bind on address "
@@ -68,6 +77,8 @@ def _startup_lines(settings: SimSettings) -> list[str]:
         "",
         "Import times for custom nodes:",
     ]
+    seen = {k: os.environ[k] for k in ENV_SHOWN if k in os.environ}
+    lines.insert(0, "Simulated ComfyUI environment: " + json.dumps(seen, sort_keys=True))
     if settings.distributed:
         lines.append(f"   0.0 seconds: {settings.base_dir}/custom_nodes/ComfyUI-Distributed")
     return lines

@@ -227,16 +227,24 @@ async def test_forbidden_origin_is_its_own_class() -> None:
     assert "--enable-cors-header" in result.error.message
 
 
-def test_status_watch_prints_changes(sim_factory: Callable[..., SimInstance],
-                                     tmp_path: Path) -> None:
+def test_status_watch_prints_changes(
+    sim_factory: Callable[..., SimInstance], tmp_path: Path
+) -> None:
     worker = sim_factory("w")
     config = tmp_path / "fleet.json"
-    ConfigStore(config).save(FleetConfig(
-        master=MasterConfig(port=worker.port),
-        app=AppSettings(poll_interval_s=0.2, busy_poll_interval_s=0.2, offline_backoff_max_s=0.4),
-    ))
-    watch = subprocess.Popen([sys.executable, "-m", "app", "--config", str(config), "status",
-                              "--watch", "--json"], stdout=subprocess.PIPE, text=True)
+    ConfigStore(config).save(
+        FleetConfig(
+            master=MasterConfig(port=worker.port),
+            app=AppSettings(
+                poll_interval_s=0.2, busy_poll_interval_s=0.2, offline_backoff_max_s=0.4
+            ),
+        )
+    )
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "app", "--config", str(config), "status", "--watch", "--json"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert watch.stdout is not None
         seen = [json.loads(watch.stdout.readline())["state"] for _ in range(2)]

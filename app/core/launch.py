@@ -1,0 +1,265 @@
+"""Launching ComfyUI instances, as pure decisions: where ComfyUI is, which Python, the exact
+command line and environment, what a crash means, and when to retry."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from pathlib import PurePath
+
+from app.core.config import (
+    FIRST_WORKER_PORT,
+    LOOPBACK,
+    FleetConfig,
+    MasterConfig,
+    WorkerConfig,
+    WorkerKind,
+)
+
+Exists = Callable[[PurePath], bool]
+
+
+@dataclass(frozen=True)
+class Found:
+    path: PurePath
+    reason: str  # said to the user: why this one was picked
+
+
+def find_comfyui(
+    configured: str | None, env_path: str | None, home: PurePath, exists: Exists
+) -> Found | None:
+    """The configured folder, else $COMFYUI_PATH, else the usual places; main.py must be there."""
+    candidates: list[tuple[PurePath, str]] = []
+    if configured:
+        candidates.append((PurePath(configured), "the configured folder"))
+    if env_path:
+        candidates.append((PurePath(env_path), "COMFYUI_PATH"))
+    for relative, why in (
+        ("ComfyUI", "a ComfyUI folder in your home"),
+        ("ComfyUI_windows_portable/ComfyUI", "the portable Windows build"),
+        ("Documents/ComfyUI", "ComfyUI Desktop's folder"),
+        (
+            "AppData/Local/Programs/@comfyorgcomfyui-electron/resources/ComfyUI",
+            "ComfyUI Desktop's install",
+        ),
+    ):
+        candidates.append((home / relative, why))
+    for folder, why in candidates:
+        if exists(folder / "main.py"):
+            return Found(folder, why)
+    return None
+
+
+def choose_python(install: PurePath, configured: str | None, current: str, exists: Exists) -> Found:
+    """Configured, else the install's own environment, else the Python running ComfyFleet."""
+    if configured:
+        return Found(PurePath(configured), "the configured Python")
+    for relative, why in (
+        ("venv/bin/python", "the install's venv"),
+        (".venv/bin/python", "the install's .venv"),
+        ("venv/Scripts/python.exe", "the install's venv"),
+        (".venv/Scripts/python.exe", "the install's .venv"),
+        ("../python_embeded/python.exe", "the portable build's embedded Python"),
+        ("python_embeded/python.exe", "the portable build's embedded Python"),
+    ):
+        if exists(install / relative):
+            return Found(install / relative, why)
+    return Found(PurePath(current), "the Python running ComfyFleet (no venv found in the install)")
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    index: int
+    uuid: str
+    name: str
+
+
+def propose_fleet(config: FleetConfig, gpus: Sequence[GpuInfo]) -> FleetConfig:
+    """First launch: the master on the first GPU, one local worker per other GPU from 8189,
+    as ComfyUI-Distributed does; without an NVIDIA GPU, a CPU master."""
+    if not gpus:
+        return replace(config, master=replace(config.master, gpu="cpu"), workers=())
+    workers = tuple(
+        WorkerConfig(
+            f"gpu{gpu.index}", WorkerKind.LOCAL, port=FIRST_WORKER_PORT + number, gpu=gpu.uuid
+        )
+        for number, gpu in enumerate(gpus[1:])
+    )
+    return replace(config, master=replace(config.master, gpu=gpus[0].uuid), workers=workers)
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    name: str
+    argv: tuple[str, ...]
+    env: dict[str, str]  # only what ComfyFleet sets; the rest is inherited
+    cwd: str
+    port: int
+    gpu: str | None
+    listen: str
+
+
+def build_launch(
+    name: str,
+    install: PurePath,
+    python: PurePath,
+    port: int,
+    gpu: str | None,
+    listen: str | None,
+    extra_args: Sequence[str],
+    worker_dir: PurePath | None,
+    resolve_gpu: Callable[[str], str] | None = None,
+) -> LaunchSpec:
+    """`PYTHON main.py --port P --enable-cors-header --disable-auto-launch --listen A EXTRA…`.
+
+    Workers get their own user, temp and database (never a shared SQLite file); input and
+    output stay shared. Never --cuda-device: it would replace CUDA_VISIBLE_DEVICES.
+    """
+    address = listen or LOOPBACK
+    argv = [
+        str(python),
+        "main.py",
+        "--port",
+        str(port),
+        "--enable-cors-header",
+        "--disable-auto-launch",
+        "--listen",
+        address,
+    ]
+    env = {"PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True"}
+    if gpu == "cpu":
+        argv.append("--cpu")
+    elif gpu is not None:
+        env["CUDA_VISIBLE_DEVICES"] = resolve_gpu(gpu) if resolve_gpu else gpu
+        env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+    if worker_dir is not None:
+        env["COMFYUI_IS_WORKER"] = "1"
+        argv += [
+            "--user-directory",
+            str(worker_dir / "user"),
+            "--temp-directory",
+            str(worker_dir / "tmp"),
+            "--database-url",
+            f"sqlite:///{worker_dir / 'user' / 'comfyui.db'}",
+        ]
+    argv += [a for a in extra_args if a != "--cuda-device"]
+    return LaunchSpec(name, tuple(argv), env, str(install), port, gpu, address)
+
+
+def launch_for(
+    config: FleetConfig, name: str, install: PurePath, python: PurePath, workers_root: PurePath
+) -> LaunchSpec:
+    if name == "master":
+        master: MasterConfig = config.master
+        return build_launch(
+            "master",
+            install,
+            python,
+            master.port,
+            master.gpu,
+            master.listen,
+            master.extra_args,
+            None,
+        )
+    worker = config.worker(name)
+    if worker is None or worker.kind is not WorkerKind.LOCAL:
+        raise ValueError(f"{name} is not a local worker")
+    return build_launch(
+        worker.name,
+        install,
+        python,
+        worker.port,
+        worker.gpu,
+        worker.listen,
+        worker.extra_args,
+        workers_root / _safe(worker.name),
+    )
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
+
+
+class CrashCause(StrEnum):
+    CUDA_OOM = "CUDA out of memory"
+    PORT_IN_USE = "port already in use"
+    MISSING_MODULE = "missing Python module"
+    CUSTOM_NODE = "a custom node failed to import"
+    CUDA_DRIVER = "CUDA/driver error"
+    SIGNAL = "killed by signal"
+    UNKNOWN = "unknown"
+
+
+_PATTERNS: tuple[tuple[CrashCause, re.Pattern[str]], ...] = (
+    (CrashCause.CUDA_OOM, re.compile(r"CUDA out of memory|OutOfMemoryError", re.I)),
+    (
+        CrashCause.PORT_IN_USE,
+        re.compile(
+            r"address already in use|Errno 98|WinError 10048|"
+            r"only one usage of each socket address",
+            re.I,
+        ),
+    ),
+    (CrashCause.MISSING_MODULE, re.compile(r"ModuleNotFoundError: No module named '([^']+)'")),
+    (CrashCause.CUSTOM_NODE, re.compile(r"IMPORT FAILED|Cannot import .* module for custom nodes")),
+    (
+        CrashCause.CUDA_DRIVER,
+        re.compile(
+            r"CUDA error|CUDA driver|no CUDA-capable device|"
+            r"NVIDIA driver|cudaGetDeviceCount|Found no NVIDIA",
+            re.I,
+        ),
+    ),
+)
+
+
+@dataclass(frozen=True)
+class Crash:
+    cause: CrashCause
+    exit_code: int | None
+    detail: str
+    last_lines: tuple[str, ...]
+
+    @property
+    def summary(self) -> str:
+        code = "" if self.exit_code is None else f" (exit code {self.exit_code})"
+        return (
+            f"{self.cause.value}{code}: {self.detail}"
+            if self.detail
+            else f"{self.cause.value}{code}"
+        )
+
+
+def classify_crash(exit_code: int | None, last_lines: Sequence[str]) -> Crash:
+    """Why an instance died, from its exit code and its last log lines (newest last)."""
+    tail = tuple(last_lines[-40:])
+    for line in reversed(tail):
+        for cause, pattern in _PATTERNS:
+            match = pattern.search(line)
+            if match:
+                detail = match.group(1) if cause is CrashCause.MISSING_MODULE else line.strip()
+                return Crash(cause, exit_code, detail[:200], tail)
+    if exit_code is not None and (exit_code < 0 or exit_code > 128):
+        number = -exit_code if exit_code < 0 else exit_code - 128
+        return Crash(CrashCause.SIGNAL, exit_code, f"signal {number}", tail)
+    return Crash(CrashCause.UNKNOWN, exit_code, tail[-1].strip()[:200] if tail else "", tail)
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    first_delay_s: float = 1.0
+    max_delay_s: float = 60.0
+    loop_exits: int = 5
+    loop_window_s: float = 600.0
+
+    def delay(self, consecutive_failures: int) -> float:
+        """1 s, 2 s, 4 s … up to 60 s."""
+        return float(
+            min(self.max_delay_s, self.first_delay_s * 2 ** max(0, consecutive_failures - 1))
+        )
+
+    def is_crash_loop(self, exit_times: Sequence[float], now: float) -> bool:
+        recent = [t for t in exit_times if now - t <= self.loop_window_s]
+        return len(recent) >= self.loop_exits

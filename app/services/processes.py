@@ -1,0 +1,137 @@
+"""Portable process plumbing: spawn in a new group, find who holds a port, stop a whole tree."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from app.core.errors import ComfyFleetError
+
+WINDOWS = sys.platform == "win32"
+
+
+class PortBusy(ComfyFleetError):
+    def __init__(self, port: int, holder: str, next_free: int) -> None:
+        super().__init__(f"Port {port} is used by {holder}. The next free port is {next_free}.")
+        self.port = port
+        self.holder = holder
+        self.next_free = next_free
+
+
+def port_free(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        if not WINDOWS:  # as servers do: connections in TIME_WAIT do not block a new listener
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host if host not in ("0.0.0.0", "::") else host, port))
+        except OSError:
+            return False
+    return True
+
+
+def port_holder(port: int) -> str:
+    """'process 4312 (python main.py --port 8189 …)', as far as this user may see."""
+    with contextlib.suppress(psutil.AccessDenied, OSError):
+        for conn in psutil.net_connections(kind="inet"):
+            if conn.laddr and conn.laddr.port == port and conn.status == psutil.CONN_LISTEN:
+                if conn.pid is None:
+                    break
+                try:
+                    process = psutil.Process(conn.pid)
+                    command = " ".join(process.cmdline())[:120]
+                    return f"process {conn.pid} ({process.name()}: {command})"
+                except psutil.Error:
+                    return f"process {conn.pid}"
+    return "another program (its process is not visible to this user)"
+
+
+def check_port(port: int, host: str = "127.0.0.1", taken: set[int] | None = None) -> None:
+    if port_free(port, host):
+        return
+    candidate = port + 1
+    while candidate in (taken or set()) or not port_free(candidate, host):
+        candidate += 1
+    raise PortBusy(port, port_holder(port), candidate)
+
+
+def spawn(
+    argv: list[str], cwd: str, env: dict[str, str], log_file: Path
+) -> subprocess.Popen[bytes]:
+    """Start without a shell, in its own process group, output appended to `log_file` (a file,
+    not a pipe, so the instance outlives a crash of ComfyFleet without a broken pipe)."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+    with log_file.open("ab") as output:
+        if WINDOWS:
+            return subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=full_env,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                creationflags=subprocess.CREATE_NEW_PROCESS_GROUP,  # type: ignore[attr-defined]
+            )
+        return subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=full_env,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+@dataclass(frozen=True)
+class ProcessId:
+    """A PID and its start time: a PID alone may have been recycled by another program."""
+
+    pid: int
+    create_time: float
+
+    @classmethod
+    def of(cls, pid: int) -> ProcessId | None:
+        try:
+            return cls(pid, psutil.Process(pid).create_time())
+        except psutil.Error:
+            return None
+
+    def alive(self) -> psutil.Process | None:
+        """The process, only if it is still the one we started (same PID and start time)."""
+        try:
+            process = psutil.Process(self.pid)
+            if abs(process.create_time() - self.create_time) > 0.01:
+                return None
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return None
+            return process
+        except psutil.Error:
+            return None
+
+
+def interrupt(process: psutil.Process) -> None:
+    """Ask politely: SIGTERM to the group on POSIX, CTRL_BREAK on Windows."""
+    with contextlib.suppress(psutil.Error, OSError):
+        if WINDOWS:
+            process.send_signal(signal.CTRL_BREAK_EVENT)  # type: ignore[attr-defined]
+        else:
+            os.killpg(os.getpgid(process.pid), signal.SIGTERM)
+
+
+def kill_tree(process: psutil.Process) -> None:
+    try:
+        children = process.children(recursive=True)
+    except psutil.Error:
+        children = []
+    for victim in [*children, process]:
+        with contextlib.suppress(psutil.Error):
+            victim.kill()

@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+from pathlib import PurePath
+
+import pytest
+
+from app.core.config import FleetConfig, MasterConfig, WorkerConfig, WorkerKind
+from app.core.launch import (
+    CrashCause,
+    GpuInfo,
+    RestartPolicy,
+    build_launch,
+    choose_python,
+    classify_crash,
+    find_comfyui,
+    launch_for,
+    propose_fleet,
+)
+
+HOME = PurePath("/home/ada")
+
+
+def test_find_comfyui_order() -> None:
+    existing = {HOME / "ComfyUI/main.py", PurePath("/opt/env/main.py"), PurePath("/cfg/main.py")}
+    exists = existing.__contains__
+    assert find_comfyui("/cfg", "/opt/env", HOME, exists).reason == "the configured folder"
+    assert find_comfyui(None, "/opt/env", HOME, exists).reason == "COMFYUI_PATH"
+    assert find_comfyui(None, None, HOME, exists).path == HOME / "ComfyUI"
+    assert find_comfyui("/nowhere", None, PurePath("/empty"), exists) is None
+    portable = {HOME / "ComfyUI_windows_portable/ComfyUI/main.py"}
+    assert (
+        find_comfyui(None, None, HOME, portable.__contains__).reason == "the portable Windows build"
+    )
+
+
+def test_choose_python_prefers_the_install_env() -> None:
+    install = PurePath("/c/ComfyUI")
+    assert choose_python(install, "/usr/bin/python3.12", "/x", lambda p: True).path == PurePath(
+        "/usr/bin/python3.12"
+    )
+    venv = {install / ".venv/bin/python"}
+    assert choose_python(install, None, "/x", venv.__contains__).reason == "the install's .venv"
+    embedded = {install / "../python_embeded/python.exe"}
+    assert "embedded" in choose_python(install, None, "/x", embedded.__contains__).reason
+    assert choose_python(install, None, "/me/python", lambda p: False).path == PurePath(
+        "/me/python"
+    )
+
+
+def test_propose_fleet() -> None:
+    gpus = [GpuInfo(0, "GPU-a", "H200"), GpuInfo(1, "GPU-b", "H200"), GpuInfo(2, "GPU-c", "L4")]
+    proposal = propose_fleet(FleetConfig(), gpus)
+    assert proposal.master.gpu == "GPU-a"
+    assert [(w.name, w.port, w.gpu) for w in proposal.workers] == [
+        ("gpu1", 8189, "GPU-b"),
+        ("gpu2", 8190, "GPU-c"),
+    ]
+    assert propose_fleet(FleetConfig(), []).master.gpu == "cpu"
+
+
+def test_worker_command_line_and_environment() -> None:
+    spec = build_launch(
+        "gpu1",
+        PurePath("/c"),
+        PurePath("/c/venv/bin/python"),
+        8189,
+        "GPU-b",
+        None,
+        ["--preview-method", "auto", "--cuda-device"],
+        PurePath("/d/gpu1"),
+    )
+    assert spec.argv[:9] == (
+        "/c/venv/bin/python",
+        "main.py",
+        "--port",
+        "8189",
+        "--enable-cors-header",
+        "--disable-auto-launch",
+        "--listen",
+        "127.0.0.1",
+        "--user-directory",
+    )
+    assert "--cuda-device" not in spec.argv
+    assert spec.argv[-2:] == ("--preview-method", "auto")
+    assert "sqlite:////d/gpu1/user/comfyui.db" in spec.argv
+    assert "--output-directory" not in spec.argv  # output and input stay shared
+    assert spec.env == {
+        "CUDA_VISIBLE_DEVICES": "GPU-b",
+        "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+        "PYTORCH_CUDA_ALLOC_CONF": "expandable_segments:True",
+        "COMFYUI_IS_WORKER": "1",
+    }
+    assert spec.cwd == "/c"
+
+
+def test_master_on_cpu_and_listen_choice() -> None:
+    config = FleetConfig(
+        master=MasterConfig(comfyui_dir="/c", gpu="cpu", listen="0.0.0.0"),
+        workers=(WorkerConfig("lan", WorkerKind.REMOTE, host="box"),),
+    )
+    spec = launch_for(config, "master", PurePath("/c"), PurePath("python"), PurePath("/d"))
+    assert "--cpu" in spec.argv and "CUDA_VISIBLE_DEVICES" not in spec.env
+    assert spec.argv[spec.argv.index("--listen") + 1] == "0.0.0.0"
+    assert "COMFYUI_IS_WORKER" not in spec.env
+    with pytest.raises(ValueError):
+        launch_for(config, "lan", PurePath("/c"), PurePath("python"), PurePath("/d"))
+
+
+@pytest.mark.parametrize(
+    ("code", "lines", "cause"),
+    [
+        (
+            1,
+            ["torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB"],
+            CrashCause.CUDA_OOM,
+        ),
+        (
+            1,
+            [
+                "OSError: [Errno 98] error while attempting to bind on address ('127.0.0.1', 8188):"
+                " address already in use"
+            ],
+            CrashCause.PORT_IN_USE,
+        ),
+        (1, ["ModuleNotFoundError: No module named 'torchsde'"], CrashCause.MISSING_MODULE),
+        (
+            1,
+            ["   0.0 seconds (IMPORT FAILED): /opt/ComfyUI/custom_nodes/Broken"],
+            CrashCause.CUSTOM_NODE,
+        ),
+        (
+            1,
+            ["RuntimeError: CUDA error: an illegal memory access was encountered"],
+            CrashCause.CUDA_DRIVER,
+        ),
+        (-9, ["Prompt executed in 0.1 seconds"], CrashCause.SIGNAL),
+        (137, [], CrashCause.SIGNAL),
+        (3, ["something odd"], CrashCause.UNKNOWN),
+    ],
+)
+def test_crash_causes(code: int, lines: list[str], cause: CrashCause) -> None:
+    crash = classify_crash(code, lines)
+    assert crash.cause is cause
+    assert f"exit code {code}" in crash.summary
+
+
+def test_missing_module_names_it() -> None:
+    crash = classify_crash(1, ["x", "ModuleNotFoundError: No module named 'torchsde'", "y"])
+    assert crash.detail == "torchsde"
+
+
+def test_backoff_and_crash_loop() -> None:
+    policy = RestartPolicy()
+    assert [policy.delay(n) for n in range(1, 9)] == [1, 2, 4, 8, 16, 32, 60, 60]
+    assert not policy.is_crash_loop([0, 100, 200, 300], 300)
+    assert policy.is_crash_loop([0, 100, 200, 300, 400], 400)
+    assert not policy.is_crash_loop([0, 1, 2, 3, 700], 700)  # older exits fall out of the window
