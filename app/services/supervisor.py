@@ -343,7 +343,7 @@ class Supervisor:
                 self._set(instance, state=InstanceState.READY)
                 return
             await asyncio.sleep(0.2)
-        self._set(instance, message=f"not ready after {self.ready_timeout_s:.0f} s")
+        self._set(instance, message=f"not ready after {self.ready_timeout_s:g} s")
         alive = process.alive() if process else None
         if alive is not None:
             kill_tree(alive)  # counted as a crash by the exit watcher
