@@ -12,13 +12,7 @@ from typing import Any
 
 from app import APP_ID, __version__
 from app.cli_fleet import add_status_command, add_supervisor_commands, status_command
-from app.cli_supervise import (
-    down_command,
-    logs_command,
-    propose_command,
-    state_file,
-    up_command,
-)
+from app.cli_supervise import down_command, logs_command, propose_command, up_command
 from app.core.codec import to_data
 from app.core.config import (
     CLOUD_PORT,
@@ -31,6 +25,7 @@ from app.core.config import (
 from app.core.distributed import merge_distributed_config
 from app.core.errors import ComfyFleetError, ConfigError
 from app.core.net import base_url, join_args, parse_cloud_address, split_args
+from app.services.launch_plan import state_file
 from app.services.paths import AppPaths, resolve_paths
 from app.services.storage import ConfigStore
 

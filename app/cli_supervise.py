@@ -9,33 +9,19 @@ import dataclasses
 import signal
 import sys
 import time
-from pathlib import Path
 
 import psutil
 
 from app.core.config import FleetConfig
 from app.core.errors import ComfyFleetError
-from app.core.launch import GpuInfo, RestartPolicy, propose_fleet
+from app.core.launch import GpuInfo, propose_fleet
 from app.services.comfy_client import ComfyClient
 from app.services.gpus import GpuReader
-from app.services.launch_plan import plan_launches
+from app.services.launch_plan import make_supervisor, plan_launches, state_file
 from app.services.paths import AppPaths
 from app.services.processes import ProcessId, interrupt, kill_tree
 from app.services.storage import ConfigStore
-from app.services.supervisor import InstanceStatus, Supervisor, read_state
-
-
-def state_file(paths: AppPaths) -> Path:
-    return paths.state_dir / "instances.json"
-
-
-def make_supervisor(config: FleetConfig, paths: AppPaths, client: ComfyClient) -> Supervisor:
-    policy = RestartPolicy(
-        loop_exits=config.app.crash_loop_exits, loop_window_s=config.app.crash_loop_window_s
-    )
-    return Supervisor(
-        state_file(paths), paths.log_dir / "instances", client, policy, config.app.ready_timeout_s
-    )
+from app.services.supervisor import InstanceStatus, read_state
 
 
 def up_command(args: argparse.Namespace, config: FleetConfig, paths: AppPaths) -> int:

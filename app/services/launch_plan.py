@@ -9,8 +9,11 @@ from pathlib import Path, PurePath
 
 from app.core.config import FleetConfig, WorkerKind
 from app.core.errors import ComfyFleetError
-from app.core.launch import LaunchSpec, choose_python, find_comfyui, launch_for
+from app.core.launch import LaunchSpec, RestartPolicy, choose_python, find_comfyui, launch_for
+from app.services.comfy_client import ComfyClient
 from app.services.gpus import GpuSnapshot
+from app.services.paths import AppPaths
+from app.services.supervisor import Supervisor
 
 
 class NoComfyUI(ComfyFleetError):
@@ -61,3 +64,16 @@ def plan_launches(
             spec = LaunchSpec(spec.name, spec.argv, env, spec.cwd, spec.port, spec.gpu, spec.listen)
         specs[name] = spec
     return LaunchPlan(specs, notes)
+
+
+def state_file(paths: AppPaths) -> Path:
+    return paths.state_dir / "instances.json"
+
+
+def make_supervisor(config: FleetConfig, paths: AppPaths, client: ComfyClient) -> Supervisor:
+    policy = RestartPolicy(
+        loop_exits=config.app.crash_loop_exits, loop_window_s=config.app.crash_loop_window_s
+    )
+    return Supervisor(
+        state_file(paths), paths.log_dir / "instances", client, policy, config.app.ready_timeout_s
+    )

@@ -14,13 +14,16 @@ from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
 from app import APP_ID, APP_NAME
+from app.core.errors import ComfyFleetError
 from app.core.health import ProbeSchedule
 from app.services.comfy_client import ComfyClient, check_connection
 from app.services.gpus import GpuMonitor, GpuReader
+from app.services.launch_plan import make_supervisor, plan_launches
 from app.services.monitor import FleetMonitor, targets_from_config
 from app.services.paths import AppPaths
 from app.services.storage import ConfigStore, LoadResult
 from app.ui.bridge import FleetBridge
+from app.ui.fleet_control import FleetControl
 from app.ui.icons import app_icon
 from app.ui.main_window import MainWindow
 from app.ui.single_instance import InstanceServer, activate_running, instance_key
@@ -53,7 +56,9 @@ class DesktopApp:
             ),
         )
         self.gpus = GpuMonitor(gpu_reader or GpuReader())
-        self.bridge = FleetBridge(self.monitor, self.gpus)
+        self.supervisor = make_supervisor(loaded.config, paths, self.client)
+        self.control = FleetControl(self.supervisor, paths, self.gpus, loaded.config)
+        self.bridge = FleetBridge(self.monitor, self.gpus, self.supervisor)
         settings = QSettings(str(paths.window_state), QSettings.Format.IniFormat)
         self.window = MainWindow(
             ConfigStore(paths.config_file),
@@ -61,15 +66,19 @@ class DesktopApp:
             settings,
             self.monitor,
             lambda url: check_connection(self.client, url),
+            self.control,
             simulation=simulation,
             startup_problem=loaded.problem,
         )
         self.window.setWindowIcon(app_icon())
         self.bridge.healthChanged.connect(self.window.show_health)
         self.bridge.gpusChanged.connect(self.window.show_gpus)
+        self.bridge.instanceChanged.connect(self.window.show_instance)
+        self.bridge.lineAdded.connect(self.window.add_log_line)
         self.tray: FleetTray | None = None
         if QSystemTrayIcon.isSystemTrayAvailable():
-            self.tray = FleetTray(self.window, self.quit)
+            self.tray = FleetTray(self.window, self.quit, self.control)
+            self.window.notify = self.tray.showMessage
             self.bridge.healthChanged.connect(lambda _: self._show_tray_health())
             self.tray.show()
         # Without a tray, closing the window must quit: never leave an invisible app behind.
@@ -86,11 +95,23 @@ class DesktopApp:
             self.tray.show_health(self.monitor.snapshot())
 
     async def start(self) -> None:
-        """Begin watching; needs the running event loop."""
+        """Begin watching, and adopt the instances a previous run left alive."""
         self.monitor.set_targets(targets_from_config(self._config))
         self.gpus.start()
+        try:
+            plan = plan_launches(self._config, self.paths.data_dir)
+        except ComfyFleetError:
+            return  # nothing launchable yet: the window says what to do
+        adopted = self.supervisor.adopt(plan.specs)
+        if adopted:
+            log.info("adopted running instances: %s", ", ".join(adopted))
+        if self._config.app.start_fleet_on_launch:
+            for name in plan.specs:
+                if name not in adopted:
+                    self.control.start(name)
 
     async def stop(self) -> None:
+        await self.control.shutdown()  # Quit stops what the app started
         await self.monitor.stop()
         await self.gpus.stop()
         await self.client.close()

@@ -7,13 +7,18 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from app.core.health import WorkerHealth
 from app.services.gpus import GpuMonitor, GpuSnapshot
 from app.services.monitor import FleetMonitor
+from app.services.supervisor import Supervisor
 
 
 class FleetBridge(QObject):
     healthChanged = Signal(list)  # list[WorkerHealth], at most every `flush_ms`
     gpusChanged = Signal(object)  # GpuSnapshot
+    instanceChanged = Signal(object)  # InstanceStatus
+    lineAdded = Signal(str, str)  # instance name, log line
 
-    def __init__(self, monitor: FleetMonitor, gpus: GpuMonitor, flush_ms: int = 150) -> None:
+    def __init__(
+        self, monitor: FleetMonitor, gpus: GpuMonitor, supervisor: Supervisor, flush_ms: int = 150
+    ) -> None:
         super().__init__()
         self._pending: dict[str, WorkerHealth] = {}
         self._timer = QTimer(self)
@@ -22,6 +27,8 @@ class FleetBridge(QObject):
         self._timer.timeout.connect(self._flush)
         monitor.subscribe(self._on_health)
         gpus.subscribe(self._on_gpus)
+        supervisor.on_status(self.instanceChanged.emit)
+        supervisor.on_line(self.lineAdded.emit)
 
     def _on_health(self, health: WorkerHealth) -> None:
         self._pending[health.name] = health

@@ -31,8 +31,11 @@ from app.core.health import WorkerHealth
 from app.services.gpus import GpuSnapshot
 from app.services.monitor import FleetMonitor, targets_from_config
 from app.services.storage import ConfigStore
+from app.services.supervisor import InstanceState, InstanceStatus
 from app.ui.delegates import StatusLightDelegate, VramBarDelegate
+from app.ui.fleet_control import FleetControl
 from app.ui.gpu_panel import GpuPanel
+from app.ui.log_viewer import LogViewer
 from app.ui.worker_dialog import Checker, WorkerDialog
 from app.ui.worker_table import SORT_ROLE, Column, FleetTableModel, rows_from_config
 
@@ -63,6 +66,7 @@ class MainWindow(QMainWindow):
         settings: QSettings,
         monitor: FleetMonitor,
         checker: Checker,
+        control: FleetControl,
         *,
         simulation: bool = False,
         startup_problem: str | None = None,
@@ -73,6 +77,14 @@ class MainWindow(QMainWindow):
         self._settings = settings
         self._monitor = monitor
         self._checker = checker
+        self.control = control
+        control.confirm = self._confirm
+        control.error = self._warn
+        control.change_port = self._change_port
+        self.log_viewers: list[LogViewer] = []
+        self.notify: Callable[[str, str], None] = lambda title, text: self.statusBar().showMessage(
+            f"{title}: {text}", 15000
+        )
         self.close_hides: Callable[[], bool] = lambda: False
         self.on_quit: Callable[[], None] = lambda: None
         self._fitted_to_data = False
@@ -160,17 +172,29 @@ class MainWindow(QMainWindow):
         toolbar = QToolBar("Fleet")
         toolbar.setObjectName("fleetToolbar")
         toolbar.setMovable(False)
-        actions: list[tuple[str, Callable[[], None]]] = [
+        actions: list[tuple[str, Callable[[], None]] | None] = [
             ("Add worker…", self._add_worker),
             ("Edit…", self._edit_worker),
             ("Remove", self._remove_worker),
             ("Check now", lambda: self._monitor.probe_now()),
+            None,
+            ("Start", lambda: self._on_selected(self.control.start)),
+            ("Stop", lambda: self._on_selected(self.control.stop)),
+            ("Restart", lambda: self._on_selected(self.control.restart)),
+            ("Logs", lambda: self._on_selected(self.show_logs)),
+            None,
+            ("Start all", self.control.start_all),
+            ("Stop all", self.control.stop_all),
         ]
         if not simulation:
             actions.insert(0, ("Set ComfyUI folder…", self._choose_comfyui))
-        for text, slot in actions:
-            action = QAction(text, self)
-            action.triggered.connect(slot)
+        for item in actions:
+            if item is None:
+                toolbar.addSeparator()
+                continue
+            action = QAction(item[0], self)
+            action.setObjectName(item[0].rstrip("…").replace(" ", "_").lower())
+            action.triggered.connect(item[1])
             toolbar.addAction(action)
         self.addToolBar(toolbar)
 
@@ -182,6 +206,53 @@ class MainWindow(QMainWindow):
         if not self._fitted_to_data and any(h.device for h in healths):
             self._fitted_to_data = True  # once: the first answers bring the long names
             self._fit_columns()
+
+    def show_instance(self, status: InstanceStatus) -> None:
+        previous = next((r.instance for r in self.model.rows() if r.name == status.name), None)
+        self.model.update_instance(status)
+        crashed = status.state in (InstanceState.RESTARTING, InstanceState.CRASH_LOOP)
+        changed = previous is None or previous.state != status.state
+        if crashed and changed and status.last_crash:
+            self.notify(f"{status.name} crashed", f"{status.last_crash}. {status.message}")
+
+    def show_logs(self, name: str) -> None:
+        supervisor = self.control.supervisor
+        viewer = LogViewer(name, supervisor.lines(name), supervisor.log_path(name))
+        self.log_viewers.append(viewer)
+        viewer.finished.connect(lambda _: self.log_viewers.remove(viewer))
+        viewer.show()
+
+    def add_log_line(self, name: str, line: str) -> None:
+        for viewer in self.log_viewers:
+            viewer.add_line(name, line)
+
+    def _on_selected(self, action: Callable[[str], None]) -> None:
+        name = self.selected_name()
+        if name is None:
+            self.statusBar().showMessage("Select an instance in the table first.", 5000)
+            return
+        if action != self.show_logs and not self.control.launchable(name):
+            self.statusBar().showMessage(
+                f"{name} is not launched by ComfyFleet: it runs elsewhere.", 8000
+            )
+            return
+        action(name)
+
+    def _warn(self, text: str) -> None:
+        QMessageBox.warning(self, APP_NAME, text)
+
+    def _confirm(self, text: str) -> bool:
+        answer = QMessageBox.question(self, APP_NAME, text)
+        return answer == QMessageBox.StandardButton.Yes
+
+    def _change_port(self, name: str, port: int) -> bool:
+        if name == "master":
+            master = dataclasses.replace(self._config.master, port=port)
+            return self.apply_config(dataclasses.replace(self._config, master=master))
+        workers = tuple(
+            dataclasses.replace(w, port=port) if w.name == name else w for w in self._config.workers
+        )
+        return self.apply_config(dataclasses.replace(self._config, workers=workers))
 
     def show_gpus(self, snapshot: GpuSnapshot) -> None:
         self.model.update_gpus(snapshot.gpus)
@@ -196,8 +267,14 @@ class MainWindow(QMainWindow):
     def _show_config(self, config: FleetConfig) -> None:
         self._config = config
         rows = rows_from_config(config)
+        supervisor = self.control.supervisor
         rows = [
-            dataclasses.replace(r, health=self._monitor.health(r.name) or r.health) for r in rows
+            dataclasses.replace(
+                r,
+                health=self._monitor.health(r.name) or r.health,
+                instance=supervisor.status(r.name),
+            )
+            for r in rows
         ]
         self.model.set_rows(rows)
         self._fit_columns()
@@ -211,6 +288,7 @@ class MainWindow(QMainWindow):
             QMessageBox.critical(self, APP_NAME, str(exc))
             return False
         self._monitor.set_targets(targets_from_config(config))
+        self.control.config = config
         self._show_config(config)
         return True
 

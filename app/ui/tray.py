@@ -10,6 +10,7 @@ from PySide6.QtWidgets import QMenu, QSystemTrayIcon, QWidget
 
 from app import APP_NAME
 from app.core.health import WorkerHealth, WorkerState
+from app.ui.fleet_control import FleetControl
 from app.ui.icons import status_icon
 
 UP = (WorkerState.ONLINE, WorkerState.BUSY)
@@ -46,10 +47,13 @@ def fleet_health(healths: Iterable[WorkerHealth]) -> tuple[FleetHealth, str]:
 
 
 class FleetTray(QSystemTrayIcon):
-    def __init__(self, window: QWidget, quit_app: Callable[[], None]) -> None:
+    def __init__(
+        self, window: QWidget, quit_app: Callable[[], None], control: FleetControl | None = None
+    ) -> None:
         super().__init__(status_icon(QColor(COLORS[FleetHealth.UNKNOWN])))
         self._window = window
         self._quit_app = quit_app
+        self._control = control
         self.health = FleetHealth.UNKNOWN
         self.setToolTip(APP_NAME)
         self.menu = QMenu()
@@ -70,6 +74,10 @@ class FleetTray(QSystemTrayIcon):
         label = "Hide ComfyFleet" if self._window.isVisible() else "Show ComfyFleet"
         self.menu.addAction(label, self._toggle_window)
         self.menu.addSeparator()
+        if self._control is not None:
+            self.menu.addAction("Start all", self._control.start_all)
+            self.menu.addAction("Stop all", self._control.stop_all)
+            self.menu.addSeparator()
         self.menu.addAction("Quit", self._quit_app)
 
     def _toggle_window(self) -> None:

@@ -14,7 +14,9 @@ from app.core.config import FleetConfig, WorkerKind
 from app.core.health import WorkerHealth, WorkerState
 from app.core.net import join_args
 from app.services.gpus import GpuReading
+from app.services.launch_plan import launchable_names
 from app.services.monitor import initial_health, targets_from_config
+from app.services.supervisor import InstanceState, InstanceStatus
 
 Index = QModelIndex | QPersistentModelIndex
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -33,7 +35,8 @@ class Column(IntEnum):
     QUEUE = 7
     LATENCY = 8
     UPTIME = 9
-    DETAIL = 10
+    PROCESS = 10
+    DETAIL = 11
 
 
 HEADERS = {
@@ -47,7 +50,17 @@ HEADERS = {
     Column.QUEUE: "Queue",
     Column.LATENCY: "Latency",
     Column.UPTIME: "Uptime",
+    Column.PROCESS: "Process",
     Column.DETAIL: "State",
+}
+CRASHED_STATES = (InstanceState.RESTARTING, InstanceState.CRASH_LOOP, InstanceState.CRASHED)
+LIGHTS = {
+    InstanceState.STARTING: WorkerState.STARTING,
+    InstanceState.RESTARTING: WorkerState.STARTING,
+    InstanceState.CRASHED: WorkerState.CRASHED,
+    InstanceState.CRASH_LOOP: WorkerState.CRASHED,
+    InstanceState.STOPPED: WorkerState.STOPPED,
+    InstanceState.STOPPING: WorkerState.STOPPED,
 }
 STATE_COLORS = {
     WorkerState.ONLINE: "#34a853",
@@ -68,6 +81,8 @@ class FleetRow:
     detail: str  # what the tooltip says about the configuration
     health: WorkerHealth
     local_gpu: GpuReading | None = None
+    instance: InstanceStatus | None = None  # set for instances ComfyFleet launches
+    launchable: bool = False
 
     @property
     def key(self) -> str:
@@ -82,11 +97,17 @@ def rows_from_config(config: FleetConfig) -> list[FleetRow]:
         else "already running; ComfyFleet connects to it"
     )
     rows = []
+    launchable = set(launchable_names(config))
     for target in targets_from_config(config):
         if target.kind == "master":
             rows.append(
                 FleetRow(
-                    "master", "Master", master.gpu, f"The master, {launch}", initial_health(target)
+                    "master",
+                    "Master",
+                    master.gpu,
+                    f"The master, {launch}",
+                    initial_health(target),
+                    launchable="master" in launchable,
                 )
             )
             continue
@@ -101,6 +122,7 @@ def rows_from_config(config: FleetConfig) -> list[FleetRow]:
                 (worker.gpu or "auto") if local else None,
                 f"{worker.kind.value.capitalize()} worker {worker.name}{extra}",
                 initial_health(target),
+                launchable=worker.name in launchable,
             )
         )
     return rows
@@ -119,36 +141,68 @@ def _uptime(since: float | None, now: float) -> str:
     return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
 
 
-def display(row: FleetRow, column: Column, now: float) -> str:
+def _device(row: FleetRow) -> str:
+    device = (row.health.device or "").removeprefix("cuda:0 ").removesuffix(" : cudaMallocAsync")
+    pinned = f"GPU {row.gpu}" if row.gpu else ""
+    return " · ".join(p for p in (pinned, device) if p) or "—"
+
+
+def _vram(row: FleetRow) -> str:
     h = row.health
-    match column:
-        case Column.NAME:
-            return row.name
-        case Column.TYPE:
-            return row.kind
-        case Column.ADDRESS:
-            return h.url
-        case Column.DEVICE:
-            device = (h.device or "").removeprefix("cuda:0 ").removesuffix(" : cudaMallocAsync")
-            pinned = f"GPU {row.gpu}" if row.gpu else ""
-            return " · ".join(p for p in (pinned, device) if p) or "—"
-        case Column.VRAM:
-            if h.vram_total and h.vram_used is not None:
-                return f"{_gib(h.vram_used)}/{_gib(h.vram_total)} GiB"
-            return "—"
-        case Column.UTIL:
-            util = row.local_gpu.utilization if row.local_gpu else None
-            return "n/a" if util is None else f"{util}%"
-        case Column.QUEUE:
-            return "—" if h.queue_remaining is None else str(h.queue_remaining)
-        case Column.LATENCY:
-            return "—" if h.latency_ms is None else f"{h.latency_ms:.0f} ms"
-        case Column.UPTIME:
-            return _uptime(h.online_since, now)
-        case Column.DETAIL:
-            crash = f" — last crash: {h.last_crash}" if h.last_crash else ""
-            return f"{h.state.value}: {h.error}{crash}" if h.error else f"{h.state.value}{crash}"
-    return ""
+    if h.vram_total and h.vram_used is not None:
+        return f"{_gib(h.vram_used)}/{_gib(h.vram_total)} GiB"
+    return "—"
+
+
+def _util(row: FleetRow) -> str:
+    util = row.local_gpu.utilization if row.local_gpu else None
+    return "n/a" if util is None else f"{util}%"
+
+
+def _or_dash(value: object, fmt: str = "{}") -> str:
+    return "—" if value is None else fmt.format(value)
+
+
+CELLS: dict[Column, Callable[[FleetRow, float], str]] = {
+    Column.NAME: lambda row, now: row.name,
+    Column.TYPE: lambda row, now: row.kind,
+    Column.ADDRESS: lambda row, now: row.health.url,
+    Column.DEVICE: lambda row, now: _device(row),
+    Column.VRAM: lambda row, now: _vram(row),
+    Column.UTIL: lambda row, now: _util(row),
+    Column.QUEUE: lambda row, now: _or_dash(row.health.queue_remaining),
+    Column.LATENCY: lambda row, now: _or_dash(row.health.latency_ms, "{:.0f} ms"),
+    Column.UPTIME: lambda row, now: _uptime(row.health.online_since, now),
+    Column.PROCESS: lambda row, now: _process(row),
+    Column.DETAIL: lambda row, now: _detail(row),
+}
+
+
+def display(row: FleetRow, column: Column, now: float) -> str:
+    cell = CELLS.get(column)
+    return cell(row, now) if cell else ""
+
+
+def _process(row: FleetRow) -> str:
+    if row.instance is None:
+        return "launchable" if row.launchable else "—"
+    parts = [f"pid {row.instance.pid}" if row.instance.pid else row.instance.state.value]
+    if row.instance.restarts:
+        parts.append(f"{row.instance.restarts} restart(s)")
+    return " · ".join(parts)
+
+
+def _detail(row: FleetRow) -> str:
+    """The health when it is up; else what the supervisor knows (crash, restart, loop)."""
+    h, instance = row.health, row.instance
+    up = h.state in (WorkerState.ONLINE, WorkerState.BUSY)
+    if instance is not None and not up and instance.state is not InstanceState.READY:
+        text = instance.state.value
+        if instance.last_crash and instance.state in CRASHED_STATES:
+            text += f": {instance.last_crash}"
+        return f"{text} — {instance.message}" if instance.message else text
+    crash = f" — last crash: {instance.last_crash}" if instance and instance.last_crash else ""
+    return f"{h.state.value}: {h.error}{crash}" if h.error else f"{h.state.value}{crash}"
 
 
 def sort_value(row: FleetRow, column: Column) -> object:
@@ -182,8 +236,11 @@ def tooltip(row: FleetRow) -> str:
         temp = "n/a" if g.temperature is None else f"{g.temperature} °C"
         power = "n/a" if g.power_w is None else f"{g.power_w:.0f} W"
         lines.append(f"{g.name} ({g.pci_bus_id}): {temp}, {power}")
-    if h.pid:
-        lines.append(f"PID {h.pid}, {h.restarts} restart(s)")
+    if row.instance is not None:
+        i = row.instance
+        lines.append(
+            f"{i.state.value}, PID {i.pid or '—'}, {i.restarts} restart(s); log: {i.log_file}"
+        )
     if h.error:
         lines.append(h.error)
     return "\n".join(lines)
@@ -229,7 +286,7 @@ class FleetTableModel(QAbstractTableModel):
             h = row.health
             return (h.vram_used, h.vram_total) if h.vram_total else None
         if role == STATUS_COLOR_ROLE and column is Column.STATUS:
-            return QColor(STATE_COLORS[row.health.state])
+            return QColor(STATE_COLORS[_light(row)])
         if role == Qt.ItemDataRole.ForegroundRole and row.health.state is WorkerState.DISABLED:
             return QColor("#80868b")
         return None
@@ -254,6 +311,11 @@ class FleetTableModel(QAbstractTableModel):
         if number is not None and self._rows[number].health != health:
             self._replace(number, replace(self._rows[number], health=health))
 
+    def update_instance(self, status: InstanceStatus) -> None:
+        number = self._positions.get(status.name)
+        if number is not None and self._rows[number].instance != status:
+            self._replace(number, replace(self._rows[number], instance=status))
+
     def update_gpus(self, gpus: tuple[GpuReading, ...]) -> None:
         for number, row in enumerate(self._rows):
             reading = _match_gpu(row, gpus)
@@ -270,6 +332,13 @@ class FleetTableModel(QAbstractTableModel):
     def _replace(self, number: int, row: FleetRow) -> None:
         self._rows[number] = row
         self.dataChanged.emit(self.index(number, 0), self.index(number, len(Column) - 1))
+
+
+def _light(row: FleetRow) -> WorkerState:
+    instance = row.instance
+    if instance is None or row.health.state in (WorkerState.ONLINE, WorkerState.BUSY):
+        return row.health.state
+    return LIGHTS.get(instance.state, row.health.state)
 
 
 def _match_gpu(row: FleetRow, gpus: tuple[GpuReading, ...]) -> GpuReading | None:

@@ -1,0 +1,124 @@
+"""The window starting, watching and stopping simulated installs through the supervisor."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psutil
+import pytest
+from PySide6.QtCore import QItemSelectionModel
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QApplication
+
+from app.core.config import AppSettings, FleetConfig, MasterConfig, WorkerConfig, WorkerKind
+from app.services.paths import resolve_paths
+from app.services.storage import ConfigStore
+from app.services.supervisor import InstanceState
+from app.sim.fleet import create_sim_install, free_port
+from app.ui.application import DesktopApp
+from app.ui.worker_table import Column
+
+
+async def until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.05)
+
+
+def select(app: DesktopApp, name: str) -> None:
+    table = app.window.table
+    proxy = table.model()
+    row = next(r for r in range(proxy.rowCount()) if proxy.index(r, Column.NAME).data() == name)
+    table.selectionModel().select(
+        proxy.index(row, 0),
+        QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows,
+    )
+
+
+def trigger(app: DesktopApp, name: str) -> None:
+    action = app.window.findChild(QAction, name)
+    assert action is not None, name
+    action.trigger()
+
+
+def cell(app: DesktopApp, name: str, column: Column) -> str:
+    model = app.window.model
+    number = next(i for i, r in enumerate(model.rows()) if r.name == name)
+    return str(model.data(model.index(number, column)))
+
+
+@pytest.mark.asyncio
+async def test_start_crash_logs_stop_and_quit(qapp: QApplication, tmp_path: Path) -> None:
+    install = create_sim_install(tmp_path / "ComfyUI")
+    config = FleetConfig(
+        master=MasterConfig(comfyui_dir=str(install), port=free_port(), gpu="cpu"),
+        workers=(
+            WorkerConfig("gpu1", WorkerKind.LOCAL, port=free_port(), gpu="0"),
+            WorkerConfig("lan", WorkerKind.REMOTE, host="127.0.0.1", port=free_port()),
+        ),
+        app=AppSettings(poll_interval_s=0.3, busy_poll_interval_s=0.2),
+    )
+    paths = resolve_paths(tmp_path / "fleet.json")
+    ConfigStore(paths.config_file).save(config)
+    app = DesktopApp(qapp, paths, ConfigStore(paths.config_file).load())
+    notes: list[str] = []
+    app.window.notify = lambda title, text: notes.append(f"{title}: {text}")
+    app.window.show()
+    await app.start()
+    try:
+        assert cell(app, "master", Column.PROCESS) == "launchable"
+        assert cell(app, "lan", Column.PROCESS) == "—"
+        select(app, "lan")
+        trigger(app, "start")
+        assert "not launched by ComfyFleet" in app.window.statusBar().currentMessage()
+        trigger(app, "start_all")
+        await until(
+            lambda: (
+                cell(app, "master", Column.DETAIL) == "online"
+                and cell(app, "gpu1", Column.DETAIL) == "online"
+            )
+        )
+        pid = app.supervisor.status("gpu1").pid  # type: ignore[union-attr]
+        assert cell(app, "gpu1", Column.PROCESS) == f"pid {pid}"
+        os.kill(pid, signal.SIGKILL)  # type: ignore[arg-type]
+        await until(lambda: any("gpu1 crashed" in n for n in notes))
+        assert "killed by signal" in notes[0]
+        await until(
+            lambda: (
+                "1 restart(s)" in cell(app, "gpu1", Column.PROCESS)
+                and cell(app, "gpu1", Column.DETAIL).startswith("online — last crash: killed")
+            )
+        )
+        select(app, "gpu1")
+        trigger(app, "logs")
+        (viewer,) = app.window.log_viewers
+        assert "To see the GUI go to" in viewer.text.toPlainText()
+        viewer.search.setText("Device:")
+        assert viewer.find_next()
+        select(app, "master")
+        trigger(app, "stop")
+        await until(
+            lambda: (
+                app.supervisor.status("master").state  # type: ignore[union-attr]
+                is InstanceState.STOPPED
+            )
+        )
+        await until(lambda: cell(app, "master", Column.DETAIL).startswith("stopped"))
+        running = app.supervisor.status("gpu1").pid  # type: ignore[union-attr]
+    finally:
+        app.quit()
+        await app.stop()  # what _run does after Quit
+        app.instance.close()
+        for viewer in app.window.log_viewers:
+            viewer.close()
+        app.window.close()
+    assert running is not None
+    assert (
+        not psutil.pid_exists(running) or psutil.Process(running).status() == psutil.STATUS_ZOMBIE
+    )  # Quit stopped it
