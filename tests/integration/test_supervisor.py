@@ -351,3 +351,36 @@ def test_up_prints_states_and_down_stops_everything(fleet: FleetConfig, tmp_path
     state = json.loads((resolve_paths(config_file).state_dir / "instances.json").read_text())
     for record in state["instances"].values():
         assert record["state"] == "stopped"
+
+
+def test_propose_without_gpu_is_a_cpu_master(tmp_path: Path) -> None:
+    config_file = tmp_path / "fleet.json"
+    shown = comfy_fleet("propose", config=config_file)
+    assert shown.returncode == 0 and "master: GPU cpu" in shown.stdout
+    assert "No NVIDIA GPU found" in shown.stdout and not config_file.exists()
+    assert comfy_fleet("propose", "--apply", config=config_file).returncode == 0
+    assert ConfigStore(config_file).load().config.master.gpu == "cpu"
+
+
+def test_logs_follow_prints_new_lines(fleet: FleetConfig, tmp_path: Path) -> None:
+    config_file = tmp_path / "fleet.json"
+    ConfigStore(config_file).save(fleet)
+    log_file = resolve_paths(config_file).log_dir / "instances" / "master.log"
+    log_file.parent.mkdir(parents=True)
+    log_file.write_text("old line\n")
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "app", "--config", str(config_file), "logs", "master", "--follow"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert follow.stdout is not None
+        assert follow.stdout.readline() == "old line\n"
+        with log_file.open("a") as handle:
+            handle.write("new line\n")
+        assert follow.stdout.readline() == "new line\n"
+    finally:
+        follow.terminate()
+        follow.wait(10)
+    missing = comfy_fleet("logs", "nobody", config=config_file)
+    assert missing.returncode == 2 and "name" in missing.stderr
