@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from app.sim.fleet import SimInstance, start_sim
 
 REPO = Path(__file__).resolve().parents[1]
 RECORDINGS = REPO.parent / "shared" / "recordings"
@@ -28,3 +31,18 @@ def recordings() -> Path:
     if not RECORDINGS.is_dir():
         pytest.fail(f"the recordings are missing: expected them at {RECORDINGS}")
     return RECORDINGS
+
+
+@pytest.fixture
+def sim_factory(tmp_path: Path) -> Iterator[Callable[..., SimInstance]]:
+    """Start simulated ComfyUI processes on free loopback ports; all stopped afterwards."""
+    started: list[SimInstance] = []
+
+    def start(name: str = "sim", **kwargs: object) -> SimInstance:
+        instance = start_sim(tmp_path / name, **kwargs)  # type: ignore[arg-type]
+        started.append(instance)
+        return instance
+
+    yield start
+    for instance in started:
+        instance.stop()

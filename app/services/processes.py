@@ -69,17 +69,8 @@ def spawn(
     not a pipe, so the instance outlives a crash of ComfyFleet without a broken pipe)."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+    group = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0) if WINDOWS else 0
     with log_file.open("ab") as output:
-        if WINDOWS:
-            return subprocess.Popen(
-                argv,
-                cwd=cwd,
-                env=full_env,
-                stdin=subprocess.DEVNULL,
-                stdout=output,
-                stderr=subprocess.STDOUT,
-                creationflags=subprocess.CREATE_NEW_PROCESS_GROUP,  # type: ignore[attr-defined]
-            )
         return subprocess.Popen(
             argv,
             cwd=cwd,
@@ -87,7 +78,8 @@ def spawn(
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,
-            start_new_session=True,
+            creationflags=group,
+            start_new_session=not WINDOWS,
         )
 
 

@@ -391,7 +391,7 @@ class Supervisor:
             pid=None,
             last_crash=crash.summary,
             restart_in_s=delay,
-            message=f"restarting in {delay:.0f} s",
+            message=f"restarting in {delay:g} s",
         )
         self._track(instance, self._restart_later(instance, delay))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -16,26 +16,12 @@ from app.core.health import WorkerState
 from app.services.gpus import GpuReader
 from app.services.paths import resolve_paths
 from app.services.storage import ConfigStore
-from app.sim.fleet import SimInstance, free_port, start_sim
+from app.sim.fleet import SimInstance, free_port
 from app.ui.application import DesktopApp
 from app.ui.tray import FleetHealth, fleet_health
 from app.ui.worker_dialog import WorkerDialog
 from app.ui.worker_table import Column
 from tests.fakes.nvml import FakeNvml
-
-
-@pytest.fixture
-def sims(tmp_path: Path) -> Iterator[Callable[..., SimInstance]]:
-    started: list[SimInstance] = []
-
-    def start(name: str, **kwargs: object) -> SimInstance:
-        instance = start_sim(tmp_path / name, **kwargs)  # type: ignore[arg-type]
-        started.append(instance)
-        return instance
-
-    yield start
-    for instance in started:
-        instance.stop()
 
 
 async def until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
@@ -54,15 +40,15 @@ def cell(app: DesktopApp, name: str, column: Column) -> str:
 @pytest.mark.asyncio
 async def test_live_table_and_tray_follow_the_fleet(
     qapp: QApplication,
-    sims: Callable[..., SimInstance],
+    sim_factory: Callable[..., SimInstance],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from PySide6.QtWidgets import QSystemTrayIcon
 
     monkeypatch.setattr(QSystemTrayIcon, "isSystemTrayAvailable", staticmethod(lambda: True))
-    master = sims("master", args=["--sim-vram-gb", "24"])
-    big = sims("big", args=["--sim-vram-gb", "80", "--sim-device", "NVIDIA H100"])
+    master = sim_factory("master", args=["--sim-vram-gb", "24"])
+    big = sim_factory("big", args=["--sim-vram-gb", "80", "--sim-device", "NVIDIA H100"])
     config = FleetConfig(
         master=MasterConfig(port=master.port, gpu="0"),
         workers=(
@@ -161,12 +147,12 @@ def test_worker_dialog_fills_runpod_host_and_validates(qapp: QApplication) -> No
 
 @pytest.mark.asyncio
 async def test_dialog_test_connection_reports_what_it_found(
-    qapp: QApplication, sims: Callable[..., SimInstance]
+    qapp: QApplication, sim_factory: Callable[..., SimInstance]
 ) -> None:
     from app.services.comfy_client import ComfyClient, check_connection
 
-    worker = sims("w", args=["--sim-device", "NVIDIA RTX A6000", "--sim-vram-gb", "48"])
-    bare = sims("bare", args=["--sim-no-distributed"])
+    worker = sim_factory("w", args=["--sim-device", "NVIDIA RTX A6000", "--sim-vram-gb", "48"])
+    bare = sim_factory("bare", args=["--sim-no-distributed"])
     client = ComfyClient()
     try:
         dialog = WorkerDialog(FleetConfig(), lambda url: check_connection(client, url))
