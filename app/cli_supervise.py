@@ -19,7 +19,7 @@ from app.services.comfy_client import ComfyClient
 from app.services.gpus import GpuReader
 from app.services.launch_plan import make_supervisor, plan_launches, state_file
 from app.services.paths import AppPaths
-from app.services.processes import ProcessId, interrupt, kill_tree
+from app.services.processes import ProcessId, interrupt, kill_tree, wait_gone
 from app.services.storage import ConfigStore
 from app.services.supervisor import InstanceStatus, read_state
 
@@ -101,8 +101,7 @@ def down_command(paths: AppPaths, timeout_s: float = 15.0) -> int:
     if running is not None:
         print(f"asking the supervisor (pid {supervisor.pid}) to stop its instances")
         running.terminate()
-        with contextlib.suppress(psutil.TimeoutExpired):
-            running.wait(timeout_s)
+        wait_gone(running, timeout_s)
     stopped = 0
     for name, record in read_state(state_file(paths)).get("instances", {}).items():
         if not record.get("pid"):
@@ -111,9 +110,7 @@ def down_command(paths: AppPaths, timeout_s: float = 15.0) -> int:
         if process is None:
             continue  # gone, or the PID was recycled by another program: not ours to signal
         interrupt(process)
-        try:
-            process.wait(timeout_s)
-        except psutil.TimeoutExpired:
+        if not wait_gone(process, timeout_s):
             kill_tree(process)
         stopped += 1
         print(f"stopped {name} (pid {record['pid']})")

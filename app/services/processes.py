@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +52,14 @@ def port_holder(port: int) -> str:
                 except psutil.Error:
                     return f"process {conn.pid}"
     return "another program (its process is not visible to this user)"
+
+
+def free_port_near(start: int, host: str = "127.0.0.1") -> int:
+    """A free port at or after `start` (cloudflared's metrics: never its colliding default)."""
+    port = start
+    while not port_free(port, host):
+        port += 1
+    return port
 
 
 def check_port(port: int, host: str = "127.0.0.1", taken: set[int] | None = None) -> None:
@@ -127,3 +136,17 @@ def kill_tree(process: psutil.Process) -> None:
     for victim in [*children, process]:
         with contextlib.suppress(psutil.Error):
             victim.kill()
+
+
+def wait_gone(process: psutil.Process, timeout_s: float) -> bool:
+    """Wait for a process that may not be our child: gone, or a zombie its parent has not
+    reaped yet, both count as stopped."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.05)
+    return False

@@ -15,14 +15,17 @@ from PySide6.QtWidgets import (
     QPlainTextEdit,
     QPushButton,
     QVBoxLayout,
+    QWidget,
 )
 
 MAX_BLOCKS = 20000
 
 
 class LogViewer(QDialog):
-    def __init__(self, name: str, lines: list[str], log_file: Path) -> None:
-        super().__init__()
+    def __init__(
+        self, name: str, lines: list[str], log_file: Path, parent: QWidget | None = None
+    ) -> None:
+        super().__init__(parent)  # owned by Qt through its parent, not by Python's GC
         self.name = name
         self.log_file = log_file
         self.setWindowTitle(f"Log — {name}")

@@ -217,9 +217,10 @@ class MainWindow(QMainWindow):
 
     def show_logs(self, name: str) -> None:
         supervisor = self.control.supervisor
-        viewer = LogViewer(name, supervisor.lines(name), supervisor.log_path(name))
+        viewer = LogViewer(name, supervisor.lines(name), supervisor.log_path(name), self)
+        viewer.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.log_viewers.append(viewer)
-        viewer.finished.connect(lambda _: self.log_viewers.remove(viewer))
+        viewer.destroyed.connect(lambda: self.log_viewers.remove(viewer))
         viewer.show()
 
     def add_log_line(self, name: str, line: str) -> None:

@@ -112,11 +112,11 @@ async def test_start_crash_logs_stop_and_quit(qapp: QApplication, tmp_path: Path
         await until(lambda: cell(app, "master", Column.DETAIL).startswith("stopped"))
         running = app.supervisor.status("gpu1").pid  # type: ignore[union-attr]
     finally:
+        for viewer in list(app.window.log_viewers):
+            viewer.close()
         app.quit()
         await app.stop()  # what _run does after Quit
         app.instance.close()
-        for viewer in app.window.log_viewers:
-            viewer.close()
         app.window.close()
     assert running is not None
     assert (
