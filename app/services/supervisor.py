@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import queue
 import threading
 import time
 from collections import deque
@@ -33,6 +34,7 @@ from app.services.storage import atomic_write_text
 log = logging.getLogger(__name__)
 KEEP_LINES = 5000
 KEEP_LAUNCH_LOGS = 5
+PUMP_S = 0.02  # how often watcher threads' news reach the event loop
 
 
 class InstanceState(StrEnum):
@@ -118,7 +120,10 @@ class Supervisor:
         self._instances: dict[str, _Instance] = {}
         self._status_listeners: list[Callable[[InstanceStatus], None]] = []
         self._line_listeners: list[Callable[[str, str], None]] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._inbox: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]]] = (
+            queue.SimpleQueue()
+        )
+        self._pump: asyncio.Future[None] | None = None
 
     # listening
 
@@ -146,7 +151,7 @@ class Supervisor:
 
     async def start(self, spec: LaunchSpec, allow_shared_gpu: bool = False) -> InstanceStatus:
         """Launch `spec`; refuses a taken port (naming its holder) and a shared GPU."""
-        self._loop = asyncio.get_running_loop()
+        self._ensure_pump()
         current = self._instances.get(spec.name)
         if current is not None and current.process is not None and current.process.alive():
             return current.status
@@ -201,7 +206,7 @@ class Supervisor:
 
     def adopt(self, specs: dict[str, LaunchSpec]) -> list[str]:
         """Take over instances a previous supervisor started, if the very same process lives."""
-        self._loop = asyncio.get_running_loop()
+        self._ensure_pump()
         adopted = []
         for name, record in read_state(self.state_file).get("instances", {}).items():
             spec = specs.get(name)
@@ -311,9 +316,32 @@ class Supervisor:
         threading.Thread(target=follow, daemon=True, name=f"log-{instance.spec.name}").start()
 
     def _post(self, callback: Callable[..., None], *args: Any) -> None:
-        if self._loop is not None and not self._loop.is_closed():
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(callback, *args)
+        """From a watcher thread to the event loop, through a queue the loop drains.
+
+        Not loop.call_soon_threadsafe: under qasync that emits a Qt signal from a plain
+        Python thread, which crashed PySide6 now and then under load.
+        """
+        self._inbox.put((callback, args))
+
+    def _ensure_pump(self) -> None:
+        if self._pump is None or self._pump.done():
+            self._pump = asyncio.ensure_future(self._drain_inbox())
+
+    async def _drain_inbox(self) -> None:
+        while True:
+            while True:
+                try:
+                    callback, args = self._inbox.get_nowait()
+                except queue.Empty:
+                    break
+                callback(*args)
+            if (
+                not any(i.process and i.process.alive() for i in self._instances.values())
+                and not any(i.tasks for i in self._instances.values())
+                and self._inbox.empty()
+            ):
+                return  # nothing left to watch; start() and adopt() start the pump again
+            await asyncio.sleep(PUMP_S)
 
     def _wait_exit(self, instance: _Instance, process: Any) -> None:
         """Popen.wait for our children; psutil's wait for adopted ones (exit code unknown)."""
