@@ -124,6 +124,8 @@ class Supervisor:
             queue.SimpleQueue()
         )
         self._pump: asyncio.Future[None] | None = None
+        self._watchers = 0  # watcher threads still running (they may still post)
+        self._watchers_lock = threading.Lock()
 
     # listening
 
@@ -233,12 +235,7 @@ class Supervisor:
             instance.process = process
             self._instances[name] = instance
             self._follow(instance, from_end=True)
-            threading.Thread(
-                target=self._wait_exit,
-                args=(instance, process.alive()),
-                daemon=True,
-                name=f"exit-{name}",
-            ).start()
+            self._watch_thread(self._wait_exit, instance, process.alive())
             self._track(instance, self._wait_ready(instance))
             adopted.append(name)
         self._write_state()
@@ -273,9 +270,7 @@ class Supervisor:
             message="",
         )
         self._follow(instance, from_end=False)
-        threading.Thread(
-            target=self._wait_exit, args=(instance, process), daemon=True, name=f"exit-{spec.name}"
-        ).start()
+        self._watch_thread(self._wait_exit, instance, process)
         self._track(instance, self._wait_ready(instance))
 
     def _track(self, instance: _Instance, coroutine: Any) -> None:
@@ -313,7 +308,21 @@ class Supervisor:
             except OSError as exc:
                 log.warning("cannot follow %s: %s", instance.log_file, exc)
 
-        threading.Thread(target=follow, daemon=True, name=f"log-{instance.spec.name}").start()
+        self._watch_thread(lambda _: follow(), instance)
+
+    def _watch_thread(self, target: Callable[..., None], instance: _Instance, *args: Any) -> None:
+        """A watcher thread; the pump keeps draining while any is alive."""
+
+        def run() -> None:
+            try:
+                target(instance, *args)
+            finally:
+                with self._watchers_lock:
+                    self._watchers -= 1
+
+        with self._watchers_lock:
+            self._watchers += 1
+        threading.Thread(target=run, daemon=True, name=f"watch-{instance.spec.name}").start()
 
     def _post(self, callback: Callable[..., None], *args: Any) -> None:
         """From a watcher thread to the event loop, through a queue the loop drains.
@@ -335,11 +344,10 @@ class Supervisor:
                 except queue.Empty:
                     break
                 callback(*args)
-            if (
-                not any(i.process and i.process.alive() for i in self._instances.values())
-                and not any(i.tasks for i in self._instances.values())
-                and self._inbox.empty()
-            ):
+            with self._watchers_lock:
+                watching = self._watchers > 0
+            busy = any(i.tasks for i in self._instances.values())
+            if not watching and not busy and self._inbox.empty():
                 return  # nothing left to watch; start() and adopt() start the pump again
             await asyncio.sleep(PUMP_S)
 
