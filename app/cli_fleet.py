@@ -8,6 +8,7 @@ import contextlib
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -156,8 +157,6 @@ LIFECYCLE = {
 
 def merge_supervised(healths: list[WorkerHealth], state: dict[str, Any]) -> list[WorkerHealth]:
     """Fold in what a supervisor (the window or `up`, in any process) recorded."""
-    from dataclasses import replace
-
     records = state.get("instances", {})
     merged = []
     for health in healths:

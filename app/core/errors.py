@@ -22,7 +22,3 @@ class ConfigFileError(ComfyFleetError):
 
 class SecretStoreError(ComfyFleetError):
     """The system keyring cannot store or return a secret."""
-
-
-class WorkflowError(ComfyFleetError):
-    """A workflow file cannot be used as it is."""

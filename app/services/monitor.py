@@ -9,7 +9,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from app.core.config import FleetConfig, WorkerKind
 from app.core.health import ProbeSchedule, WorkerHealth, WorkerState, apply_probe
@@ -72,9 +72,6 @@ class FleetMonitor:
 
     def health(self, name: str) -> WorkerHealth | None:
         return self._health.get(name)
-
-    def set_schedule(self, schedule: ProbeSchedule) -> None:
-        self._schedule = schedule
 
     def set_targets(self, targets: list[MonitorTarget]) -> None:
         """Start, keep or stop probing so that exactly these targets are watched."""
@@ -150,9 +147,3 @@ class FleetMonitor:
                 listener(health)
             except Exception:  # a broken listener must not stop the monitor
                 log.exception("health listener failed")
-
-    def merge_instance_info(self, name: str, **fields: object) -> None:
-        """Fold in what the supervisor knows (pid, restarts, last crash, lifecycle state)."""
-        current = self._health.get(name)
-        if current is not None:
-            self._publish(replace(current, **fields))  # type: ignore[arg-type]
