@@ -14,7 +14,7 @@ from typing import Any
 from app.core.config import FleetConfig, NamedTunnel, validate_config
 from app.core.errors import ConfigError
 from app.core.net import base_url
-from app.core.tunnel import PINNED_SHA256, PINNED_VERSION, release_asset
+from app.core.tunnel import EXPOSURE, PINNED_SHA256, PINNED_VERSION, release_asset
 from app.services.paths import AppPaths
 from app.services.processes import ProcessId, interrupt, wait_gone
 from app.services.secrets import SecretStore
@@ -25,11 +25,6 @@ from app.services.tunnel import (
     download_cloudflared,
     find_cloudflared,
     read_tunnel_state,
-)
-
-EXPOSURE = (
-    "A tunnel makes the master reachable by anyone who has its URL, and ComfyUI has "
-    "no login. Continue?"
 )
 
 

@@ -11,6 +11,10 @@ PINNED_VERSION = "2026.8.0"
 # SHA-256 of each pinned release asset. Verified before anything is made executable; a
 # mismatch is refused. (Filled from Cloudflare's release page when the pin moves.)
 PINNED_SHA256: dict[str, str] = {}
+EXPOSURE = (
+    "A tunnel makes the master reachable by anyone who has its URL, and ComfyUI has no login. "
+    "Continue?"
+)
 BANNER = re.compile(r"https://([a-z0-9-]+\.trycloudflare\.com)")
 
 

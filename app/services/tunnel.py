@@ -34,6 +34,7 @@ from app.core.tunnel import (
 )
 from app.services.processes import ProcessId, free_port_near, interrupt, kill_tree, spawn
 from app.services.storage import atomic_write_text
+from app.services.supervisor import rotate_logs
 
 log = logging.getLogger(__name__)
 EXE = "cloudflared.exe" if os.name == "nt" else "cloudflared"
@@ -180,7 +181,7 @@ class TunnelRunner:
             argv = named_tunnel_argv(str(binary), metrics, http2)
             env["TUNNEL_TOKEN"] = token  # the environment, never argv, config or logs
         self.log_file.parent.mkdir(parents=True, exist_ok=True)
-        self.log_file.write_bytes(b"")
+        rotate_logs(self.log_file)  # kept like an instance's: one file per start, last five
         process = spawn(argv, str(self.log_file.parent), env, self.log_file)
         self._process = ProcessId.of(process.pid)
         self._set(

@@ -16,12 +16,14 @@ from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 from app import APP_ID, APP_NAME
 from app.core.errors import ComfyFleetError
 from app.core.health import ProbeSchedule
+from app.core.net import base_url
 from app.services.comfy_client import ComfyClient, check_connection
 from app.services.gpus import GpuMonitor, GpuReader
 from app.services.launch_plan import make_supervisor, plan_launches
 from app.services.monitor import FleetMonitor, targets_from_config
 from app.services.paths import AppPaths
 from app.services.storage import ConfigStore, LoadResult
+from app.services.tunnel import TunnelRunner
 from app.ui.bridge import FleetBridge
 from app.ui.fleet_control import FleetControl
 from app.ui.icons import app_icon
@@ -57,7 +59,13 @@ class DesktopApp:
         )
         self.gpus = GpuMonitor(gpu_reader or GpuReader())
         self.supervisor = make_supervisor(loaded.config, paths, self.client)
-        self.control = FleetControl(self.supervisor, paths, self.gpus, loaded.config)
+        master = loaded.config.master
+        self.tunnel = TunnelRunner(
+            paths.state_dir / "tunnel.json",
+            paths.log_dir / "tunnel.log",
+            base_url(master.host, master.port),
+        )
+        self.control = FleetControl(self.supervisor, paths, self.gpus, loaded.config, self.tunnel)
         self.bridge = FleetBridge(self.monitor, self.gpus, self.supervisor)
         settings = QSettings(str(paths.window_state), QSettings.Format.IniFormat)
         self.window = MainWindow(
@@ -75,6 +83,8 @@ class DesktopApp:
         self.bridge.gpusChanged.connect(self.window.show_gpus)
         self.bridge.instanceChanged.connect(self.window.show_instance)
         self.bridge.lineAdded.connect(self.window.add_log_line)
+        self.tunnel.on_status(self.bridge.tunnelChanged.emit)
+        self.bridge.tunnelChanged.connect(self.window.show_tunnel)
         self.tray: FleetTray | None = None
         if QSystemTrayIcon.isSystemTrayAvailable():
             self.tray = FleetTray(self.window, self.quit, self.control)

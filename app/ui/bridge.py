@@ -15,6 +15,7 @@ class FleetBridge(QObject):
     gpusChanged = Signal(object)  # GpuSnapshot
     instanceChanged = Signal(object)  # InstanceStatus
     lineAdded = Signal(str, str)  # instance name, log line
+    tunnelChanged = Signal(object)  # TunnelStatus
 
     def __init__(
         self, monitor: FleetMonitor, gpus: GpuMonitor, supervisor: Supervisor, flush_ms: int = 150

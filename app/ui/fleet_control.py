@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from app.core.config import FleetConfig
 from app.core.errors import ComfyFleetError
+from app.core.net import base_url
+from app.core.tunnel import EXPOSURE, TunnelState
 from app.services.gpus import GpuMonitor
 from app.services.launch_plan import launchable_names, plan_launches
 from app.services.paths import AppPaths
 from app.services.processes import PortBusy
 from app.services.supervisor import GpuInUse, Supervisor
+from app.services.tunnel import TunnelRunner, find_cloudflared
 
 log = logging.getLogger(__name__)
 
@@ -22,15 +26,22 @@ class FleetControl:
     """What the Start/Stop/Restart buttons do; asks the user through the given callbacks."""
 
     def __init__(
-        self, supervisor: Supervisor, paths: AppPaths, gpus: GpuMonitor, config: FleetConfig
+        self,
+        supervisor: Supervisor,
+        paths: AppPaths,
+        gpus: GpuMonitor,
+        config: FleetConfig,
+        tunnel: TunnelRunner,
     ) -> None:
         self.supervisor = supervisor
+        self.tunnel = tunnel
         self._paths = paths
         self._gpus = gpus
         self.config = config
         self.confirm: Callable[[str], bool] = lambda text: False
         self.error: Callable[[str], None] = lambda text: log.error("%s", text)
         self.change_port: Callable[[str, int], bool] = lambda name, port: False
+        self.save_config: Callable[[FleetConfig], bool] = lambda config: False
         self._tasks: set[asyncio.Task[Any]] = set()
 
     def launchable(self, name: str) -> bool:
@@ -79,7 +90,30 @@ class FleetControl:
         except ComfyFleetError as exc:
             self.error(f"Cannot start {name}: {exc}")
 
+    def toggle_tunnel(self) -> None:
+        if self.tunnel.status.state in (TunnelState.STOPPED, TunnelState.FAILED):
+            self._run(self._start_tunnel())
+        else:
+            self._run(self.tunnel.stop())
+
+    async def _start_tunnel(self) -> None:
+        settings = self.config.tunnel
+        if settings.confirm_exposure:
+            if not self.confirm(EXPOSURE):
+                return
+            tunnel = dataclasses.replace(settings, confirm_exposure=False)  # asked once
+            self.save_config(dataclasses.replace(self.config, tunnel=tunnel))
+        binary = find_cloudflared(settings.cloudflared_path, self._paths.data_dir)
+        master = self.config.master
+        self.tunnel.master_url = base_url(master.host, master.port)
+        try:
+            await self.tunnel.start(binary, self.config.master.port, settings.use_http2)
+        except ComfyFleetError as exc:
+            self.error(f"The tunnel did not come up: {exc}")
+
     async def shutdown(self) -> None:
         for task in list(self._tasks):
             task.cancel()
+        if self.tunnel.status.state not in (TunnelState.STOPPED, TunnelState.FAILED):
+            await self.tunnel.stop()  # restores the master's host
         await self.supervisor.stop_all()

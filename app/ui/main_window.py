@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, QSortFilterProxyModel, Qt, QTimer
-from PySide6.QtGui import QAction, QCloseEvent
+from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDockWidget,
@@ -28,10 +28,12 @@ from app import APP_NAME
 from app.core.config import FleetConfig
 from app.core.errors import ComfyFleetError
 from app.core.health import WorkerHealth
+from app.core.tunnel import TunnelState
 from app.services.gpus import GpuSnapshot
 from app.services.monitor import FleetMonitor, targets_from_config
 from app.services.storage import ConfigStore
 from app.services.supervisor import InstanceState, InstanceStatus
+from app.services.tunnel import TunnelStatus
 from app.ui.delegates import StatusLightDelegate, VramBarDelegate
 from app.ui.fleet_control import FleetControl
 from app.ui.gpu_panel import GpuPanel
@@ -81,6 +83,8 @@ class MainWindow(QMainWindow):
         control.confirm = self._confirm
         control.error = self._warn
         control.change_port = self._change_port
+        control.save_config = self.apply_config
+        self.tunnel_label = QLabel()
         self.log_viewers: list[LogViewer] = []
         self.notify: Callable[[str, str], None] = lambda title, text: self.statusBar().showMessage(
             f"{title}: {text}", 15000
@@ -88,6 +92,7 @@ class MainWindow(QMainWindow):
         self.close_hides: Callable[[], bool] = lambda: False
         self.on_quit: Callable[[], None] = lambda: None
         self._fitted_to_data = False
+        self._announced: str | None = None
         self.setWindowTitle(f"{APP_NAME} — Simulation (demo fleet)" if simulation else APP_NAME)
         self.setObjectName("MainWindow")
 
@@ -108,6 +113,7 @@ class MainWindow(QMainWindow):
         self._build_dock()
         self._build_toolbar(simulation)
         self.statusBar().showMessage(f"Config: {store.path}")
+        self.statusBar().addPermanentWidget(self.tunnel_label)
         self._show_config(config)
         self._restore_geometry()
         self._ticker = QTimer(self)
@@ -183,6 +189,8 @@ class MainWindow(QMainWindow):
             ("Restart", lambda: self._on_selected(self.control.restart)),
             ("Logs", lambda: self._on_selected(self.show_logs)),
             None,
+            ("Tunnel", self.control.toggle_tunnel),
+            None,
             ("Start all", self.control.start_all),
             ("Stop all", self.control.stop_all),
         ]
@@ -214,6 +222,22 @@ class MainWindow(QMainWindow):
         changed = previous is None or previous.state != status.state
         if crashed and changed and status.last_crash:
             self.notify(f"{status.name} crashed", f"{status.last_crash}. {status.message}")
+
+    def show_tunnel(self, status: TunnelStatus) -> None:
+        """Ready: the URL goes to the clipboard, a notification and the status bar."""
+        text = {
+            TunnelState.READY: f"Tunnel: {status.url}",
+            TunnelState.STARTING: "Tunnel: starting…",
+            TunnelState.URL_KNOWN: f"Tunnel: {status.url} (connecting…)",
+        }
+        self.tunnel_label.setText(text.get(status.state, ""))
+        self.tunnel_label.setToolTip(status.master_note)
+        if status.state is TunnelState.READY and status.url and status.url != self._announced:
+            self._announced = status.url
+            QGuiApplication.clipboard().setText(status.url)
+            self.notify("Tunnel ready", f"{status.url} (copied). {status.master_note}")
+        if status.state is not TunnelState.READY:
+            self._announced = None
 
     def show_logs(self, name: str) -> None:
         supervisor = self.control.supervisor

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from enum import StrEnum
 
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QGuiApplication
 from PySide6.QtWidgets import QMenu, QSystemTrayIcon, QWidget
 
 from app import APP_NAME
 from app.core.health import WorkerHealth, WorkerState
+from app.core.tunnel import TunnelState
 from app.ui.fleet_control import FleetControl
 from app.ui.icons import status_icon
 
@@ -77,6 +78,16 @@ class FleetTray(QSystemTrayIcon):
         if self._control is not None:
             self.menu.addAction("Start all", self._control.start_all)
             self.menu.addAction("Stop all", self._control.stop_all)
+            tunnel = self._control.tunnel.status
+            running = tunnel.state not in (TunnelState.STOPPED, TunnelState.FAILED)
+            self.menu.addAction(
+                "Stop tunnel" if running else "Start tunnel", self._control.toggle_tunnel
+            )
+            if tunnel.state is TunnelState.READY and tunnel.url:
+                url = tunnel.url
+                self.menu.addAction(
+                    "Copy tunnel URL", lambda: QGuiApplication.clipboard().setText(url)
+                )
             self.menu.addSeparator()
         self.menu.addAction("Quit", self._quit_app)
 

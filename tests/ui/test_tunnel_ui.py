@@ -1,0 +1,85 @@
+"""One click: a tunnel from the window and the tray, through a stand-in cloudflared."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from PySide6.QtGui import QAction, QGuiApplication
+from PySide6.QtWidgets import QApplication, QSystemTrayIcon
+
+from app.core.config import FleetConfig, MasterConfig, TunnelSettings
+from app.services.paths import resolve_paths
+from app.services.processes import ProcessId
+from app.services.storage import ConfigStore
+from app.sim.fleet import SimInstance, http_json
+from app.ui.application import DesktopApp
+
+STANDIN = Path(__file__).resolve().parents[1] / "fakes" / "cloudflared_standin.py"
+
+
+async def until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.asyncio
+async def test_tunnel_button_copies_the_url_and_quit_restores_the_host(
+    qapp: QApplication,
+    sim_factory: Callable[..., SimInstance],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(QSystemTrayIcon, "isSystemTrayAvailable", staticmethod(lambda: True))
+    master = sim_factory("master")
+    binary = tmp_path / "bin" / "cloudflared"
+    binary.parent.mkdir()
+    binary.write_text(f"#!{sys.executable}\n" + STANDIN.read_text())
+    binary.chmod(0o755)
+    paths = resolve_paths(tmp_path / "fleet.json")
+    ConfigStore(paths.config_file).save(
+        FleetConfig(
+            master=MasterConfig(port=master.port),
+            tunnel=TunnelSettings(cloudflared_path=str(binary)),
+        )
+    )
+    app = DesktopApp(qapp, paths, ConfigStore(paths.config_file).load())
+    asked: list[str] = []
+    app.control.confirm = lambda text: asked.append(text) or True
+    notes: list[str] = []
+    app.window.notify = lambda title, text: notes.append(title)
+    QGuiApplication.clipboard().setText("")
+    await app.start()
+    try:
+        action = app.window.findChild(QAction, "tunnel")
+        assert action is not None
+        action.trigger()
+        await until(lambda: QGuiApplication.clipboard().text().endswith(".trycloudflare.com"))
+        url = QGuiApplication.clipboard().text()
+        assert asked and "no login" in asked[0] and notes == ["Tunnel ready"]
+        assert http_json(f"{master.url}/distributed/config")["master"]["host"] == url.removeprefix(
+            "https://"
+        )
+        assert url in app.window.tunnel_label.text()
+        assert not ConfigStore(paths.config_file).load().config.tunnel.confirm_exposure
+        assert app.tray is not None
+        app.tray.menu.aboutToShow.emit()
+        labels = [a.text() for a in app.tray.menu.actions()]
+        assert "Stop tunnel" in labels and "Copy tunnel URL" in labels
+        status = app.tunnel.status
+    finally:
+        app.quit()
+        await app.stop()
+        app.instance.close()
+        if app.tray:
+            app.tray.hide()
+        app.window.close()
+    assert http_json(f"{master.url}/distributed/config")["master"]["host"] == ""
+    assert status.pid is not None and status.create_time is not None
+    assert ProcessId(status.pid, status.create_time).alive() is None
