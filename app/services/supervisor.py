@@ -204,7 +204,14 @@ class Supervisor:
         await self.start(instance.spec, allow_shared_gpu=True)
 
     async def stop_all(self) -> None:
+        """Stop every instance, then let the watchers' last news arrive."""
         await asyncio.gather(*(self.stop(name) for name in list(self._instances)))
+        pump = self._pump
+        if pump is not None and not pump.done():
+            try:
+                await asyncio.wait_for(asyncio.shield(pump), 2.0)
+            except TimeoutError:
+                pump.cancel()
 
     def adopt(self, specs: dict[str, LaunchSpec]) -> list[str]:
         """Take over instances a previous supervisor started, if the very same process lives."""

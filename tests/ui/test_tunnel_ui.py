@@ -62,6 +62,8 @@ async def test_tunnel_button_copies_the_url_and_quit_restores_the_host(
         action.trigger()
         await until(lambda: QGuiApplication.clipboard().text().endswith(".trycloudflare.com"))
         url = QGuiApplication.clipboard().text()
+        # the URL is announced as soon as /ready answers; the master's host follows
+        await until(lambda: app.tunnel.status.master_note.startswith("master host set"))
         assert asked and "no login" in asked[0] and notes == ["Tunnel ready"]
         assert http_json(f"{master.url}/distributed/config")["master"]["host"] == url.removeprefix(
             "https://"
