@@ -4,8 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -13,6 +11,7 @@ import psutil
 from app.services.storage import ConfigStore
 from app.sim.demo import start_demo_fleet
 from app.sim.fleet import http_json
+from tests.waiting import wait_until
 
 
 def test_demo_fleet_starts_registers_and_stops() -> None:
@@ -35,13 +34,6 @@ def test_demo_fleet_starts_registers_and_stops() -> None:
     assert not paths.config_file.exists()
 
 
-def _wait_for(condition: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.1)
-
-
 def test_demo_command_opens_app_and_stops_fleet_on_sigterm(isolated_dirs: Path) -> None:
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen"}
     app = subprocess.Popen(
@@ -52,13 +44,13 @@ def test_demo_command_opens_app_and_stops_fleet_on_sigterm(isolated_dirs: Path) 
     )
     log = isolated_dirs / "xdg_state_home" / "comfy-fleet" / "log" / "comfy-fleet.log"
     try:
-        _wait_for(lambda: log.exists() and "started with config" in log.read_text())
+        wait_until(lambda: log.exists() and "started with config" in log.read_text())
         children = psutil.Process(app.pid).children(recursive=True)
         sims = [c for c in children if "app.sim" in " ".join(c.cmdline())]
         assert len(sims) == 4
         app.send_signal(signal.SIGTERM)
         assert app.wait(30) == 0
-        _wait_for(
+        wait_until(
             lambda: not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in sims),
             timeout=15,
         )

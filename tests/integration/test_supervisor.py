@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -27,6 +26,7 @@ from app.services.storage import ConfigStore
 from app.services.supervisor import GpuInUse, InstanceState, InstanceStatus, Supervisor
 from app.sim.fleet import SimInstance, create_sim_install, free_port, http_json
 from tests.integration.cli_helpers import comfy_fleet
+from tests.waiting import wait_until
 
 WORKER_GPU = "GPU-9664e333-53f7-c99e-3697-bff5cb199420"
 
@@ -210,13 +210,6 @@ async def test_not_ready_in_time_counts_as_a_crash(fleet: FleetConfig, tmp_path:
         await client.close()
 
 
-def _wait(condition: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
-
 def _state(path: Path) -> dict:  # type: ignore[type-arg]
     try:
         return json.loads(path.read_text())
@@ -236,7 +229,7 @@ async def test_a_new_supervisor_adopts_survivors(fleet: FleetConfig, tmp_path: P
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait(
+        wait_until(
             lambda: (
                 all(
                     r.get("state") == "ready"

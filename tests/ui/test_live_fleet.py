@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -22,19 +20,8 @@ from app.ui.tray import FleetHealth, fleet_health
 from app.ui.worker_dialog import WorkerDialog
 from app.ui.worker_table import Column
 from tests.fakes.nvml import FakeNvml
-
-
-async def until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
-
-
-def cell(app: DesktopApp, name: str, column: Column) -> str:
-    model = app.window.model
-    number = next(i for i, r in enumerate(model.rows()) if r.name == name)
-    return str(model.data(model.index(number, column)))
+from tests.ui.helpers import cell
+from tests.waiting import until
 
 
 @pytest.mark.asyncio

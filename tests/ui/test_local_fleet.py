@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -22,13 +19,8 @@ from app.services.supervisor import InstanceState
 from app.sim.fleet import create_sim_install, free_port
 from app.ui.application import DesktopApp
 from app.ui.worker_table import Column
-
-
-async def until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
+from tests.ui.helpers import cell
+from tests.waiting import until
 
 
 def select(app: DesktopApp, name: str) -> None:
@@ -45,12 +37,6 @@ def trigger(app: DesktopApp, name: str) -> None:
     action = app.window.findChild(QAction, name)
     assert action is not None, name
     action.trigger()
-
-
-def cell(app: DesktopApp, name: str, column: Column) -> str:
-    model = app.window.model
-    number = next(i for i, r in enumerate(model.rows()) if r.name == name)
-    return str(model.data(model.index(number, column)))
 
 
 @pytest.mark.asyncio

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,15 +16,9 @@ from app.services.processes import ProcessId
 from app.services.storage import ConfigStore
 from app.sim.fleet import SimInstance, http_json
 from app.ui.application import DesktopApp
+from tests.waiting import until
 
 STANDIN = Path(__file__).resolve().parents[1] / "fakes" / "cloudflared_standin.py"
-
-
-async def until(condition: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 @pytest.mark.asyncio
