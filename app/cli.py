@@ -12,6 +12,7 @@ from typing import Any
 
 from app import APP_ID, __version__
 from app.cli_fleet import add_status_command, add_supervisor_commands, status_command
+from app.cli_jobs import add_job_commands, run_command, test_fleet_command
 from app.cli_supervise import down_command, logs_command, propose_command, up_command
 from app.cli_tunnel import add_tunnel_commands, tunnel_command
 from app.core.codec import to_data
@@ -54,6 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_status_command(commands)
     add_supervisor_commands(commands)
     add_tunnel_commands(commands)
+    add_job_commands(commands)
     demo = commands.add_parser("demo", help="open the app on a simulated fleet")
     demo.add_argument("--workers", type=int, default=3, help="simulated workers (default 3)")
     return parser
@@ -124,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
         "logs": logs_command,
         "propose": lambda a, p: propose_command(a, *_load(p)),
         "tunnel": lambda a, p: tunnel_command(a, p, *_load(p)),
+        "run": lambda a, p: run_command(a, _load(p)[1]),
+        "test-fleet": lambda a, p: test_fleet_command(a, _load(p)[1]),
     }
     try:
         return handlers[args.command](args, paths)

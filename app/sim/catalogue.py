@@ -38,9 +38,19 @@ def model_folder(class_type: str, input_name: str) -> str | None:
     return CLASS_INPUT_FOLDERS.get((class_type, input_name)) or INPUT_FOLDERS.get(input_name)
 
 
-def build_catalogue(models: dict[str, list[str]]) -> dict[str, Any]:
-    """The recorded catalogue with every model list replaced by this instance's files."""
-    catalogue = copy.deepcopy(_recorded())
+EXTENSION_MODULE = "custom_nodes.ComfyUI-Distributed"
+
+
+def build_catalogue(models: dict[str, list[str]], distributed: bool = True) -> dict[str, Any]:
+    """The recorded catalogue with every model list replaced by this instance's files.
+
+    Without ComfyUI-Distributed its node classes do not exist, as on a real ComfyUI.
+    """
+    catalogue = {
+        name: info
+        for name, info in copy.deepcopy(_recorded()).items()
+        if distributed or info.get("python_module") != EXTENSION_MODULE
+    }
     for class_type, info in catalogue.items():
         for section in ("required", "optional"):
             for name, spec in (info["input"].get(section) or {}).items():

@@ -54,7 +54,7 @@ class SimServer:
         self.settings = settings
         self.log = log
         self.events = EventHub()
-        self.catalogue = build_catalogue(settings.models)
+        self.catalogue = build_catalogue(settings.models, settings.distributed)
         self.engine = Engine(settings, self.catalogue, self.events, log)
         self.distributed = Distributed(self.engine) if settings.distributed else None
         self.engine.on_job_done = self._after_job

@@ -1,0 +1,262 @@
+"""API-format workflows: reading them, what they need from a worker, and ComfyUI's complaints.
+
+Everything here is pure: the jobs service fetches `/object_info` and `/models/<folder>` and
+hands the answers in; what comes back is typed and written for the user.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import shlex
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.core.errors import ComfyFleetError
+
+Workflow = dict[str, dict[str, Any]]
+
+# Which model folder a loader's input names. Class-specific entries win over input names.
+MODEL_INPUTS_BY_CLASS: dict[tuple[str, str], str] = {
+    ("CLIPVisionLoader", "clip_name"): "clip_vision",
+    ("UpscaleModelLoader", "model_name"): "upscale_models",
+    ("PhotoMakerLoader", "photomaker_model_name"): "photomaker",
+}
+MODEL_INPUTS: dict[str, str] = {
+    "ckpt_name": "checkpoints",
+    "lora_name": "loras",
+    "vae_name": "vae",
+    "control_net_name": "controlnet",
+    "unet_name": "diffusion_models",
+    "clip_name": "text_encoders",
+    "clip_name1": "text_encoders",
+    "clip_name2": "text_encoders",
+    "clip_name3": "text_encoders",
+    "style_model_name": "style_models",
+    "gligen_name": "gligen",
+    "hypernetwork_name": "hypernetworks",
+}
+COLLECTORS = frozenset({"DistributedCollector", "UltimateSDUpscaleDistributed"})
+UI_FORMAT_HELP = (
+    "This is a UI-format workflow (it has 'nodes' and 'links'). ComfyFleet needs the API format: "
+    "in ComfyUI open the workflow and use Workflow → Export (API) (older versions: enable "
+    "'Dev mode' in the settings, then 'Save (API Format)')."
+)
+
+
+class WorkflowError(ComfyFleetError):
+    """A workflow file that cannot be run, with the reason in plain words."""
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    folder: str
+    filename: str
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What one participant offers: its node classes and its model files per folder."""
+
+    node_classes: frozenset[str]
+    models: Mapping[str, frozenset[str]]
+
+
+@dataclass(frozen=True)
+class PreflightResult:
+    participant: str
+    missing_nodes: tuple[str, ...] = ()
+    missing_models: tuple[ModelRef, ...] = ()
+    error: str = ""  # could not be asked at all (offline, not ComfyUI…)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing_nodes or self.missing_models or self.error)
+
+    def summary(self) -> str:
+        if self.error:
+            return f"✘ {self.error}"
+        if self.ok:
+            return "✔ has every node and model"
+        parts = []
+        if self.missing_nodes:
+            parts.append("missing nodes: " + ", ".join(self.missing_nodes))
+        if self.missing_models:
+            parts.append(
+                "missing models: "
+                + ", ".join(f"{m.folder}/{m.filename}" for m in self.missing_models)
+            )
+        return "✘ " + "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class NodeProblem:
+    node_id: str
+    class_type: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """Why ComfyUI refused a workflow, per node where it said so."""
+
+    summary: str
+    problems: tuple[NodeProblem, ...] = field(default_factory=tuple)
+
+    def text(self) -> str:
+        lines = [self.summary]
+        lines += [f"  node {p.node_id} ({p.class_type}): {p.message}" for p in self.problems]
+        return "\n".join(lines)
+
+
+def load_workflow(text: str) -> Workflow:
+    """Parse an API-format workflow; errors name the line and column or say how to export it."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise WorkflowError(
+            f"not valid JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
+    if isinstance(data, dict) and "nodes" in data and "links" in data:
+        raise WorkflowError(UI_FORMAT_HELP)
+    if isinstance(data, dict) and isinstance(data.get("prompt"), dict):
+        data = data["prompt"]  # a saved /prompt request body
+    if not isinstance(data, dict) or not data:
+        raise WorkflowError('expected a JSON object of nodes: {"1": {"class_type": …}}')
+    for node_id, node in data.items():
+        if not isinstance(node, dict) or not isinstance(node.get("class_type"), str):
+            raise WorkflowError(f"node {node_id!r} has no class_type: is this an API-format file?")
+        if not isinstance(node.get("inputs", {}), dict):
+            raise WorkflowError(f"node {node_id!r}: inputs must be an object")
+    return data
+
+
+def class_types(workflow: Workflow) -> set[str]:
+    return {node["class_type"] for node in workflow.values()}
+
+
+def model_refs(workflow: Workflow) -> list[ModelRef]:
+    """Every model file the workflow names directly (a linked input is not a file name)."""
+    refs: list[ModelRef] = []
+    for node in workflow.values():
+        for name, value in node.get("inputs", {}).items():
+            folder = MODEL_INPUTS_BY_CLASS.get((node["class_type"], name)) or MODEL_INPUTS.get(name)
+            if folder and isinstance(value, str) and value:
+                ref = ModelRef(folder, value.replace("\\", "/"))
+                if ref not in refs:
+                    refs.append(ref)
+    return refs
+
+
+def is_distributed(workflow: Workflow) -> bool:
+    return bool(class_types(workflow) & COLLECTORS)
+
+
+def preflight(participant: str, workflow: Workflow, caps: Capabilities) -> PreflightResult:
+    missing_nodes = sorted(class_types(workflow) - caps.node_classes)
+    missing_models = tuple(
+        ref
+        for ref in model_refs(workflow)
+        if ref.filename not in {f.replace("\\", "/") for f in caps.models.get(ref.folder, ())}
+    )
+    return PreflightResult(participant, tuple(missing_nodes), missing_models)
+
+
+def missing_models_script(results: Iterable[PreflightResult]) -> str:
+    """A shell script a user fills in: one block per worker, the target folder of each file."""
+    lines = [
+        "#!/bin/sh",
+        "# Models missing on each worker, from ComfyFleet's preflight.",
+        "# Run the block of a worker on that machine, in its ComfyUI folder, after setting URL.",
+        "set -e",
+    ]
+    for result in results:
+        if not result.missing_models:
+            continue
+        lines += ["", f"# --- {result.participant} ---"]
+        for ref in result.missing_models:
+            target = f"models/{ref.folder}/{ref.filename}"
+            lines.append(f"mkdir -p {shlex.quote(target.rsplit('/', 1)[0])}")
+            lines.append(f'# curl -L -o {shlex.quote(target)} "$URL"  # {ref.filename}')
+    return "\n".join(lines) + "\n"
+
+
+def rejection_from_answer(status: int, body: Any) -> Rejection:
+    """Both of ComfyUI's refusal shapes, in plain words.
+
+    400 from `/prompt`: `{"error": {...}, "node_errors": {...}}`. 500 from ComfyUI-Distributed's
+    `/distributed/queue`: `{"error": "Invalid prompt: <python repr>"}`. Anything else is shown
+    as it came.
+    """
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return _rejection(body["error"], body.get("node_errors") or {})
+    text = body.get("error") if isinstance(body, dict) else body
+    text = str(text if text is not None else body)
+    prefix = "Invalid prompt: "
+    if text.startswith(prefix):
+        try:
+            error = ast.literal_eval(text[len(prefix) :].split(" | validation_error=")[0])
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            error = None
+        if isinstance(error, dict):
+            return _rejection(error, error.get("node_errors") or {})
+    return Rejection(f"ComfyUI refused the workflow (HTTP {status}): {text[:500]}")
+
+
+def _rejection(error: Mapping[str, Any], node_errors: Mapping[str, Any]) -> Rejection:
+    summary = str(error.get("message") or "ComfyUI refused the workflow")
+    problems: list[NodeProblem] = []
+    for node_id, entry in node_errors.items():
+        for err in entry.get("errors", []):
+            problems.append(
+                NodeProblem(str(node_id), str(entry.get("class_type", "?")), _plain(err))
+            )
+    if not problems and error.get("details"):
+        summary = f"{summary} ({error['details']})"
+    return Rejection(summary, tuple(problems))
+
+
+def _plain(err: Mapping[str, Any]) -> str:
+    info = err.get("extra_info") or {}
+    name = info.get("input_name") or err.get("details") or ""
+    kind = err.get("type")
+    if kind == "value_not_in_list":
+        return f"'{info.get('received_value', '?')}' is not available for {name} (missing file?)"
+    if kind == "required_input_missing":
+        return f"required input '{name}' is not connected"
+    message = str(err.get("message", "invalid"))
+    return f"{name}: {message}" if name and name not in message else message
+
+
+def canary_workflow(seed: int, size: int = 64) -> Workflow:
+    """The model-free distributed canary: each participant makes one small seeded image."""
+    return {
+        "1": {"class_type": "DistributedSeed", "inputs": {"seed": seed}},
+        "2": {
+            "class_type": "EmptyImage",
+            "inputs": {"width": size, "height": size, "batch_size": 1, "color": 8421504},
+        },
+        "3": {
+            "class_type": "ImageAddNoise",
+            "inputs": {"image": ["2", 0], "seed": ["1", 0], "strength": 0.5},
+        },
+        "4": {
+            "class_type": "DistributedCollector",
+            "inputs": {"images": ["3", 0], "load_balance": False},
+        },
+        "5": {
+            "class_type": "SaveImage",
+            "inputs": {"images": ["4", 0], "filename_prefix": "comfyfleet_canary"},
+        },
+    }
+
+
+def base_seed(workflow: Workflow) -> int | None:
+    """The seed of the workflow's DistributedSeed: worker i gets seed + i + 1."""
+    for node in workflow.values():
+        if node["class_type"] == "DistributedSeed":
+            seed = node.get("inputs", {}).get("seed")
+            if isinstance(seed, int) and not isinstance(seed, bool):
+                return seed
+    return None

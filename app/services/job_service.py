@@ -1,0 +1,187 @@
+"""Distributed jobs for the CLI and the window: participants, sync, preflight, runs, canary."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+
+from app.core.config import FleetConfig
+from app.core.errors import ComfyFleetError
+from app.core.runs import MASTER, Participant, Phase, Progress, RunResult
+from app.core.workflow import (
+    Capabilities,
+    PreflightResult,
+    Workflow,
+    canary_workflow,
+    model_refs,
+    preflight,
+)
+from app.services.distributed_sync import (
+    ExtensionMissing,
+    SyncReport,
+    master_url,
+    read_config,
+    stable_id,
+    sync_workers,
+    worker_url,
+)
+from app.services.jobs import Listener, Run
+
+CANARY_MARGIN_S = 30.0  # beyond the master's own wait for workers
+DEFAULT_WORKER_TIMEOUT_S = 60.0
+UNREACHABLE_MASTER = (
+    "finished its part but its images never reached the master: the master's address{where} is "
+    "not reachable from that worker — start a tunnel for the master, set the master host in "
+    "ComfyUI-Distributed, or open the master's port in the firewall"
+)
+
+
+@dataclass(frozen=True)
+class CanaryReport:
+    name: str
+    delivered: bool
+    seconds: float | None
+    error: str
+
+    def as_json(self) -> dict[str, Any]:
+        seconds = None if self.seconds is None else round(self.seconds, 3)
+        return {
+            "name": self.name,
+            "delivered": self.delivered,
+            "seconds": seconds,
+            "error": self.error or None,
+        }
+
+
+class JobService:
+    """One per app (or CLI command); uses the given session, never opens its own."""
+
+    def __init__(self, session: aiohttp.ClientSession, config: FleetConfig) -> None:
+        self.session = session
+        self.config = config
+
+    def participants(
+        self, names: Sequence[str] | None = None
+    ) -> tuple[Participant, list[Participant]]:
+        """The master and the chosen workers (default: every enabled one)."""
+        if names is not None:
+            unknown = [n for n in names if self.config.worker(n) is None]
+            if unknown:
+                raise ComfyFleetError(f"no worker called {', '.join(map(repr, unknown))}")
+        chosen = [
+            w
+            for w in self.config.workers
+            if (w.enabled if names is None else w.name.casefold() in {n.casefold() for n in names})
+        ]
+        master = Participant(MASTER, master_url(self.config))
+        workers = [Participant(w.name, worker_url(w), stable_id(w), w.kind.value) for w in chosen]
+        return master, workers
+
+    async def sync(self, removed_ids: Sequence[str] = ()) -> SyncReport:
+        return await sync_workers(self.session, self.config, removed_ids)
+
+    async def has_extension(self) -> bool:
+        try:
+            await read_config(self.session, master_url(self.config))
+        except ExtensionMissing:
+            return False
+        return True
+
+    async def preflight(
+        self, workflow: Workflow, participants: Sequence[Participant]
+    ) -> list[PreflightResult]:
+        return list(await asyncio.gather(*(self._preflight_one(workflow, p) for p in participants)))
+
+    async def _preflight_one(self, workflow: Workflow, participant: Participant) -> PreflightResult:
+        folders = sorted({ref.folder for ref in model_refs(workflow)})
+        try:
+            object_info = await self._get(f"{participant.url}/object_info")
+            listings = await asyncio.gather(
+                *(self._get(f"{participant.url}/models/{f}") for f in folders)
+            )
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            return PreflightResult(
+                participant.name, error=f"could not ask it: {exc or type(exc).__name__}"
+            )
+        caps = Capabilities(
+            frozenset(object_info),
+            {
+                f: frozenset(str(x) for x in (files or []))
+                for f, files in zip(folders, listings, strict=True)
+            },
+        )
+        return preflight(participant.name, workflow, caps)
+
+    async def _get(self, url: str) -> Any:
+        async with self.session.get(url) as response:
+            if response.status == 404 and "/models/" in url:
+                return []  # a folder this ComfyUI does not know holds nothing
+            response.raise_for_status()
+            return await response.json()
+
+    def start(
+        self, participants: Sequence[Participant], listener: Listener, use_extension: bool = True
+    ) -> Run:
+        master, workers = participants[0], list(participants[1:])
+        return Run(self.session, master, workers, listener, use_extension)
+
+    async def test_fleet(self, listener: Listener = lambda p: None) -> list[CanaryReport]:
+        """The model-free canary on the master and every enabled worker: who delivered."""
+        master, workers = self.participants()
+        try:
+            await self.sync()
+            settings = (await read_config(self.session, master.url)).get("settings", {})
+        except ExtensionMissing as exc:
+            return [CanaryReport(MASTER, False, None, str(exc))] + [
+                CanaryReport(w.name, False, None, "the master has no ComfyUI-Distributed")
+                for w in workers
+            ]
+        wait = float(settings.get("worker_timeout_seconds") or DEFAULT_WORKER_TIMEOUT_S)
+        run = Run(self.session, master, workers, listener)
+        result = await run.execute(canary_workflow(random.randrange(2**31)), wait + CANARY_MARGIN_S)
+        return [await self._canary_report(p, result) for p in result.participants]
+
+    async def _canary_report(self, progress: Progress, result: RunResult) -> CanaryReport:
+        delivered = result.delivered(progress.name)
+        if delivered:
+            return CanaryReport(progress.name, True, progress.seconds, "")
+        if progress.name == MASTER:
+            return CanaryReport(MASTER, False, progress.seconds, progress.error or "made no image")
+        return CanaryReport(progress.name, False, progress.seconds, await self._why_not(progress))
+
+    async def _why_not(self, progress: Progress) -> str:
+        worker = self.config.worker(progress.name)
+        url = worker_url(worker) if worker else ""
+        if progress.error.startswith("offline"):
+            return progress.error
+        if progress.phase is Phase.SKIPPED:
+            try:
+                await self._get(f"{url}/distributed/system_info")
+            except aiohttp.ClientResponseError as exc:
+                if exc.status == 404:
+                    return "the worker lacks the ComfyUI-Distributed extension: install it there"
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            return "the master skipped it: the master cannot reach this worker (offline from there)"
+        if progress.phase is Phase.FAILED and "master" not in progress.error.lower():
+            return f"its part failed: {progress.error}"
+        sent_to = await self._master_url_given(url, progress.prompt_id)
+        return UNREACHABLE_MASTER.format(where=f" it was given ({sent_to})" if sent_to else "")
+
+    async def _master_url_given(self, url: str, prompt_id: str) -> str:
+        """The master URL ComfyUI-Distributed told the worker to deliver to."""
+        with contextlib.suppress(
+            aiohttp.ClientError, TimeoutError, ValueError, IndexError, KeyError
+        ):
+            history = await self._get(f"{url}/history/{prompt_id}")
+            prompt = history[prompt_id]["prompt"][2]
+            for node in prompt.values():
+                if "master_url" in node.get("inputs", {}):
+                    return str(node["inputs"]["master_url"])
+        return ""

@@ -1,0 +1,300 @@
+"""Distributed runs through the master's API, followed on every participant's websocket."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from app.core import fingerprint
+from app.core.errors import ComfyFleetError
+from app.core.runs import (
+    MASTER,
+    ImageRef,
+    Output,
+    Participant,
+    Phase,
+    Progress,
+    RunResult,
+    attribute_by_order,
+    seed_for,
+)
+from app.core.workflow import Rejection, Workflow, base_seed, rejection_from_answer
+
+log = logging.getLogger(__name__)
+
+Listener = Callable[[Progress], None]
+CONNECT_TIMEOUT_S = 3.0
+
+
+class RunRejected(ComfyFleetError):
+    def __init__(self, rejection: Rejection) -> None:
+        super().__init__(rejection.text())
+        self.rejection = rejection
+
+
+@dataclass
+class _Watch:
+    """One participant's websocket and what it has told us."""
+
+    participant: Participant
+    progress: Progress
+    socket: aiohttp.ClientWebSocketResponse | None = None
+
+
+class Run:
+    """One distributed run: start it, follow it, interrupt it, collect its images."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        master: Participant,
+        workers: Sequence[Participant],
+        listener: Listener = lambda progress: None,
+        use_extension: bool = True,
+    ) -> None:
+        self._session = session
+        self.master = master
+        self.workers = list(workers)
+        self._listener = listener
+        self._use_extension = use_extension
+        self.client_id = f"comfyfleet-{uuid.uuid4().hex}"
+        self._watches = {p.name: _Watch(p, Progress(p.name)) for p in [master, *workers]}
+        self._started = 0.0
+        self._master_done = asyncio.Event()
+
+    @property
+    def progress(self) -> list[Progress]:
+        return [w.progress for w in self._watches.values()]
+
+    async def execute(self, workflow: Workflow, deadline_s: float = 3600.0) -> RunResult:
+        """Queue the workflow, wait for the master to finish, return who delivered what."""
+        await asyncio.gather(*(self._connect(w) for w in self._watches.values()))
+        if self._watches[MASTER].socket is None:
+            reason = self._watches[MASTER].progress.error
+            raise ComfyFleetError(f"the master at {self.master.url} is not reachable: {reason}")
+        reachable = [w for w in self.workers if self._watches[w.name].socket is not None]
+        readers = [asyncio.ensure_future(self._read(w)) for w in self._watches.values() if w.socket]
+        try:
+            prompt_id, worker_count = await self._queue(workflow, reachable)
+            self._watches[MASTER].progress.prompt_id = prompt_id
+            try:
+                await asyncio.wait_for(self._master_done.wait(), deadline_s)
+            except TimeoutError:
+                await self.interrupt()
+                raise ComfyFleetError(f"the run did not finish in {deadline_s:.0f} s") from None
+        finally:
+            for reader in readers:
+                reader.cancel()
+            await self._close()
+        return await self._result(workflow, prompt_id, worker_count, reachable)
+
+    async def interrupt(self) -> None:
+        """Stop every participant's part of this run, not only the master's."""
+        await asyncio.gather(*(self._interrupt(w) for w in self._watches.values()))
+
+    async def _connect(self, watch: _Watch) -> None:
+        url = f"{watch.participant.url}/ws?clientId={self.client_id}"
+        try:
+            watch.socket = await self._session.ws_connect(
+                url, timeout=aiohttp.ClientWSTimeout(ws_close=CONNECT_TIMEOUT_S), heartbeat=30
+            )
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            self._update(watch, phase=Phase.SKIPPED, error=f"offline: {exc or type(exc).__name__}")
+
+    async def _queue(self, workflow: Workflow, workers: list[Participant]) -> tuple[str, int]:
+        self._started = time.perf_counter()
+        if self._use_extension:
+            url = f"{self.master.url}/distributed/queue"
+            body: dict[str, Any] = {
+                "prompt": workflow,
+                "client_id": self.client_id,
+                "enabled_worker_ids": [w.worker_id for w in workers],
+                "delegate_master": False,
+            }
+        else:
+            url, body = (
+                f"{self.master.url}/prompt",
+                {"prompt": workflow, "client_id": self.client_id},
+            )
+        async with self._session.post(url, json=body) as response:
+            text = await response.text()
+            try:
+                answer: Any = json.loads(text)
+            except ValueError:
+                answer = text
+            if response.status != 200:
+                raise RunRejected(rejection_from_answer(response.status, answer))
+        return str(answer["prompt_id"]), int(answer.get("worker_count", 0))
+
+    async def _read(self, watch: _Watch) -> None:
+        assert watch.socket is not None
+        async for message in watch.socket:
+            if message.type == aiohttp.WSMsgType.TEXT:
+                self._event(watch, json.loads(message.data))
+            elif message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                break
+
+    def _event(self, watch: _Watch, event: dict[str, Any]) -> None:
+        kind, data = event.get("type"), event.get("data") or {}
+        progress = watch.progress  # the client id is this run's alone: every event is ours
+        if kind == "execution_start":
+            self._update(watch, phase=Phase.RUNNING, prompt_id=str(data.get("prompt_id", "")))
+        elif kind == "executing" and data.get("node") is not None:
+            self._update(watch, phase=Phase.RUNNING, node=str(data["node"]), value=0, maximum=0)
+        elif kind == "progress":
+            self._update(watch, value=int(data.get("value", 0)), maximum=int(data.get("max", 0)))
+        elif kind == "executed":
+            images = [
+                ImageRef(
+                    str(i["filename"]), str(i.get("subfolder", "")), str(i.get("type", "output"))
+                )
+                for i in (data.get("output") or {}).get("images", [])
+            ]
+            self._update(watch, images=progress.images + images)
+        elif kind == "execution_error":
+            message = f"{data.get('node_type', '?')}: {data.get('exception_message', '').strip()}"
+            self._finish(watch, Phase.FAILED, message)
+        elif kind == "execution_interrupted":
+            self._finish(watch, Phase.INTERRUPTED, "interrupted")
+        elif kind == "executing" and data.get("node") is None and progress.phase is Phase.RUNNING:
+            self._finish(watch, Phase.DONE)
+
+    def _finish(self, watch: _Watch, phase: Phase, error: str = "") -> None:
+        seconds = time.perf_counter() - self._started
+        self._update(watch, phase=phase, error=error, node="", seconds=seconds)
+        if watch.participant.name == MASTER:
+            self._master_done.set()
+
+    def _update(self, watch: _Watch, **changes: Any) -> None:
+        for key, value in changes.items():
+            setattr(watch.progress, key, value)
+        self._listener(replace(watch.progress, images=list(watch.progress.images)))
+
+    async def _close(self) -> None:
+        for watch in self._watches.values():
+            if watch.socket is not None:
+                await watch.socket.close()
+
+    async def _interrupt(self, watch: _Watch) -> None:
+        url = watch.participant.url
+        with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError):
+            async with self._session.get(f"{url}/queue") as response:
+                queue = await response.json()
+            mine = [
+                (str(item[1]), name == "queue_running")
+                for name in ("queue_running", "queue_pending")
+                for item in queue.get(name, [])
+                if len(item) > 3 and (item[3] or {}).get("client_id") == self.client_id
+            ]
+            pending = [pid for pid, running in mine if not running]
+            if pending:
+                await self._session.post(f"{url}/queue", json={"delete": pending})
+            for pid in (pid for pid, running in mine if running):
+                await self._session.post(f"{url}/interrupt", json={"prompt_id": pid})
+
+    async def _result(
+        self, workflow: Workflow, prompt_id: str, worker_count: int, sent: list[Participant]
+    ) -> RunResult:
+        outputs = await self._history_images(prompt_id)
+        order = [MASTER] + [w.name for w in sent if self._watches[w.name].progress.prompt_id]
+        counts = {n: len(self._watches[n].progress.images) for n in order if n != MASTER}
+        if counts:
+            counts[MASTER] = max(counts.values())
+        names = attribute_by_order(len(outputs), order, counts)
+        if names is None:
+            names = await self._match_pixels(outputs, order)
+        seed = base_seed(workflow)
+        result_outputs = tuple(
+            Output(image, name, seed_for(seed, order[1:], name))
+            for image, name in zip(outputs, names, strict=True)
+        )
+        skipped = [w.name for w in self.workers if w.name not in order]
+        for name in skipped:
+            watch = self._watches[name]
+            if watch.progress.phase is not Phase.SKIPPED:
+                self._update(
+                    watch,
+                    phase=Phase.SKIPPED,
+                    error="skipped by the master (it could not reach it)",
+                )
+        warnings = []
+        if self._use_extension and worker_count < len(sent):
+            warnings.append(
+                f"{worker_count} of {len(sent)} workers took part; skipped: {', '.join(skipped)}"
+            )
+        return RunResult(
+            prompt_id,
+            worker_count,
+            result_outputs,
+            tuple(skipped),
+            tuple(self.progress),
+            tuple(warnings),
+        )
+
+    async def _history_images(self, prompt_id: str) -> list[ImageRef]:
+        async with self._session.get(f"{self.master.url}/history/{prompt_id}") as response:
+            history = (await response.json()).get(prompt_id, {})
+        return [
+            ImageRef(str(i["filename"]), str(i.get("subfolder", "")), str(i.get("type", "output")))
+            for node in history.get("outputs", {}).values()
+            for i in node.get("images", [])
+            if i.get("type", "output") == "output"
+        ]
+
+    async def _match_pixels(self, outputs: list[ImageRef], order: list[str]) -> list[str]:
+        """The master's outputs against each worker's own previews; the rest are the master's."""
+        workers = {
+            n: await self._prints(
+                self._watches[n].participant.url, self._watches[n].progress.images
+            )
+            for n in order[1:]
+        }
+        return [
+            fingerprint.closest(p, workers) or MASTER
+            for p in await self._prints(self.master.url, outputs)
+        ]
+
+    async def _prints(self, url: str, refs: list[ImageRef]) -> list[bytes]:
+        found = []
+        for ref in refs:
+            try:
+                found.append(fingerprint.fingerprint(await fetch_image(self._session, url, ref)))
+            except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:
+                log.warning("cannot compare %s from %s: %s", ref.filename, url, exc)
+                found.append(b"")
+        return found
+
+
+async def fetch_image(session: aiohttp.ClientSession, url: str, image: ImageRef) -> bytes:
+    async with session.get(f"{url}/view", params=image.query()) as response:
+        response.raise_for_status()
+        return await response.read()
+
+
+async def save_outputs(
+    session: aiohttp.ClientSession, url: str, result: RunResult, folder: Path
+) -> list[Path]:
+    """Every output image into `folder`, named by participant and seed; nothing overwritten."""
+    folder.mkdir(parents=True, exist_ok=True)
+    saved = []
+    for output in result.outputs:
+        data = await fetch_image(session, url, output.image)
+        stem = "_".join(p for p in (output.participant or "unknown", str(output.seed or "")) if p)
+        target = folder / f"{stem}_{output.image.filename}"
+        number = 1
+        while target.exists():
+            target = folder / f"{stem}_{number}_{output.image.filename}"
+            number += 1
+        await asyncio.to_thread(target.write_bytes, data)
+        saved.append(target)
+    return saved
