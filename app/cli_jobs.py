@@ -16,11 +16,10 @@ from app.core.errors import ComfyFleetError
 from app.core.runs import Phase, Progress
 from app.core.workflow import PreflightResult, Workflow, load_workflow, missing_models_script
 from app.services.distributed_sync import ExtensionMissing
-from app.services.job_service import JobService
+from app.services.job_service import JOBS_HTTP_TIMEOUT, JobService
 from app.services.jobs import RunRejected, save_outputs
 
 EXIT_OK, EXIT_FAILURE = 0, 1
-HTTP_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=5, sock_read=120)
 
 
 def add_job_commands(commands: Any) -> None:
@@ -48,7 +47,7 @@ def run_command(args: argparse.Namespace, config: FleetConfig) -> int:
 async def _run(
     args: argparse.Namespace, config: FleetConfig, workflow: Workflow, names: list[str] | None
 ) -> int:
-    async with aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as session:
+    async with aiohttp.ClientSession(timeout=JOBS_HTTP_TIMEOUT) as session:
         service = JobService(session, config)
         master, workers = service.participants(names)
         extension = await _sync(service)
@@ -118,5 +117,5 @@ def test_fleet_command(args: argparse.Namespace, config: FleetConfig) -> int:
 
 
 async def _test_fleet(config: FleetConfig) -> list[Any]:
-    async with aiohttp.ClientSession(timeout=HTTP_TIMEOUT) as session:
+    async with aiohttp.ClientSession(timeout=JOBS_HTTP_TIMEOUT) as session:
         return await JobService(session, config).test_fleet()

@@ -44,6 +44,7 @@ class Progress:
     phase: Phase = Phase.WAITING
     prompt_id: str = ""
     node: str = ""
+    node_type: str = ""  # the node's class_type where the workflow names it
     value: int = 0
     maximum: int = 0
     images: list[ImageRef] = field(default_factory=list)
@@ -53,7 +54,8 @@ class Progress:
     def describe(self) -> str:
         if self.phase is Phase.RUNNING and self.node:
             step = f" step {self.value}/{self.maximum}" if self.maximum else ""
-            return f"node {self.node}{step}"
+            kind = f" {self.node_type}" if self.node_type else ""
+            return f"node {self.node}{kind}{step}"
         return self.error or self.phase.value
 
 

@@ -33,8 +33,11 @@ from app.services.distributed_sync import (
 )
 from app.services.jobs import Listener, Run
 
+# Jobs read long answers and hold websockets: no total limit, unlike the monitor's probes.
+JOBS_HTTP_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=5, sock_read=120)
 CANARY_MARGIN_S = 30.0  # beyond the master's own wait for workers
 DEFAULT_WORKER_TIMEOUT_S = 60.0
+LACKS_EXTENSION = "the worker lacks the ComfyUI-Distributed extension: install it there"
 UNREACHABLE_MASTER = (
     "finished its part but its images never reached the master: the master's address{where} is "
     "not reachable from that worker — start a tunnel for the master, set the master host in "
@@ -143,9 +146,31 @@ class JobService:
                 for w in workers
             ]
         wait = float(settings.get("worker_timeout_seconds") or DEFAULT_WORKER_TIMEOUT_S)
-        run = Run(self.session, master, workers, listener)
+        # A worker without the extension rejects its part and the master would wait `wait` s.
+        bare = [
+            w.name
+            for w, ok in zip(
+                workers,
+                await asyncio.gather(*(self._lacks_extension(w) for w in workers)),
+                strict=True,
+            )
+            if ok
+        ]
+        run = Run(self.session, master, [w for w in workers if w.name not in bare], listener)
         result = await run.execute(canary_workflow(random.randrange(2**31)), wait + CANARY_MARGIN_S)
-        return [await self._canary_report(p, result) for p in result.participants]
+        reports = {p.name: await self._canary_report(p, result) for p in result.participants}
+        for name in bare:
+            reports[name] = CanaryReport(name, False, None, LACKS_EXTENSION)
+        return [reports[p.name] for p in (master, *workers)]
+
+    async def _lacks_extension(self, worker: Participant) -> bool:
+        try:
+            await self._get(f"{worker.url}/distributed/system_info")
+        except aiohttp.ClientResponseError as exc:
+            return exc.status == 404
+        except (aiohttp.ClientError, TimeoutError):
+            pass  # offline: the run says so
+        return False
 
     async def _canary_report(self, progress: Progress, result: RunResult) -> CanaryReport:
         delivered = result.delivered(progress.name)
@@ -161,13 +186,6 @@ class JobService:
         if progress.error.startswith("offline"):
             return progress.error
         if progress.phase is Phase.SKIPPED:
-            try:
-                await self._get(f"{url}/distributed/system_info")
-            except aiohttp.ClientResponseError as exc:
-                if exc.status == 404:
-                    return "the worker lacks the ComfyUI-Distributed extension: install it there"
-            except (aiohttp.ClientError, TimeoutError):
-                pass
             return "the master skipped it: the master cannot reach this worker (offline from there)"
         if progress.phase is Phase.FAILED and "master" not in progress.error.lower():
             return f"its part failed: {progress.error}"

@@ -29,11 +29,14 @@ from app.core.runs import (
     seed_for,
 )
 from app.core.workflow import Rejection, Workflow, base_seed, rejection_from_answer
+from app.services.comfy_client import classify
 
 log = logging.getLogger(__name__)
 
 Listener = Callable[[Progress], None]
 CONNECT_TIMEOUT_S = 3.0
+CONNECT_ATTEMPTS = 3
+SETTLE_S = 5.0  # after the master is done, how long workers still running may take to say so
 
 
 class RunRejected(ComfyFleetError):
@@ -71,6 +74,8 @@ class Run:
         self._watches = {p.name: _Watch(p, Progress(p.name)) for p in [master, *workers]}
         self._started = 0.0
         self._master_done = asyncio.Event()
+        self._settled = asyncio.Event()
+        self._workflow: Workflow = {}
 
     @property
     def progress(self) -> list[Progress]:
@@ -78,6 +83,7 @@ class Run:
 
     async def execute(self, workflow: Workflow, deadline_s: float = 3600.0) -> RunResult:
         """Queue the workflow, wait for the master to finish, return who delivered what."""
+        self._workflow = workflow
         await asyncio.gather(*(self._connect(w) for w in self._watches.values()))
         if self._watches[MASTER].socket is None:
             reason = self._watches[MASTER].progress.error
@@ -92,6 +98,8 @@ class Run:
             except TimeoutError:
                 await self.interrupt()
                 raise ComfyFleetError(f"the run did not finish in {deadline_s:.0f} s") from None
+            with contextlib.suppress(TimeoutError):  # workers' last words (an interrupt's)
+                await asyncio.wait_for(self._settled.wait(), SETTLE_S)
         finally:
             for reader in readers:
                 reader.cancel()
@@ -103,13 +111,22 @@ class Run:
         await asyncio.gather(*(self._interrupt(w) for w in self._watches.values()))
 
     async def _connect(self, watch: _Watch) -> None:
+        """The participant's websocket; a proxy's one-off error (Runpod's 5xx) gets retries."""
         url = f"{watch.participant.url}/ws?clientId={self.client_id}"
-        try:
-            watch.socket = await self._session.ws_connect(
-                url, timeout=aiohttp.ClientWSTimeout(ws_close=CONNECT_TIMEOUT_S), heartbeat=30
-            )
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            self._update(watch, phase=Phase.SKIPPED, error=f"offline: {exc or type(exc).__name__}")
+        for attempt in range(CONNECT_ATTEMPTS):
+            try:
+                watch.socket = await self._session.ws_connect(
+                    url, timeout=aiohttp.ClientWSTimeout(ws_close=CONNECT_TIMEOUT_S), heartbeat=30
+                )
+                return
+            except aiohttp.WSServerHandshakeError as exc:
+                reason = f"HTTP {exc.status} instead of a websocket"
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                reason = classify(exc).detail
+                if reason == "connection refused":
+                    break
+            await asyncio.sleep(0.1 * (attempt + 1))
+        self._update(watch, phase=Phase.SKIPPED, error=f"offline: {reason}")
 
     async def _queue(self, workflow: Workflow, workers: list[Participant]) -> tuple[str, int]:
         self._started = time.perf_counter()
@@ -150,7 +167,11 @@ class Run:
         if kind == "execution_start":
             self._update(watch, phase=Phase.RUNNING, prompt_id=str(data.get("prompt_id", "")))
         elif kind == "executing" and data.get("node") is not None:
-            self._update(watch, phase=Phase.RUNNING, node=str(data["node"]), value=0, maximum=0)
+            node = str(data["node"])
+            class_type = self._workflow.get(node, {}).get("class_type", "")
+            self._update(
+                watch, phase=Phase.RUNNING, node=node, node_type=class_type, value=0, maximum=0
+            )
         elif kind == "progress":
             self._update(watch, value=int(data.get("value", 0)), maximum=int(data.get("max", 0)))
         elif kind == "executed":
@@ -171,9 +192,11 @@ class Run:
 
     def _finish(self, watch: _Watch, phase: Phase, error: str = "") -> None:
         seconds = time.perf_counter() - self._started
-        self._update(watch, phase=phase, error=error, node="", seconds=seconds)
+        self._update(watch, phase=phase, error=error, node="", node_type="", seconds=seconds)
         if watch.participant.name == MASTER:
             self._master_done.set()
+        if all(w.progress.phase is not Phase.RUNNING for w in self._watches.values()):
+            self._settled.set()
 
     def _update(self, watch: _Watch, **changes: Any) -> None:
         for key, value in changes.items():

@@ -9,16 +9,20 @@ import signal
 import sys
 from collections.abc import Callable
 
+import aiohttp
 import qasync
 from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
 from app import APP_ID, APP_NAME
+from app.core.config import FleetConfig
 from app.core.errors import ComfyFleetError
 from app.core.health import ProbeSchedule
 from app.core.net import base_url
 from app.services.comfy_client import ComfyClient, check_connection
+from app.services.distributed_sync import stable_id
 from app.services.gpus import GpuMonitor, GpuReader
+from app.services.job_service import JOBS_HTTP_TIMEOUT, JobService
 from app.services.launch_plan import make_supervisor, plan_launches
 from app.services.monitor import FleetMonitor, targets_from_config
 from app.services.paths import AppPaths
@@ -27,6 +31,7 @@ from app.services.tunnel import TunnelRunner
 from app.ui.bridge import FleetBridge
 from app.ui.fleet_control import FleetControl
 from app.ui.icons import app_icon
+from app.ui.jobs_window import JobsWindow
 from app.ui.main_window import MainWindow
 from app.ui.single_instance import InstanceServer, activate_running, instance_key
 from app.ui.tray import FleetTray
@@ -99,6 +104,49 @@ class DesktopApp:
         self.quit_requested = asyncio.Event()
         self.instance = InstanceServer(instance_key(paths.config_file), self.window.bring_to_front)
         self._config = loaded.config
+        self._jobs_session: aiohttp.ClientSession | None = None
+        self.jobs_window: JobsWindow | None = None
+        self.window.open_jobs = self.open_jobs
+        self.window.config_saved = self._config_saved
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def jobs_session(self) -> aiohttp.ClientSession:
+        """The jobs' own HTTP session: long reads and websockets, unlike the monitor's probes."""
+        if self._jobs_session is None or self._jobs_session.closed:
+            self._jobs_session = aiohttp.ClientSession(timeout=JOBS_HTTP_TIMEOUT)
+        return self._jobs_session
+
+    def open_jobs(self, test_fleet: bool = False) -> None:
+        if self.jobs_window is None:
+            self.jobs_window = JobsWindow(self.jobs_session, self._config)
+            self.jobs_window.setWindowIcon(app_icon())
+        self.jobs_window.show()
+        self.jobs_window.raise_()
+        if test_fleet and self.jobs_window.run is None:
+            self.jobs_window.buttons["Test fleet"].click()
+
+    def _config_saved(self, previous: FleetConfig, config: FleetConfig) -> None:
+        """Keep the master's ComfyUI-Distributed in step with the workers configured here."""
+        self._config = config
+        if self.jobs_window is not None:
+            self.jobs_window.set_config(config)
+        kept = {stable_id(w) for w in config.workers}
+        removed = [stable_id(w) for w in previous.workers if stable_id(w) not in kept]
+        task = asyncio.ensure_future(self._sync(config, removed))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _sync(self, config: FleetConfig, removed: list[str]) -> None:
+        try:
+            report = await JobService(self.jobs_session(), config).sync(removed)
+        except (ComfyFleetError, aiohttp.ClientError, OSError) as exc:
+            log.info("ComfyUI-Distributed not synced: %s", exc)
+            return
+        changed = report.created + report.updated + report.deleted
+        if changed:
+            self.window.statusBar().showMessage(
+                f"ComfyUI-Distributed on the master updated: {', '.join(changed)}", 8000
+            )
 
     def _show_tray_health(self) -> None:
         if self.tray is not None:
@@ -125,6 +173,8 @@ class DesktopApp:
         await self.monitor.stop()
         await self.gpus.stop()
         await self.client.close()
+        if self._jobs_session is not None:
+            await self._jobs_session.close()
 
     def quit(self) -> None:
         """Leave: _run stops the services, then the event loop ends."""

@@ -91,6 +91,8 @@ class MainWindow(QMainWindow):
         )
         self.close_hides: Callable[[], bool] = lambda: False
         self.on_quit: Callable[[], None] = lambda: None
+        self.open_jobs: Callable[[bool], None] = lambda test_fleet: None
+        self.config_saved: Callable[[FleetConfig, FleetConfig], None] = lambda old, new: None
         self._fitted_to_data = False
         self._announced: str | None = None
         self.setWindowTitle(f"{APP_NAME} — Simulation (demo fleet)" if simulation else APP_NAME)
@@ -193,6 +195,9 @@ class MainWindow(QMainWindow):
             None,
             ("Start all", self.control.start_all),
             ("Stop all", self.control.stop_all),
+            None,
+            ("Jobs…", lambda: self.open_jobs(False)),
+            ("Test fleet", lambda: self.open_jobs(True)),
         ]
         if not simulation:
             actions.insert(0, ("Set ComfyUI folder…", self._choose_comfyui))
@@ -314,7 +319,9 @@ class MainWindow(QMainWindow):
             return False
         self._monitor.set_targets(targets_from_config(config))
         self.control.config = config
+        previous = self._config
         self._show_config(config)
+        self.config_saved(previous, config)
         return True
 
     def selected_name(self) -> str | None:

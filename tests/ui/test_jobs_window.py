@@ -1,0 +1,111 @@
+"""The Jobs window on a simulated master and workers: run, gallery, history, preflight, canary."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from PySide6.QtWidgets import QApplication
+
+from app.core.config import FleetConfig, MasterConfig, WorkerConfig, WorkerKind
+from app.core.workflow import PreflightResult
+from app.services.gpus import GpuReader
+from app.services.paths import resolve_paths
+from app.services.storage import ConfigStore
+from app.sim.fleet import SimInstance, http_json
+from app.ui.application import DesktopApp
+from app.ui.jobs_window import JobsWindow
+from tests.fakes.nvml import FakeNvml
+from tests.integration.sim_client import workflow
+from tests.waiting import until
+
+pytestmark = pytest.mark.asyncio
+
+
+def texts(window: JobsWindow, column: int) -> dict[str, str]:
+    tree = window.progress
+    return {
+        tree.topLevelItem(i).text(0): tree.topLevelItem(i).text(column)
+        for i in range(tree.topLevelItemCount())
+    }
+
+
+def gallery_labels(window: JobsWindow) -> list[str]:
+    return [window.gallery.item(i).text() for i in range(window.gallery.count())]
+
+
+async def test_run_gallery_history_preflight_and_canary(
+    qapp: QApplication, sim_factory: Callable[..., SimInstance], tmp_path: Path
+) -> None:
+    master = sim_factory("master", args=["--sim-name", "master"])
+    w1 = sim_factory("w1", args=["--sim-name", "w1"])
+    bare = sim_factory("bare", args=["--sim-name", "bare", "--sim-no-distributed"])
+    config = FleetConfig(
+        master=MasterConfig(port=master.port),
+        workers=(
+            WorkerConfig("w1", WorkerKind.REMOTE, port=w1.port),
+            WorkerConfig("bare", WorkerKind.REMOTE, port=bare.port),
+        ),
+    )
+    paths = resolve_paths(tmp_path / "fleet.json")
+    ConfigStore(paths.config_file).save(config)
+    app = DesktopApp(
+        qapp,
+        paths,
+        ConfigStore(paths.config_file).load(),
+        gpu_reader=GpuReader(FakeNvml.recorded("gpu-h200", "t2_after_jobs")),
+    )
+    await app.start()
+    try:
+        app.open_jobs()
+        window = app.jobs_window
+        assert window is not None and window.isVisible()
+        bad = tmp_path / "ui.json"
+        bad.write_text(json.dumps({"nodes": [], "links": []}))
+        assert not window.open_workflow(bad)
+        assert "Export (API)" in window.message.text()
+        assert not window.buttons["Run"].isEnabled()
+
+        path = tmp_path / "distributed.json"
+        path.write_text(json.dumps(workflow("workflow_distributed_nomodel")))
+        assert window.open_workflow(path) and window.buttons["Run"].isEnabled()
+        asked: list[list[PreflightResult]] = []
+
+        def drop(checks: list[PreflightResult]) -> bool:
+            asked.append(checks)
+            return True
+
+        window.ask_drop_failing = drop
+        window.buttons["Run"].click()
+        await until(lambda: len(window.history) == 1, timeout=60)
+        (checks,) = asked
+        assert {c.participant: c.ok for c in checks} == {"master": True, "w1": True, "bare": False}
+        assert (
+            "DistributedCollector" in next(c for c in checks if c.participant == "bare").summary()
+        )
+        record = window.history[0]
+        assert record.error == "" and record.result is not None
+        assert texts(window, 1) == {"master": "✔ done", "w1": "✔ done"}
+        await until(lambda: gallery_labels(window) == ["master · seed 1234", "w1 · seed 1235"])
+        await until(lambda: all(not window.gallery.item(i).icon().isNull() for i in range(2)))
+        assert window.runs.count() == 1 and "2 images" in window.runs.item(0).text()
+
+        await window.save_all(tmp_path / "saved")
+        assert sorted(p.name.split("_")[0] for p in (tmp_path / "saved").iterdir()) == [
+            "master",
+            "w1",
+        ]
+        assert window.buttons["Open folder"].isEnabled()
+
+        distributed = http_json(f"{master.url}/distributed/config")
+        assert sorted(w["name"] for w in distributed["workers"]) == ["bare", "w1"]
+
+        window.buttons["Test fleet"].click()
+        await until(lambda: window.message.text().startswith("Test fleet: 2 of 3"), timeout=60)
+        states = texts(window, 1)
+        assert states["master"].startswith("✔ delivered") and states["w1"].startswith("✔ delivered")
+        assert "lacks the ComfyUI-Distributed extension" in states["bare"]
+    finally:
+        await app.stop()
