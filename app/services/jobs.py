@@ -255,6 +255,13 @@ class Run:
             warnings.append(
                 f"{worker_count} of {len(sent)} workers took part; skipped: {', '.join(skipped)}"
             )
+        made = {name for name in names}
+        silent = [n for n in order[1:] if n not in made]
+        if silent:
+            warnings.append(
+                f"no images reached the master from {', '.join(silent)}: "
+                "run Test fleet to find out why"
+            )
         return RunResult(
             prompt_id,
             worker_count,

@@ -41,9 +41,9 @@ async def raw_run(session: aiohttp.ClientSession, url: str, ids: list[str], seed
         async for message in ws:
             event = json.loads(message.data)
             data = event.get("data") or {}
-            if event["type"] == "executing" and data.get("node") is None:
-                if data.get("prompt_id") == prompt_id:
-                    break
+            done = event["type"] == "executing" and data.get("node") is None
+            if done and data.get("prompt_id") == prompt_id:
+                break
     async with session.get(f"{url}/history/{prompt_id}") as response:
         history = await response.json()
     assert history[prompt_id]["outputs"]["5"]["images"]
@@ -84,7 +84,8 @@ def main() -> int:
     config = FleetConfig(
         master=MasterConfig(port=sims[0].port),
         workers=tuple(
-            WorkerConfig(n, WorkerKind.REMOTE, port=s.port) for n, s in zip(("w1", "w2"), sims[1:])
+            WorkerConfig(n, WorkerKind.REMOTE, port=s.port)
+            for n, s in zip(("w1", "w2"), sims[1:], strict=True)
         ),
     )
     try:
@@ -96,7 +97,8 @@ def main() -> int:
     median = statistics.median(added) * 1000
     print(f"raw POST /distributed/queue run: median {statistics.median(raw) * 1000:.1f} ms")
     print(
-        f"ComfyFleet run (3 websockets, attribution): median {statistics.median(ours) * 1000:.1f} ms"
+        "ComfyFleet run (3 websockets, attribution): "
+        f"median {statistics.median(ours) * 1000:.1f} ms"
     )
     print(
         f"added per run over {rounds} alternating rounds: median {median:.1f} ms, "

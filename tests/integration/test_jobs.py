@@ -194,6 +194,39 @@ async def test_rejections_become_plain_words(sim_factory: Callable[..., SimInsta
             assert "strength" in problems["2"]
 
 
+async def test_a_run_names_the_worker_whose_images_never_arrive(
+    sim_factory: Callable[..., SimInstance],
+) -> None:
+    fleet = make_fleet(sim_factory, {"w1": [], "silent": ["--sim-faults", "no-callback"]})
+    set_worker_timeout(fleet.master, 2)
+    async with aiohttp.ClientSession() as session:
+        service = JobService(session, fleet.config)
+        await service.sync()
+        master, workers = service.participants()
+        result = await service.start([master, *workers], lambda p: None).execute(
+            workflow("workflow_distributed_nomodel")
+        )
+    assert [(o.participant, o.seed) for o in result.outputs] == [("master", 1234), ("w1", 1235)]
+    assert result.warnings == (
+        "no images reached the master from silent: run Test fleet to find out why",
+    )
+
+
+async def test_cli_runs_on_a_master_without_the_extension(
+    sim_factory: Callable[..., SimInstance], tmp_path: Path
+) -> None:
+    fleet = make_fleet(sim_factory, {"w1": []}, master_args=["--sim-no-distributed"])
+    config = fleet.write(tmp_path / "fleet.json")
+    path = tmp_path / "wf.json"
+    path.write_text(json.dumps(workflow("workflow_nomodel")))
+    run = await asyncio.to_thread(comfy_fleet, "run", str(path), "--json", config=config)
+    assert run.returncode == 0, run.stderr
+    assert "ComfyUI-Distributed is not installed on the master" in run.stderr
+    answer = json.loads(run.stdout)
+    assert answer["worker_count"] == 0
+    assert [o["participant"] for o in answer["outputs"]] == ["master"]
+
+
 async def test_canary_names_the_worker_that_never_delivers(
     sim_factory: Callable[..., SimInstance],
 ) -> None:
