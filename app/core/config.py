@@ -20,6 +20,15 @@ RESERVED_NAMES = frozenset({"master"})
 _GPU_SPEC = re.compile(r"^(cpu|\d{1,3}|(GPU|MIG)-[0-9A-Fa-f-]{8,})$")
 
 
+class Notice(StrEnum):
+    """The events a desktop notification can be turned on or off for."""
+
+    CRASH = "crash"
+    RESTART = "restart"
+    TUNNEL_READY = "tunnel_ready"
+    RUN_FINISHED = "run_finished"
+
+
 class WorkerKind(StrEnum):
     LOCAL = "local"
     REMOTE = "remote"
@@ -83,9 +92,16 @@ class AppSettings:
     ready_timeout_s: float = 120.0
     crash_loop_exits: int = 5
     crash_loop_window_s: float = 600.0
+    start_at_login: bool = False
     start_fleet_on_launch: bool = False
-    minimize_to_tray: bool = True
-    notifications: bool = True
+    minimize_to_tray: bool = True  # closing the window hides it while a tray exists
+    notify_crash: bool = True
+    notify_restart: bool = True
+    notify_tunnel_ready: bool = True
+    notify_run_finished: bool = True
+
+    def notifies(self, event: Notice) -> bool:
+        return bool(getattr(self, f"notify_{event.value}"))
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
+import gc
+import itertools
 import logging
 import signal
 import sys
@@ -15,10 +18,11 @@ from PySide6.QtCore import QSettings, QTimer
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
 from app import APP_ID, APP_NAME
-from app.core.config import FleetConfig
+from app.core.config import AppSettings, FleetConfig, Notice
 from app.core.errors import ComfyFleetError
 from app.core.health import ProbeSchedule
 from app.core.net import base_url
+from app.services.autostart import Autostart
 from app.services.comfy_client import ComfyClient, check_connection
 from app.services.distributed_sync import stable_id
 from app.services.gpus import GpuMonitor, GpuReader
@@ -33,6 +37,7 @@ from app.ui.fleet_control import FleetControl
 from app.ui.icons import app_icon
 from app.ui.jobs_window import JobsWindow
 from app.ui.main_window import MainWindow
+from app.ui.settings_dialog import SettingsDialog
 from app.ui.single_instance import InstanceServer, activate_running, instance_key
 from app.ui.tray import FleetTray
 
@@ -49,6 +54,7 @@ class DesktopApp:
         loaded: LoadResult,
         simulation: bool = False,
         gpu_reader: GpuReader | None = None,
+        autostart: Autostart | None = None,
     ) -> None:
         self.qt_app = qt_app
         self.paths = paths
@@ -93,13 +99,17 @@ class DesktopApp:
         self.tray: FleetTray | None = None
         if QSystemTrayIcon.isSystemTrayAvailable():
             self.tray = FleetTray(self.window, self.quit, self.control)
-            self.window.notify = self.tray.showMessage
             self.bridge.healthChanged.connect(lambda _: self._show_tray_health())
             self.tray.show()
         # Without a tray, closing the window must quit: never leave an invisible app behind.
         # Quitting goes through quit() so that the services stop before the loop does.
         qt_app.setQuitOnLastWindowClosed(False)
-        self.window.close_hides = lambda: self.tray is not None and self.tray.isVisible()
+        self.window.close_hides = lambda: (
+            self.tray is not None and self.tray.isVisible() and self._config.app.minimize_to_tray
+        )
+        self.window.notify = self.notify
+        self.window.open_settings = self.open_settings
+        self.autostart = autostart or Autostart()
         self.window.on_quit = self.quit
         self.quit_requested = asyncio.Event()
         self.instance = InstanceServer(instance_key(paths.config_file), self.window.bring_to_front)
@@ -110,6 +120,31 @@ class DesktopApp:
         self.window.config_saved = self._config_saved
         self._tasks: set[asyncio.Task[None]] = set()
 
+    def notify(self, notice: Notice, title: str, text: str) -> None:
+        """A desktop notification, if the user wants this kind; else the status bar."""
+        if not self._config.app.notifies(notice):
+            return
+        if self.tray is not None and self.tray.isVisible():
+            self.tray.showMessage(title, text)
+        else:
+            self.window.statusBar().showMessage(f"{title}: {text}", 15000)
+
+    def open_settings(self) -> None:
+        dialog = SettingsDialog(
+            self._config.app, self.autostart.location, self.tray is not None, self.window
+        )
+        if dialog.exec():
+            self.apply_settings(dialog.result_settings())
+
+    def apply_settings(self, settings: AppSettings) -> bool:
+        """Save the settings; start-at-login is written (or removed) where this desktop reads it."""
+        try:
+            self.autostart.set(settings.start_at_login)
+        except OSError as exc:
+            self.window.statusBar().showMessage(f"Start at login not changed: {exc}", 15000)
+            settings = dataclasses.replace(settings, start_at_login=self.autostart.enabled())
+        return self.window.apply_config(dataclasses.replace(self._config, app=settings))
+
     def jobs_session(self) -> aiohttp.ClientSession:
         """The jobs' own HTTP session: long reads and websockets, unlike the monitor's probes."""
         if self._jobs_session is None or self._jobs_session.closed:
@@ -119,6 +154,7 @@ class DesktopApp:
     def open_jobs(self, test_fleet: bool = False) -> None:
         if self.jobs_window is None:
             self.jobs_window = JobsWindow(self.jobs_session, self._config)
+            self.jobs_window.notify = self.notify
             self.jobs_window.setWindowIcon(app_icon())
         self.jobs_window.show()
         self.jobs_window.raise_()
@@ -210,6 +246,17 @@ def install_signal_handlers(qt_app: QApplication, quit_app: Callable[[], None]) 
     timer.start(250)
 
 
+def collect_garbage_on_gui_thread(qt_app: QApplication) -> None:
+    """Python's cycle collector runs in whichever thread happens to allocate, and a Qt object
+    freed from a supervisor's watcher thread crashes Qt. So it runs here, on the GUI thread:
+    the young generation every second, everything once a minute."""
+    gc.disable()
+    ticks = itertools.count(1)
+    timer = QTimer(qt_app)
+    timer.timeout.connect(lambda: gc.collect(2 if next(ticks) % 60 == 0 else 0))
+    timer.start(1000)
+
+
 async def _run(desktop: DesktopApp) -> None:
     desktop.qt_app.aboutToQuit.connect(desktop.quit_requested.set)
     desktop.window.show()
@@ -234,6 +281,7 @@ def run_app(paths: AppPaths, demo_workers: int | None = None) -> int:
         loaded = ConfigStore(paths.config_file).load()
         desktop = DesktopApp(qt_app, paths, loaded, simulation)
         install_signal_handlers(qt_app, desktop.quit)
+        collect_garbage_on_gui_thread(qt_app)
         log.info("%s started with config %s", APP_NAME, paths.config_file)
         with asyncio.Runner(loop_factory=functools.partial(qasync.QEventLoop, qt_app)) as runner:
             runner.run(_run(desktop))

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from app import APP_NAME
-from app.core.config import FleetConfig
+from app.core.config import FleetConfig, Notice
 from app.core.errors import ComfyFleetError
 from app.core.runs import Participant, Phase, Progress, RunResult
 from app.core.workflow import PreflightResult, Workflow, load_workflow
@@ -124,6 +124,7 @@ class JobsWindow(QMainWindow):
         ):
             self.buttons[name].clicked.connect(slot)
         self.saved_to: Path | None = None
+        self.notify: Callable[[Notice, str, str], None] = lambda notice, title, text: None
         self.ask_drop_failing: Callable[[list[PreflightResult]], bool] = lambda checks: (
             PreflightDialog(checks, self).ask()
         )
@@ -327,6 +328,7 @@ class JobsWindow(QMainWindow):
         lines = [f"Done: {len(result.outputs)} image(s) from {', '.join(delivered) or 'nobody'}."]
         lines += [f"⚠ {w}" for w in result.warnings]
         self.message.setText("\n".join(lines))
+        self.notify(Notice.RUN_FINISHED, f"Run finished: {self.workflow_name}", lines[0])
 
     def _show_canary(self, reports: list[CanaryReport]) -> None:
         for report in reports:

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from app import APP_NAME
-from app.core.config import FleetConfig
+from app.core.config import FleetConfig, Notice
 from app.core.errors import ComfyFleetError
 from app.core.health import WorkerHealth
 from app.core.tunnel import TunnelState
@@ -86,12 +86,13 @@ class MainWindow(QMainWindow):
         control.save_config = self.apply_config
         self.tunnel_label = QLabel()
         self.log_viewers: list[LogViewer] = []
-        self.notify: Callable[[str, str], None] = lambda title, text: self.statusBar().showMessage(
-            f"{title}: {text}", 15000
+        self.notify: Callable[[Notice, str, str], None] = lambda notice, title, text: (
+            self.statusBar().showMessage(f"{title}: {text}", 15000)
         )
         self.close_hides: Callable[[], bool] = lambda: False
         self.on_quit: Callable[[], None] = lambda: None
         self.open_jobs: Callable[[bool], None] = lambda test_fleet: None
+        self.open_settings: Callable[[], None] = lambda: None
         self.config_saved: Callable[[FleetConfig, FleetConfig], None] = lambda old, new: None
         self._fitted_to_data = False
         self._announced: str | None = None
@@ -198,6 +199,8 @@ class MainWindow(QMainWindow):
             None,
             ("Jobs…", lambda: self.open_jobs(False)),
             ("Test fleet", lambda: self.open_jobs(True)),
+            None,
+            ("Settings…", lambda: self.open_settings()),
         ]
         if not simulation:
             actions.insert(0, ("Set ComfyUI folder…", self._choose_comfyui))
@@ -226,7 +229,16 @@ class MainWindow(QMainWindow):
         crashed = status.state in (InstanceState.RESTARTING, InstanceState.CRASH_LOOP)
         changed = previous is None or previous.state != status.state
         if crashed and changed and status.last_crash:
-            self.notify(f"{status.name} crashed", f"{status.last_crash}. {status.message}")
+            self.notify(
+                Notice.CRASH, f"{status.name} crashed", f"{status.last_crash}. {status.message}"
+            )
+        back = status.state is InstanceState.READY and status.restarts > 0
+        if back and changed and previous is not None:
+            self.notify(
+                Notice.RESTART,
+                f"{status.name} is back",
+                f"ready again after restart {status.restarts} ({status.last_crash or 'stopped'})",
+            )
 
     def show_tunnel(self, status: TunnelStatus) -> None:
         """Ready: the URL goes to the clipboard, a notification and the status bar."""
@@ -240,7 +252,9 @@ class MainWindow(QMainWindow):
         if status.state is TunnelState.READY and status.url and status.url != self._announced:
             self._announced = status.url
             QGuiApplication.clipboard().setText(status.url)
-            self.notify("Tunnel ready", f"{status.url} (copied). {status.master_note}")
+            self.notify(
+                Notice.TUNNEL_READY, "Tunnel ready", f"{status.url} (copied). {status.master_note}"
+            )
         if status.state is not TunnelState.READY:
             self._announced = None
 

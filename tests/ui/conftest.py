@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import gc
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -36,6 +38,14 @@ def app_paths(tmp_path: Path) -> AppPaths:
 def saved_paths(app_paths: AppPaths, fleet_config: FleetConfig) -> AppPaths:
     ConfigStore(app_paths.config_file).save(fleet_config)
     return app_paths
+
+
+@pytest.fixture(autouse=True)
+def collect_qt_garbage_here() -> Iterator[None]:
+    """Free a test's Qt objects on this (the GUI) thread: left to the cycle collector they may
+    be freed from a watcher thread of the next test, which crashes Qt (as the app avoids too)."""
+    yield
+    gc.collect()
 
 
 def pytest_asyncio_loop_factories(config: object, item: object) -> dict[str, object]:

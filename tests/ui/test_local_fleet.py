@@ -54,7 +54,7 @@ async def test_start_crash_logs_stop_and_quit(qapp: QApplication, tmp_path: Path
     ConfigStore(paths.config_file).save(config)
     app = DesktopApp(qapp, paths, ConfigStore(paths.config_file).load())
     notes: list[str] = []
-    app.window.notify = lambda title, text: notes.append(f"{title}: {text}")
+    app.window.notify = lambda notice, title, text: notes.append(f"{title}: {text}")
     app.window.show()
     await app.start()
     try:
@@ -81,6 +81,7 @@ async def test_start_crash_logs_stop_and_quit(qapp: QApplication, tmp_path: Path
                 and cell(app, "gpu1", Column.DETAIL).startswith("online — last crash: killed")
             )
         )
+        await until(lambda: any("gpu1 is back" in n for n in notes))
         select(app, "gpu1")
         trigger(app, "logs")
         (viewer,) = app.window.log_viewers

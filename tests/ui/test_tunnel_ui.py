@@ -45,7 +45,7 @@ async def test_tunnel_button_copies_the_url_and_quit_restores_the_host(
     asked: list[str] = []
     app.control.confirm = lambda text: asked.append(text) or True
     notes: list[str] = []
-    app.window.notify = lambda title, text: notes.append(title)
+    app.window.notify = lambda notice, title, text: notes.append(title)
     QGuiApplication.clipboard().setText("")
     await app.start()
     try:

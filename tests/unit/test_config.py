@@ -67,7 +67,7 @@ def test_missing_keys_take_defaults() -> None:
         ({"master": {"port": "8188"}}, "master.port"),
         ({"workers": [{"name": "w", "kind": "gpu"}]}, "workers[0].kind"),
         ({"workers": {"name": "w"}}, "workers"),
-        ({"app": {"notifications": "yes"}}, "app.notifications"),
+        ({"app": {"notify_crash": "yes"}}, "app.notify_crash"),
         ({"master": {"port": True}}, "master.port"),
     ],
 )
