@@ -7,9 +7,15 @@ import sys
 from app.cli import build_parser, run
 from app.services.logs import setup_logging
 from app.services.paths import resolve_paths
+from app.sim.fleet import SIM_COMMAND
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == [SIM_COMMAND]:  # the bundle runs the demo's simulated ComfyUI through itself
+        from app.sim.__main__ import main as sim_main
+
+        return sim_main(argv[1:])
     args = build_parser().parse_args(argv)
     paths = resolve_paths(args.config)
     if args.command is None or args.command == "demo":

@@ -41,6 +41,16 @@ def create_sim_install(folder: Path, **sim: Any) -> Path:
     return folder
 
 
+SIM_COMMAND = "_sim"  # the bundle's hidden command that runs the simulator
+
+
+def sim_command() -> list[str]:
+    """This Python with `-m app.sim`, or in a PyInstaller bundle its own binary."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable, SIM_COMMAND]
+    return [sys.executable, "-m", "app.sim"]
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind((host, 0))
@@ -117,7 +127,7 @@ def start_sim(
     """Start `python -m app.sim` in `workdir` (its base folder) on a free loopback port."""
     workdir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
-    argv = [sys.executable, "-m", "app.sim", "--port", str(port), "--disable-auto-launch"]
+    argv = [*sim_command(), "--port", str(port), "--disable-auto-launch"]
     argv += ["--enable-cors-header"] if cors else []
     argv += args or []
     environment = {

@@ -1,0 +1,110 @@
+"""Build the one-folder bundle with PyInstaller, and smoke-test the built binary.
+
+    python packaging/build.py            build into build/dist/comfy-fleet/
+    python packaging/build.py --smoke    build, then run the binary: --version, and
+                                         status --json against a simulated worker
+    python packaging/build.py --smoke-only   test an existing build
+
+A broken bundle exits non-zero, so CI fails on it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from app import __version__  # noqa: E402
+from app.core.config import FleetConfig, MasterConfig, WorkerConfig, WorkerKind  # noqa: E402
+from app.services.storage import ConfigStore  # noqa: E402
+from app.sim.fleet import free_port, start_sim  # noqa: E402
+
+DIST = ROOT / "build" / "dist"
+BINARY = DIST / "comfy-fleet" / ("comfy-fleet.exe" if sys.platform == "win32" else "comfy-fleet")
+
+
+def build() -> None:
+    started = time.monotonic()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "PyInstaller",
+            "--noconfirm",
+            "--log-level",
+            "WARN",
+            "--distpath",
+            str(DIST),
+            "--workpath",
+            str(ROOT / "build" / "pyinstaller"),
+            str(ROOT / "packaging" / "comfy-fleet.spec"),
+        ],
+        check=True,
+    )
+    size = sum(f.stat().st_size for f in BINARY.parent.rglob("*") if f.is_file())
+    print(f"built {BINARY} in {time.monotonic() - started:.0f} s ({size / 1024**2:.0f} MiB)")
+
+
+def run_binary(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BINARY), *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+
+
+def smoke() -> int:
+    version = run_binary("--version")
+    expected = f"comfy-fleet {__version__}"
+    if version.returncode != 0 or version.stdout.strip() != expected:
+        print(f"FAIL --version: {version.returncode} {version.stdout!r} {version.stderr!r}")
+        return 1
+    print(f"ok   --version: {version.stdout.strip()}")
+    with tempfile.TemporaryDirectory(prefix="bundle-smoke-") as folder:
+        worker = start_sim(Path(folder) / "worker", args=["--sim-name", "smoke"])
+        try:
+            config = Path(folder) / "fleet.json"
+            ConfigStore(config).save(
+                FleetConfig(
+                    master=MasterConfig(port=free_port()),  # nobody there: offline
+                    workers=(WorkerConfig("sim", WorkerKind.REMOTE, port=worker.port),),
+                )
+            )
+            status = run_binary("--config", str(config), "status", "--json")
+        finally:
+            worker.stop()
+    if status.returncode != 0:
+        print(f"FAIL status --json exited {status.returncode}: {status.stderr}")
+        return 1
+    answer = json.loads(status.stdout)
+    (entry,) = answer["workers"]
+    if entry["state"] != "online" or not entry["comfyui_version"]:
+        print(f"FAIL status --json: {entry}")
+        return 1
+    if answer["master"]["state"] != "offline":
+        print(f"FAIL status --json master: {answer['master']}")
+        return 1
+    print(
+        f"ok   status --json: worker {entry['state']}, ComfyUI {entry['comfyui_version']}, "
+        f"{entry['latency_ms']:.0f} ms; master {answer['master']['state']}"
+    )
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--smoke", action="store_true", help="build, then smoke-test the binary")
+    parser.add_argument("--smoke-only", action="store_true", help="smoke-test an existing build")
+    args = parser.parse_args()
+    if not args.smoke_only:
+        build()
+    return smoke() if args.smoke or args.smoke_only else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
