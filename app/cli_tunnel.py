@@ -5,16 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import functools
 import getpass
 import json
 import platform
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from app.core.config import FleetConfig, NamedTunnel, validate_config
+from app.core.config import FleetConfig, NamedTunnel, WorkerKind, validate_config
 from app.core.errors import ConfigError
 from app.core.net import base_url
-from app.core.tunnel import EXPOSURE, PINNED_SHA256, PINNED_VERSION, release_asset
+from app.core.tunnel import EXPOSURE, PINNED_SHA256, PINNED_VERSION, release_asset, token_key
 from app.services.paths import AppPaths
 from app.services.processes import ProcessId, interrupt, wait_gone
 from app.services.secrets import SecretStore
@@ -22,6 +24,7 @@ from app.services.storage import ConfigStore
 from app.services.tunnel import (
     TunnelError,
     TunnelRunner,
+    TunnelStatus,
     download_cloudflared,
     find_cloudflared,
     read_tunnel_state,
@@ -37,7 +40,11 @@ def add_tunnel_commands(commands: Any) -> None:
     start.add_argument("--yes", action="store_true", help="accept that the master is exposed")
     status = sub.add_parser("status", help="the running tunnel, from any process")
     status.add_argument("--json", action="store_true")
-    sub.add_parser("stop", help="stop the running tunnel (its host change is undone)")
+    stop = sub.add_parser("stop", help="stop the running tunnel (its host change is undone)")
+    for parser in (start, status, stop):
+        parser.add_argument(
+            "--for", dest="target", metavar="WORKER", help="a local worker instead of the master"
+        )
     add = sub.add_parser("add", help="add a named tunnel")
     add.add_argument("name")
     add.add_argument("--hostname", required=True, help="its public hostname")
@@ -50,7 +57,8 @@ def add_tunnel_commands(commands: Any) -> None:
 def tunnel_command(
     args: argparse.Namespace, paths: AppPaths, store: ConfigStore, config: FleetConfig
 ) -> int:
-    state_file = paths.state_dir / "tunnel.json"
+    target = getattr(args, "target", None)
+    state_file = paths.state_dir / (f"tunnel-{target}.json" if target else "tunnel.json")
     if args.action == "status":
         return _status(state_file, args.json)
     if args.action == "stop":
@@ -90,7 +98,7 @@ def _set_token(name: str) -> int:
         token = getpass.getpass(f"Token for tunnel {name} (hidden): ")
     else:
         token = sys.stdin.readline().strip()
-    SecretStore().set(f"tunnel:{name}", token)
+    SecretStore().set(token_key(name), token)
     print(f"Stored the token for {name} in the system keyring.")
     return 0
 
@@ -117,43 +125,40 @@ def _start(
         named = next((t for t in config.tunnel.named if t.name == args.name), None)
         if named is None:
             raise ConfigError("name", f"no named tunnel {args.name!r}: add it with tunnel add")
-        hostname, token = named.hostname, SecretStore().get(f"tunnel:{args.name}")
+        hostname, token = named.hostname, SecretStore().get(token_key(args.name))
     master = config.master
-    runner = TunnelRunner(
-        state_file, paths.log_dir / "tunnel.log", base_url(master.host, master.port)
-    )
+    port, log_name = master.port, "tunnel.log"
+    if args.target:
+        worker = config.worker(args.target)
+        if worker is None or worker.kind is not WorkerKind.LOCAL:
+            raise ConfigError("--for", f"{args.target!r} is not a local worker")
+        port, log_name = worker.port, f"tunnel-{worker.name}.log"
+    runner = TunnelRunner(state_file, paths.log_dir / log_name, base_url(master.host, master.port))
     binary = find_cloudflared(config.tunnel.cloudflared_path, paths.data_dir)
-    return asyncio.run(
-        _run(
-            runner,
-            binary,
-            master.port,
-            args.http2 or config.tunnel.use_http2,
-            args.name or "quick",
-            hostname,
-            token,
-        )
+    start = functools.partial(
+        runner.start,
+        binary,
+        port,
+        args.http2 or config.tunnel.use_http2,
+        args.name or "quick",
+        hostname,
+        token,
+        target=args.target or "master",
     )
+    return asyncio.run(_run(runner, start))
 
 
-async def _run(
-    runner: TunnelRunner,
-    binary: Any,
-    port: int,
-    http2: bool,
-    name: str,
-    hostname: str | None,
-    token: str | None,
-) -> int:
+async def _run(runner: TunnelRunner, start: Callable[[], Awaitable[TunnelStatus]]) -> int:
     from app.cli_supervise import _until_signal
 
     try:
-        status = await runner.start(binary, port, http2, name, hostname, token)
+        status = await start()
     except TunnelError as exc:
         print(f"comfy-fleet: tunnel failed: {exc}", file=sys.stderr)
         return 1
     print(status.url, flush=True)
-    print(status.master_note, flush=True)
+    if status.master_note:
+        print(status.master_note, flush=True)
     try:
         await _until_signal()
     finally:

@@ -142,3 +142,8 @@ def release_asset(system: str, machine: str) -> ReleaseAsset:
 
 def release_url(base: str, version: str, asset: ReleaseAsset) -> str:
     return f"{base.rstrip('/')}/{version}/{asset.name}"
+
+
+def token_key(name: str) -> str:
+    """The keyring entry holding a named tunnel's token."""
+    return f"tunnel:{name}"

@@ -98,6 +98,7 @@ async def download_cloudflared(
 class TunnelStatus:
     state: TunnelState
     name: str = "quick"
+    target: str = "master"  # what it exposes: the master, or a local worker by name
     url: str | None = None
     pid: int | None = None
     create_time: float | None = None
@@ -165,8 +166,12 @@ class TunnelRunner:
         hostname: str | None = None,
         token: str | None = None,
         timeout_s: float = 60.0,
+        target: str = "master",
     ) -> TunnelStatus:
-        """Start and wait until cloudflared's /ready answers 200; raises TunnelError."""
+        """Start and wait until cloudflared's /ready answers 200; raises TunnelError.
+
+        Only a tunnel for the master changes ComfyUI-Distributed's master host.
+        """
         if binary is None:
             raise TunnelError(TunnelFailure.BINARY_MISSING)
         metrics = free_port_near(20300)
@@ -187,6 +192,7 @@ class TunnelRunner:
         self._set(
             state=TunnelState.STARTING,
             name=name,
+            target=target,
             url=None,
             pid=process.pid,
             create_time=self._process.create_time if self._process else None,
@@ -205,7 +211,8 @@ class TunnelRunner:
             await self._terminate()
             raise
         self._set(state=TunnelState.READY, url=url)
-        await self._point_master_at(url)
+        if target == "master":
+            await self._point_master_at(url)
         return self.status
 
     async def _wait_ready(

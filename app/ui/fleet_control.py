@@ -11,11 +11,12 @@ from typing import Any
 from app.core.config import FleetConfig
 from app.core.errors import ComfyFleetError
 from app.core.net import base_url
-from app.core.tunnel import EXPOSURE, TunnelState
+from app.core.tunnel import EXPOSURE, TunnelState, token_key
 from app.services.gpus import GpuMonitor
 from app.services.launch_plan import launchable_names, plan_launches
 from app.services.paths import AppPaths
 from app.services.processes import PortBusy
+from app.services.secrets import SecretStore
 from app.services.supervisor import GpuInUse, Supervisor
 from app.services.tunnel import TunnelRunner, find_cloudflared
 
@@ -32,9 +33,11 @@ class FleetControl:
         gpus: GpuMonitor,
         config: FleetConfig,
         tunnel: TunnelRunner,
+        secrets: SecretStore | None = None,
     ) -> None:
         self.supervisor = supervisor
         self.tunnel = tunnel
+        self.secrets = secrets or SecretStore()
         self._paths = paths
         self._gpus = gpus
         self.config = config
@@ -90,30 +93,62 @@ class FleetControl:
         except ComfyFleetError as exc:
             self.error(f"Cannot start {name}: {exc}")
 
-    def toggle_tunnel(self) -> None:
-        if self.tunnel.status.state in (TunnelState.STOPPED, TunnelState.FAILED):
-            self._run(self._start_tunnel())
-        else:
-            self._run(self.tunnel.stop())
+    def tunnel_running(self) -> bool:
+        return self.tunnel.status.state not in (TunnelState.STOPPED, TunnelState.FAILED)
 
-    async def _start_tunnel(self) -> None:
+    def toggle_tunnel(self) -> None:
+        """One click: the last kind of tunnel (quick the first time), or stop the running one."""
+        if self.tunnel_running():
+            self._run(self.tunnel.stop())
+        else:
+            self.start_tunnel(self.tunnel.status.name)
+
+    def start_tunnel(self, name: str = "quick") -> None:
+        if self.tunnel_running():
+            self.error("A tunnel is already running: stop it first.")
+            return
+        self._run(self._start_tunnel(name))
+
+    def _named(self, name: str) -> tuple[str, str] | None:
+        """A named tunnel's hostname and token, or None (after saying why)."""
+        named = next((t for t in self.config.tunnel.named if t.name == name), None)
+        if named is None:
+            self.error(f"There is no named tunnel {name!r} any more.")
+            return None
+        try:
+            token = self.secrets.get(token_key(name))
+        except ComfyFleetError as exc:
+            self.error(f"Cannot read the token of tunnel {name}: {exc}")
+            return None
+        if not token:
+            self.error(f"No token is stored for tunnel {name}: add it again with its token.")
+            return None
+        return named.hostname, token
+
+    async def _start_tunnel(self, name: str = "quick") -> None:
         settings = self.config.tunnel
         if settings.confirm_exposure:
             if not self.confirm(EXPOSURE):
                 return
             tunnel = dataclasses.replace(settings, confirm_exposure=False)  # asked once
             self.save_config(dataclasses.replace(self.config, tunnel=tunnel))
+        hostname = token = None
+        if name != "quick":
+            found = self._named(name)
+            if found is None:
+                return
+            hostname, token = found
         binary = find_cloudflared(settings.cloudflared_path, self._paths.data_dir)
         master = self.config.master
         self.tunnel.master_url = base_url(master.host, master.port)
         try:
-            await self.tunnel.start(binary, self.config.master.port, settings.use_http2)
+            await self.tunnel.start(binary, master.port, settings.use_http2, name, hostname, token)
         except ComfyFleetError as exc:
             self.error(f"The tunnel did not come up: {exc}")
 
     async def shutdown(self) -> None:
         for task in list(self._tasks):
             task.cancel()
-        if self.tunnel.status.state not in (TunnelState.STOPPED, TunnelState.FAILED):
+        if self.tunnel_running():
             await self.tunnel.stop()  # restores the master's host
         await self.supervisor.stop_all()

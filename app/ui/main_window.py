@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
     QScrollArea,
     QTableView,
     QToolBar,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -38,6 +39,7 @@ from app.ui.delegates import StatusLightDelegate, VramBarDelegate
 from app.ui.fleet_control import FleetControl
 from app.ui.gpu_panel import GpuPanel
 from app.ui.log_viewer import LogViewer
+from app.ui.tunnel_menu import TunnelMenu
 from app.ui.worker_dialog import Checker, WorkerDialog
 from app.ui.worker_table import SORT_ROLE, Column, FleetTableModel, rows_from_config
 
@@ -213,6 +215,13 @@ class MainWindow(QMainWindow):
             action.triggered.connect(item[1])
             toolbar.addAction(action)
         self.addToolBar(toolbar)
+        self.tunnel_menu = TunnelMenu(self.control, lambda: self._config, self.apply_config, self)
+        tunnel = self.findChild(QAction, "tunnel")
+        assert tunnel is not None
+        tunnel.setMenu(self.tunnel_menu)  # click: start/stop; the arrow: which tunnel
+        button = toolbar.widgetForAction(tunnel)
+        if isinstance(button, QToolButton):
+            button.setPopupMode(QToolButton.ToolButtonPopupMode.MenuButtonPopup)
 
     # live data
 

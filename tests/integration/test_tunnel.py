@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from app.core.config import FleetConfig, MasterConfig, TunnelSettings
+from app.core.config import FleetConfig, MasterConfig, TunnelSettings, WorkerConfig, WorkerKind
 from app.core.tunnel import ReleaseAsset, TunnelFailure, TunnelState
 from app.services.processes import ProcessId
 from app.services.storage import ConfigStore
@@ -210,3 +210,46 @@ def test_cli_start_status_stop_from_other_processes(
     after = json.loads(comfy_fleet("tunnel", "status", "--json", config=config_file).stdout)
     assert after["state"] == "stopped"
     assert not ConfigStore(config_file).load().config.tunnel.confirm_exposure  # asked once
+
+
+def test_cli_tunnel_for_a_local_worker_leaves_the_master_host_alone(
+    sim: SimInstance, sim_factory: Callable[..., SimInstance], cloudflared: Path, tmp_path: Path
+) -> None:
+    worker = sim_factory("gpu1")
+    config_file = tmp_path / "fleet.json"
+    ConfigStore(config_file).save(
+        FleetConfig(
+            master=MasterConfig(port=sim.port),
+            workers=(
+                WorkerConfig("gpu1", WorkerKind.LOCAL, port=worker.port),
+                WorkerConfig("lan", WorkerKind.REMOTE, host="192.168.1.5", port=8188),
+            ),
+            tunnel=TunnelSettings(cloudflared_path=str(cloudflared), confirm_exposure=False),
+        )
+    )
+    refused = comfy_fleet("tunnel", "start", "--for", "lan", config=config_file)
+    assert refused.returncode == 2 and "'lan' is not a local worker" in refused.stderr
+    argv = [sys.executable, "-m", "app", "--config", str(config_file)]
+    start = subprocess.Popen(
+        [*argv, "tunnel", "start", "--for", "gpu1"], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert start.stdout is not None
+        url = start.stdout.readline().strip()
+        assert url.endswith(".trycloudflare.com")
+        status = json.loads(
+            comfy_fleet("tunnel", "status", "--for", "gpu1", "--json", config=config_file).stdout
+        )
+        assert (status["state"], status["target"], status["url"]) == ("ready", "gpu1", url)
+        cloudflared_argv = Path(f"/proc/{status['pid']}/cmdline").read_bytes().split(b"\0")
+        assert f"http://127.0.0.1:{worker.port}".encode() in cloudflared_argv
+        master_tunnel = json.loads(
+            comfy_fleet("tunnel", "status", "--json", config=config_file).stdout
+        )
+        assert master_tunnel["state"] == "stopped"  # the master's tunnel is another one
+        assert http_json(f"{sim.url}/distributed/config")["master"]["host"] == ""
+        assert comfy_fleet("tunnel", "stop", "--for", "gpu1", config=config_file).returncode == 0
+        assert start.wait(20) == 0
+    finally:
+        if start.poll() is None:
+            start.kill()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,9 +14,11 @@ from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 from app.core.config import FleetConfig, MasterConfig, TunnelSettings
 from app.services.paths import resolve_paths
 from app.services.processes import ProcessId
+from app.services.secrets import MemoryKeyring, SecretStore
 from app.services.storage import ConfigStore
 from app.sim.fleet import SimInstance, http_json
 from app.ui.application import DesktopApp
+from app.ui.named_tunnel_dialog import NamedTunnelDialog
 from tests.waiting import until
 
 STANDIN = Path(__file__).resolve().parents[1] / "fakes" / "cloudflared_standin.py"
@@ -77,3 +80,61 @@ async def test_tunnel_button_copies_the_url_and_quit_restores_the_host(
     assert http_json(f"{master.url}/distributed/config")["master"]["host"] == ""
     assert status.pid is not None and status.create_time is not None
     assert ProcessId(status.pid, status.create_time).alive() is None
+
+
+@pytest.mark.asyncio
+async def test_named_tunnel_from_the_window(
+    qapp: QApplication,
+    sim_factory: Callable[..., SimInstance],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    master = sim_factory("master")
+    binary = tmp_path / "bin" / "cloudflared"
+    binary.parent.mkdir()
+    binary.write_text(f"#!{sys.executable}\n" + STANDIN.read_text())
+    binary.chmod(0o755)
+    record = tmp_path / "argv.json"
+    monkeypatch.setenv("STANDIN_RECORD", str(record))
+    paths = resolve_paths(tmp_path / "fleet.json")
+    ConfigStore(paths.config_file).save(
+        FleetConfig(
+            master=MasterConfig(port=master.port),
+            tunnel=TunnelSettings(cloudflared_path=str(binary), confirm_exposure=False),
+        )
+    )
+    app = DesktopApp(qapp, paths, ConfigStore(paths.config_file).load())
+    app.control.secrets = SecretStore(backend=MemoryKeyring())
+    token = "eyJ0b2tlbiI6ICJ3aW5kb3cifQ"
+    await app.start()
+    try:
+        menu = app.window.tunnel_menu
+        menu.refill()
+        labels = [a.text() for a in menu.actions() if not a.isSeparator()]
+        assert labels[0].startswith("Quick tunnel") and labels[-1] == "Add named tunnel…"
+        dialog = NamedTunnelDialog(app.window._config, app.control.secrets)
+        dialog.name.setText("studio")
+        dialog.hostname.setText("comfy.example.com")
+        dialog.save()
+        assert dialog.error.text().startswith("A named tunnel needs")  # no token yet
+        dialog.token.setText(token)
+        dialog.save()
+        assert dialog.result_config is not None and app.window.apply_config(dialog.result_config)
+        saved = ConfigStore(paths.config_file).path.read_text()
+        assert "comfy.example.com" in saved and token not in saved
+        menu.refill()
+        studio = next(a for a in menu.actions() if a.text().startswith("studio"))
+        studio.trigger()
+        await until(lambda: app.tunnel.status.url == "https://comfy.example.com")
+        await until(lambda: app.tunnel.status.master_note.startswith("master host set"))
+        recorded = json.loads(record.read_text())
+        assert recorded["token_in_env"] and token not in " ".join(recorded["argv"])
+        menu.refill()
+        assert not any(a.isEnabled() for a in menu.actions()[:2])  # one tunnel at a time
+    finally:
+        app.quit()
+        await app.stop()
+        app.instance.close()
+        app.window.close()
+    assert token not in app.tunnel.log_file.read_text()
+    assert http_json(f"{master.url}/distributed/config")["master"]["host"] == ""
