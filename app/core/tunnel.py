@@ -7,10 +7,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-PINNED_VERSION = "2026.8.0"
-# SHA-256 of each pinned release asset. Verified before anything is made executable; a
-# mismatch is refused. (Filled from Cloudflare's release page when the pin moves.)
-PINNED_SHA256: dict[str, str] = {}
+PINNED_VERSION = "2025.7.0"
+# SHA-256 of each pinned release asset, from the "SHA256 Checksums" of Cloudflare's release
+# notes for 2025.7.0 (as quoted in public dependency-update pull requests: this machine cannot
+# reach GitHub). Verified before anything is made executable; a mismatch is refused. Assets
+# without a pin here (linux-arm64, windows) need `tunnel install --sha256 HEX`.
+PINNED_SHA256: dict[str, str] = {
+    "cloudflared-linux-amd64": "173276e3370f366493fb818ebe33cca23a9601d721ca3c03085b3f838eaf3ca9",
+    "cloudflared-darwin-amd64.tgz": (
+        "79f8edbba4db1b3de3da73030f5a1718b98d03dd752ca7d716984bde5d5ac9e5"
+    ),
+    "cloudflared-darwin-arm64.tgz": (
+        "70e943358a44113c3e900e383c94a9eba933858b5501bec251d6531046ae1719"
+    ),
+}
 EXPOSURE = (
     "A tunnel makes the master reachable by anyone who has its URL, and ComfyUI has no login. "
     "Continue?"
