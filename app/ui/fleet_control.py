@@ -5,20 +5,31 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import platform
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 from app.core.config import FleetConfig
 from app.core.errors import ComfyFleetError
 from app.core.net import base_url
-from app.core.tunnel import EXPOSURE, TunnelState, token_key
+from app.core.tunnel import (
+    EXPOSURE,
+    PINNED_SHA256,
+    PINNED_VERSION,
+    TunnelState,
+    release_asset,
+    token_key,
+)
 from app.services.gpus import GpuMonitor
 from app.services.launch_plan import launchable_names, plan_launches
 from app.services.paths import AppPaths
 from app.services.processes import PortBusy
 from app.services.secrets import SecretStore
 from app.services.supervisor import GpuInUse, Supervisor
-from app.services.tunnel import TunnelRunner, find_cloudflared
+from app.services.tunnel import TunnelRunner, download_cloudflared, find_cloudflared
 
 log = logging.getLogger(__name__)
 
@@ -139,12 +150,46 @@ class FleetControl:
                 return
             hostname, token = found
         binary = find_cloudflared(settings.cloudflared_path, self._paths.data_dir)
+        if binary is None:
+            binary = await self._offer_download()
+            if binary is None:
+                return
         master = self.config.master
         self.tunnel.master_url = base_url(master.host, master.port)
         try:
             await self.tunnel.start(binary, master.port, settings.use_http2, name, hostname, token)
         except ComfyFleetError as exc:
             self.error(f"The tunnel did not come up: {exc}")
+
+    async def _offer_download(self) -> Path | None:
+        """cloudflared is missing: explain, and download the pinned release if the user agrees."""
+        try:
+            asset = release_asset(platform.system(), platform.machine())
+        except ValueError as exc:
+            self.error(f"cloudflared is not installed, and {exc}: install it, then try again.")
+            return None
+        checksum = PINNED_SHA256.get(asset.name)
+        where = f"the settings, PATH and {self._paths.data_dir / 'bin'}"
+        if checksum is None:
+            self.error(
+                f"cloudflared is not installed (looked in {where}). Install it from "
+                "Cloudflare's releases or your package manager, then try again."
+            )
+            return None
+        base = self.config.tunnel.download_base_url
+        question = (
+            f"cloudflared is not installed (looked in {where}).\n\nDownload cloudflared "
+            f"{PINNED_VERSION} ({asset.name}) from {base}? It runs only if its SHA-256 matches."
+        )
+        if not self.confirm(question):
+            return None
+        try:
+            return await download_cloudflared(
+                base, PINNED_VERSION, asset, checksum, self._paths.data_dir
+            )
+        except (ComfyFleetError, OSError, aiohttp.ClientError) as exc:
+            self.error(f"cloudflared was not installed: {exc}")
+            return None
 
     async def shutdown(self) -> None:
         for task in list(self._tasks):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import platform
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,11 +14,12 @@ from PySide6.QtGui import QAction, QGuiApplication
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
 from app.core.config import FleetConfig, MasterConfig, TunnelSettings
+from app.core.tunnel import PINNED_SHA256, PINNED_VERSION, release_asset
 from app.services.paths import resolve_paths
 from app.services.processes import ProcessId
 from app.services.secrets import MemoryKeyring, SecretStore
 from app.services.storage import ConfigStore
-from app.sim.fleet import SimInstance, http_json
+from app.sim.fleet import SimInstance, free_port, http_json
 from app.ui.application import DesktopApp
 from app.ui.named_tunnel_dialog import NamedTunnelDialog
 from tests.waiting import until
@@ -138,3 +141,56 @@ async def test_named_tunnel_from_the_window(
         app.window.close()
     assert token not in app.tunnel.log_file.read_text()
     assert http_json(f"{master.url}/distributed/config")["master"]["host"] == ""
+
+
+@pytest.mark.asyncio
+async def test_missing_cloudflared_is_offered_and_verified(
+    qapp: QApplication,
+    sim_factory: Callable[..., SimInstance],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from aiohttp import web
+
+    master = sim_factory("master")
+    payload = f"#!{sys.executable}\n{STANDIN.read_text()}".encode()
+    served: list[str] = []
+
+    async def serve(request: web.Request) -> web.Response:
+        served.append(request.path)
+        return web.Response(body=payload)
+
+    server_app = web.Application()
+    server_app.router.add_get("/{version}/{asset}", serve)
+    server = web.AppRunner(server_app)
+    await server.setup()
+    port = free_port()
+    await web.TCPSite(server, "127.0.0.1", port).start()
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))  # no cloudflared anywhere
+    asset = release_asset(platform.system(), platform.machine()).name
+    monkeypatch.setitem(PINNED_SHA256, asset, hashlib.sha256(payload).hexdigest())
+    paths = resolve_paths(tmp_path / "fleet.json")
+    ConfigStore(paths.config_file).save(
+        FleetConfig(
+            master=MasterConfig(port=master.port),
+            tunnel=TunnelSettings(
+                confirm_exposure=False, download_base_url=f"http://127.0.0.1:{port}"
+            ),
+        )
+    )
+    app = DesktopApp(qapp, paths, ConfigStore(paths.config_file).load())
+    asked: list[str] = []
+    app.control.confirm = lambda text: asked.append(text) or True
+    await app.start()
+    try:
+        app.control.toggle_tunnel()
+        await until(lambda: app.tunnel.status.state.value == "ready")
+        assert "cloudflared is not installed" in asked[0] and "SHA-256" in asked[0]
+        assert served == [f"/{PINNED_VERSION}/{asset}"]
+        assert (paths.data_dir / "bin" / "cloudflared").stat().st_mode & 0o111
+    finally:
+        app.quit()
+        await app.stop()
+        app.instance.close()
+        app.window.close()
+        await server.cleanup()
