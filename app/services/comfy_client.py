@@ -2,16 +2,19 @@
 
 The monitor probes every worker every second or two, so the client's own CPU cost matters:
 measured on this project's 2-core machine, httpx spent 1.6 ms of CPU per probe (two requests),
-aiohttp's client 0.33 ms (tests/benchmarks/bench_monitor.py). Hence aiohttp here.
+aiohttp's client 0.33 ms, and the probe's own keep-alive GETs (probe_http) less again
+(tests/benchmarks/bench_monitor.py). Probes use those; every other call uses aiohttp.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import ssl
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -23,6 +26,7 @@ from app.core.health import (
     parse_queue_remaining,
     parse_system_stats,
 )
+from app.services.probe_http import BadHttp, Disconnected, ProbeHttp
 
 DEFAULT_TIMEOUT_S = 2.0
 
@@ -37,8 +41,10 @@ class ComfyClient:
     """The app's HTTP client for every ComfyUI instance (never one session per call)."""
 
     def __init__(self, timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
+        self._timeout_s = timeout_s
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, connect=timeout_s)
         self._session: aiohttp.ClientSession | None = None
+        self._probe_http = ProbeHttp()
 
     def session(self) -> aiohttp.ClientSession:
         """Created on first use, inside the running event loop."""
@@ -50,6 +56,7 @@ class ComfyClient:
         return self._session
 
     async def close(self) -> None:
+        self._probe_http.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -63,27 +70,57 @@ class ComfyClient:
         except (json.JSONDecodeError, UnicodeDecodeError):
             raise NotComfyUI(f"{response.url.path} did not answer JSON") from None
 
+    @property
+    def probe_http(self) -> ProbeHttp:
+        return self._probe_http
+
+    @property
+    def timeout_s(self) -> float:
+        return self._timeout_s
+
     async def probe(self, base_url: str) -> ProbeResult:
         """`/system_stats` and `/prompt`, concurrently; a failure is classified, never raised."""
         started = time.perf_counter()
+        urls = probe_urls(base_url)
         try:
-            stats_data, queue_data = await asyncio.gather(
-                self._get(f"{base_url}/system_stats"), self._get(f"{base_url}/prompt")
-            )
-            latency = (time.perf_counter() - started) * 1000
-            stats = parse_system_stats(stats_data)
-            queue = parse_queue_remaining(queue_data)
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            async with asyncio.timeout(self._timeout_s):
+                answers = await self._probe_http.get_all(list(urls))
+        except (aiohttp.ClientError, OSError, TimeoutError, BadHttp) as exc:
             return ProbeResult(error=classify(exc))
-        except NotComfyUI as exc:
-            return ProbeResult(error=ProbeError(Failure.NOT_COMFYUI, str(exc)))
-        except _StatusError as exc:
-            return ProbeResult(error=exc.error)
-        return ProbeResult(stats, queue, latency)
+        return probe_result(urls, answers, (time.perf_counter() - started) * 1000)
 
     async def get_json(self, url: str) -> Any:
         """GET and decode; raises ProbeError-carrying exceptions as the probe classifies them."""
         return await self._get(url)
+
+
+def probe_urls(base_url: str) -> tuple[str, str]:
+    """What one probe asks: VRAM, version and devices; and the queue."""
+    return f"{base_url}/system_stats", f"{base_url}/prompt"
+
+
+def probe_result(
+    urls: tuple[str, str], answers: list[tuple[int, bytes]], latency_ms: float
+) -> ProbeResult:
+    """The two answers of a probe, read; anything unexpected is classified, never raised."""
+    try:
+        stats_data, queue_data = (_decode(u, *a) for u, a in zip(urls, answers, strict=True))
+        return ProbeResult(
+            parse_system_stats(stats_data), parse_queue_remaining(queue_data), latency_ms
+        )
+    except NotComfyUI as exc:
+        return ProbeResult(error=ProbeError(Failure.NOT_COMFYUI, str(exc)))
+    except _StatusError as exc:
+        return ProbeResult(error=exc.error)
+
+
+def _decode(url: str, status: int, body: bytes) -> Any:
+    if status != 200:
+        _raise_for_status(status, urlsplit(url).path)
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise NotComfyUI(f"{urlsplit(url).path} did not answer JSON") from None
 
 
 def _raise_for_status(code: int, path: str) -> None:
@@ -95,24 +132,37 @@ def _raise_for_status(code: int, path: str) -> None:
         raise _StatusError(ProbeError(Failure.NOT_COMFYUI, f"HTTP {code} from {path}"))
 
 
+NOT_HTTP = "the server does not speak HTTP as ComfyUI does"
+
+
 def classify(exc: BaseException) -> ProbeError:
-    """Tell DNS, refused, timeout and TLS failures apart."""
-    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
-        return ProbeError(Failure.TIMEOUT, "no answer in time")
+    """Tell DNS, refused, timeout and TLS failures apart (aiohttp's errors and plain OSErrors)."""
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
         return ProbeError(Failure.DNS, "host name not found")
-    if isinstance(exc, aiohttp.ClientSSLError) or isinstance(
-        getattr(exc, "os_error", None), ssl.SSLError
-    ):
+    if isinstance(exc, aiohttp.ClientSSLError):
         return ProbeError(Failure.TLS, "TLS handshake failed")
     if isinstance(exc, aiohttp.ClientConnectorError):
-        if isinstance(exc.os_error, ConnectionRefusedError):
-            return ProbeError(Failure.REFUSED, "connection refused")
-        return ProbeError(Failure.NETWORK, f"cannot connect: {exc.os_error}")
-    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
-        return ProbeError(Failure.NOT_COMFYUI, "the server does not speak HTTP as ComfyUI does")
+        exc = exc.os_error
     if isinstance(exc, aiohttp.ClientResponseError):
         return ProbeError(Failure.NOT_COMFYUI, f"bad HTTP answer: {exc.message}")
+    if isinstance(exc, aiohttp.ServerDisconnectedError | aiohttp.ClientPayloadError):
+        return ProbeError(Failure.NOT_COMFYUI, NOT_HTTP)
+    if isinstance(exc, BadHttp | Disconnected):
+        return ProbeError(Failure.NOT_COMFYUI, NOT_HTTP)
+    return _classify_os_error(exc)
+
+
+def _classify_os_error(exc: BaseException) -> ProbeError:
+    if isinstance(exc, TimeoutError):
+        return ProbeError(Failure.TIMEOUT, "no answer in time")
+    if isinstance(exc, socket.gaierror):
+        return ProbeError(Failure.DNS, "host name not found")
+    if isinstance(exc, ssl.SSLError):
+        return ProbeError(Failure.TLS, "TLS handshake failed")
+    if isinstance(exc, ConnectionRefusedError):
+        return ProbeError(Failure.REFUSED, "connection refused")
+    if isinstance(exc, OSError):
+        return ProbeError(Failure.NETWORK, f"cannot connect: {exc}")
     return ProbeError(Failure.NETWORK, str(exc) or type(exc).__name__)
 
 

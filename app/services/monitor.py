@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import functools
 import logging
 import math
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 from app.core.config import FleetConfig, WorkerKind
-from app.core.health import ProbeSchedule, WorkerHealth, WorkerState, apply_probe
+from app.core.health import (
+    Failure,
+    ProbeError,
+    ProbeResult,
+    ProbeSchedule,
+    WorkerHealth,
+    WorkerState,
+    apply_probe,
+)
 from app.core.net import base_url
-from app.services.comfy_client import ComfyClient
+from app.services.comfy_client import ComfyClient, classify, probe_result, probe_urls
+from app.services.probe_http import Outcome
 
 log = logging.getLogger(__name__)
 HealthListener = Callable[[WorkerHealth], None]
@@ -44,8 +54,66 @@ def initial_health(target: MonitorTarget) -> WorkerHealth:
     return WorkerHealth(target.name, target.kind, target.url, state)
 
 
+class _Watch:
+    """One target's schedule and, while it runs, its probe."""
+
+    __slots__ = ("due", "misses", "probe", "target")
+
+    def __init__(self, target: MonitorTarget, due: float) -> None:
+        self.target = target
+        self.due = due
+        self.misses = 0
+        self.probe: _Probe | None = None
+
+
+class _Probe:
+    """Two GETs answered by callbacks: no task, future or timer of its own (200 a second)."""
+
+    __slots__ = ("answers", "deadline", "monitor", "requests", "started", "urls", "watch")
+
+    def __init__(self, monitor: FleetMonitor, watch: _Watch, deadline: float) -> None:
+        self.monitor = monitor
+        self.watch = watch
+        self.deadline = deadline
+        self.urls = probe_urls(watch.target.url)
+        self.answers: list[tuple[int, bytes] | None] = [None, None]
+        self.started = time.perf_counter()
+        http = monitor.client.probe_http
+        self.requests = [
+            http.request(url, functools.partial(self._answered, index))
+            for index, url in enumerate(self.urls)
+        ]
+
+    def _answered(self, index: int, outcome: Outcome) -> None:
+        if self.watch.probe is not self:
+            return  # already finished (timed out, failed, or the target went away)
+        if isinstance(outcome, BaseException):
+            self.finish(ProbeResult(error=classify(outcome)))
+            return
+        self.answers[index] = outcome
+        if all(a is not None for a in self.answers):
+            latency = (time.perf_counter() - self.started) * 1000
+            self.finish(
+                probe_result(self.urls, cast(list[tuple[int, bytes]], self.answers), latency)
+            )
+
+    def cancel(self) -> None:
+        for request in self.requests:
+            request.cancel()
+
+    def finish(self, result: ProbeResult) -> None:
+        self.watch.probe = None
+        if result.error is not None:
+            self.cancel()  # the other GET's connection is no good either
+        self.monitor.probed(self.watch, result)
+
+
 class FleetMonitor:
-    """One probing task per enabled target; listeners hear every new health."""
+    """Probes every enabled target on its schedule; listeners hear every new health.
+
+    One timer ticks every 100 ms slot and starts the probes that are due, so 200 workers cost
+    ten wake-ups a second, not four hundred; answers and timeouts are handled by callbacks.
+    """
 
     def __init__(
         self,
@@ -54,14 +122,14 @@ class FleetMonitor:
         clock: Callable[[], float] = time.time,
         seed: int | None = None,
     ) -> None:
-        self._client = client
+        self.client = client
         self._schedule = schedule or ProbeSchedule()
         self._clock = clock
         self._rng = random.Random(seed)
         self._targets: list[MonitorTarget] = []
         self._health: dict[str, WorkerHealth] = {}
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._wake: dict[str, asyncio.Event] = {}
+        self._watches: dict[str, _Watch] = {}
+        self._ticker: asyncio.TimerHandle | None = None
         self._listeners: list[HealthListener] = []
 
     def subscribe(self, listener: HealthListener) -> None:
@@ -76,33 +144,43 @@ class FleetMonitor:
     def set_targets(self, targets: list[MonitorTarget]) -> None:
         """Start, keep or stop probing so that exactly these targets are watched."""
         wanted = {t.name: t for t in targets}
-        for name in list(self._tasks):
-            old = next(t for t in self._targets if t.name == name)
-            if wanted.get(name) != old:
-                self._tasks.pop(name).cancel()
+        for name in list(self._watches):
+            if wanted.get(name) != self._watches[name].target:
+                self._drop(name)
                 self._health.pop(name, None)
+        for name in list(self._health):
+            if name not in wanted:
+                self._health.pop(name)
         self._targets = list(targets)
+        loop = asyncio.get_running_loop()
         for target in targets:
             if target.name not in self._health:
                 self._publish(initial_health(target))
-            if target.enabled and target.name not in self._tasks:
-                self._wake[target.name] = asyncio.Event()
-                self._tasks[target.name] = asyncio.create_task(self._watch(target))
+            if target.enabled and target.name not in self._watches:
+                # spread the first probes so 200 workers do not fire in the same millisecond
+                due = loop.time() + self._rng.uniform(0, SLOT_S)
+                self._watches[target.name] = _Watch(target, due)
+        if self._watches and self._ticker is None:
+            self._ticker = loop.call_at(self._next_slot(loop.time()), self._tick)
+
+    def _drop(self, name: str) -> None:
+        watch = self._watches.pop(name)
+        if watch.probe is not None:
+            watch.probe.cancel()
+            watch.probe = None
 
     def probe_now(self, name: str | None = None) -> None:
-        """Re-probe at once (user action), skipping any backoff."""
-        for key, event in self._wake.items():
+        """Re-probe in the next slot (user action), skipping any backoff."""
+        for key, watch in self._watches.items():
             if name is None or key == name:
-                event.set()
+                watch.due = 0.0
 
     async def stop(self) -> None:
-        tasks = list(self._tasks.values())
-        self._tasks.clear()
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._ticker is not None:
+            self._ticker.cancel()
+            self._ticker = None
+        for name in list(self._watches):
+            self._drop(name)
 
     async def probe_all_once(self, targets: list[MonitorTarget]) -> list[WorkerHealth]:
         """One concurrent round, for `status` without --watch."""
@@ -111,34 +189,37 @@ class FleetMonitor:
             health = initial_health(target)
             if not target.enabled:
                 return health
-            return apply_probe(health, await self._client.probe(target.url), self._clock())
+            return apply_probe(health, await self.client.probe(target.url), self._clock())
 
         return list(await asyncio.gather(*(one(t) for t in targets)))
 
-    async def _watch(self, target: MonitorTarget) -> None:
-        misses = 0
-        wake = self._wake[target.name]
-        # spread the first probes so 200 workers do not fire in the same millisecond
-        await self._sleep(wake, self._rng.uniform(0, 0.1))
-        while True:
-            result = await self._client.probe(target.url)
-            misses = 0 if result.ok else misses + 1
-            previous = self._health.get(target.name, initial_health(target))
-            self._publish(apply_probe(previous, result, self._clock()))
-            await self._sleep(
-                wake, self._schedule.next_delay(self._health[target.name], misses, self._rng)
-            )
-
     @staticmethod
-    async def _sleep(wake: asyncio.Event, seconds: float) -> None:
-        # Wake on 100 ms slots: probes due in the same slot share one loop wake-up, which
-        # costs less CPU than 200 separate wake-ups a second (the jitter survives the rounding).
+    def _next_slot(now: float) -> float:
+        return (math.floor(now / SLOT_S) + 1) * SLOT_S
+
+    def _tick(self) -> None:
         loop = asyncio.get_running_loop()
-        due = math.ceil((loop.time() + seconds) / SLOT_S) * SLOT_S
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout_at(due):
-                await wake.wait()
-        wake.clear()
+        now = loop.time()
+        timeout = self.client.timeout_s
+        for watch in list(self._watches.values()):
+            probe = watch.probe
+            if probe is None:
+                if watch.due <= now:
+                    watch.probe = _Probe(self, watch, now + timeout)
+            elif now >= probe.deadline:
+                probe.finish(ProbeResult(error=ProbeError(Failure.TIMEOUT, "no answer in time")))
+        self._ticker = loop.call_at(self._next_slot(now), self._tick) if self._watches else None
+
+    def probed(self, watch: _Watch, result: ProbeResult) -> None:
+        if self._watches.get(watch.target.name) is not watch:
+            return
+        watch.misses = 0 if result.ok else watch.misses + 1
+        name = watch.target.name
+        previous = self._health.get(name, initial_health(watch.target))
+        health = apply_probe(previous, result, self._clock())
+        self._publish(health)
+        delay = self._schedule.next_delay(health, watch.misses, self._rng)
+        watch.due = asyncio.get_running_loop().time() + delay
 
     def _publish(self, health: WorkerHealth) -> None:
         self._health[health.name] = health

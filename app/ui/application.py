@@ -28,7 +28,8 @@ from app.services.distributed_sync import stable_id
 from app.services.gpus import GpuMonitor, GpuReader
 from app.services.job_service import JOBS_HTTP_TIMEOUT, JobService
 from app.services.launch_plan import make_supervisor, plan_launches
-from app.services.monitor import FleetMonitor, targets_from_config
+from app.services.monitor import targets_from_config
+from app.services.monitor_thread import MonitorThread
 from app.services.paths import AppPaths
 from app.services.storage import ConfigStore, LoadResult
 from app.services.tunnel import TunnelRunner
@@ -60,8 +61,7 @@ class DesktopApp:
         self.paths = paths
         app_settings = loaded.config.app
         self.client = ComfyClient()
-        self.monitor = FleetMonitor(
-            self.client,
+        self.monitor = MonitorThread(
             ProbeSchedule(
                 app_settings.poll_interval_s,
                 app_settings.busy_poll_interval_s,
@@ -191,6 +191,7 @@ class DesktopApp:
     async def start(self) -> None:
         """Begin watching, and adopt the instances a previous run left alive."""
         self.monitor.set_targets(targets_from_config(self._config))
+        self.monitor.start()
         self.gpus.start()
         try:
             plan = plan_launches(self._config, self.paths.data_dir)

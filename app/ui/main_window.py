@@ -31,7 +31,8 @@ from app.core.errors import ComfyFleetError
 from app.core.health import WorkerHealth
 from app.core.tunnel import TunnelState
 from app.services.gpus import GpuSnapshot
-from app.services.monitor import FleetMonitor, targets_from_config
+from app.services.monitor import targets_from_config
+from app.services.monitor_thread import MonitorThread
 from app.services.storage import ConfigStore
 from app.services.supervisor import InstanceState, InstanceStatus
 from app.services.tunnel import TunnelStatus
@@ -68,7 +69,7 @@ class MainWindow(QMainWindow):
         store: ConfigStore,
         config: FleetConfig,
         settings: QSettings,
-        monitor: FleetMonitor,
+        monitor: MonitorThread,
         checker: Checker,
         control: FleetControl,
         *,

@@ -246,10 +246,42 @@ def tooltip(row: FleetRow) -> str:
     return "\n".join(lines)
 
 
+COLUMNS = tuple(Column)
+HANDLED_ROLES = frozenset(
+    {
+        Qt.ItemDataRole.DisplayRole,
+        Qt.ItemDataRole.ToolTipRole,
+        Qt.ItemDataRole.ForegroundRole,
+        SORT_ROLE,
+        VRAM_ROLE,
+        STATUS_COLOR_ROLE,
+    }
+)
+# What each cell of a row paints: its text (the light's state for STATUS), the VRAM bar's
+# fill, greyed out or not. A cell whose look did not change is not repainted.
+Look = tuple[tuple[object, object, bool], ...]
+
+
+def look(row: FleetRow, now: float) -> Look:
+    h = row.health
+    greyed = h.state is WorkerState.DISABLED
+    return tuple(
+        (
+            _light(row) if column is Column.STATUS else display(row, column, now),
+            h.vram_used if column is Column.VRAM else None,
+            greyed,
+        )
+        for column in COLUMNS
+    )
+
+
 class FleetTableModel(QAbstractTableModel):
+    """Rows change once a second each; only the cells whose painted value changed repaint."""
+
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         super().__init__()
         self._rows: list[FleetRow] = []
+        self._looks: list[Look] = []
         self._positions: dict[str, int] = {}
         self._clock = clock
 
@@ -273,11 +305,12 @@ class FleetTableModel(QAbstractTableModel):
         return None
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> object:
-        if not index.isValid():
-            return None
-        row, column = self._rows[index.row()], Column(index.column())
+        if role not in HANDLED_ROLES or not index.isValid():
+            return None  # the view asks for a dozen roles per cell and repaint
+        number, column = index.row(), COLUMNS[index.column()]
+        row = self._rows[number]
         if role == Qt.ItemDataRole.DisplayRole and column is not Column.STATUS:
-            return display(row, column, self._now())
+            return self._looks[number][column][0]
         if role == Qt.ItemDataRole.ToolTipRole:
             return tooltip(row)
         if role == SORT_ROLE:
@@ -299,6 +332,8 @@ class FleetTableModel(QAbstractTableModel):
         if [r.key for r in rows] != [r.key for r in self._rows]:
             self.beginResetModel()
             self._rows = list(rows)
+            now = self._now()
+            self._looks = [look(row, now) for row in rows]
             self._positions = {row.name: number for number, row in enumerate(rows)}
             self.endResetModel()
             return
@@ -323,15 +358,18 @@ class FleetTableModel(QAbstractTableModel):
                 self._replace(number, replace(row, local_gpu=reading))
 
     def tick(self) -> None:
-        """Uptime moves on: repaint that column only, for rows that are up."""
+        """Uptime moves on: repaint that column only, for rows whose uptime text changed."""
         for number, row in enumerate(self._rows):
             if row.health.online_since is not None:
-                cell = self.index(number, Column.UPTIME)
-                self.dataChanged.emit(cell, cell, [Qt.ItemDataRole.DisplayRole])
+                self._replace(number, row)
 
     def _replace(self, number: int, row: FleetRow) -> None:
         self._rows[number] = row
-        self.dataChanged.emit(self.index(number, 0), self.index(number, len(Column) - 1))
+        old, new = self._looks[number], look(row, self._now())
+        changed = [column for column, (a, b) in enumerate(zip(old, new, strict=True)) if a != b]
+        self._looks[number] = new
+        if changed:
+            self.dataChanged.emit(self.index(number, changed[0]), self.index(number, changed[-1]))
 
 
 def _light(row: FleetRow) -> WorkerState:

@@ -1,0 +1,302 @@
+"""The monitor's HTTP: keep-alive GETs on plain asyncio protocols, nothing more.
+
+Probing 200 workers once a second is 400 small GETs a second. A general client (aiohttp)
+spends about 160 µs of CPU on each; this one parses just what a probe needs (status line,
+Content-Length or chunked body, keep-alive) for a fraction of that
+(tests/benchmarks/bench_monitor.py). Everything else in the app uses aiohttp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import cast
+from urllib.parse import urlsplit
+
+MAX_HEADER_BYTES = 64 * 1024
+MAX_BODY_BYTES = 16 * 1024 * 1024
+IDLE_PER_HOST = 4
+
+
+class BadHttp(Exception):
+    """The peer does not speak HTTP/1.1 as a web server should."""
+
+
+class Disconnected(ConnectionError):
+    """The peer closed the connection before a whole answer arrived."""
+
+
+@dataclass(frozen=True)
+class _Target:
+    key: tuple[str, str, int]
+    host: str
+    port: int
+    tls: bool
+    request: bytes
+
+
+Outcome = tuple[int, bytes] | BaseException
+Callback = Callable[[Outcome], None]
+
+
+class _Connection(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.on_answer: Callback | None = None
+        self.open = True
+        self.keep_alive = True
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.on_answer is None:
+            return
+        try:
+            answer = self._parse()
+        except BadHttp as exc:
+            self._deliver(exc)
+            return
+        if answer is not None:
+            self._deliver(answer)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.open = False
+        self._deliver(exc or Disconnected("connection closed by the server"))
+
+    def _deliver(self, outcome: Outcome) -> None:
+        callback, self.on_answer = self.on_answer, None
+        if callback is not None:
+            callback(outcome)
+
+    def close(self) -> None:
+        self.open = False
+        self.on_answer = None
+        if self.transport is not None:
+            self.transport.close()
+
+    def _parse(self) -> tuple[int, bytes] | None:
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            if len(self.buffer) > MAX_HEADER_BYTES:
+                raise BadHttp("headers too long")
+            return None
+        head = bytes(self.buffer[:end]).decode("latin-1").split("\r\n")
+        parts = head[0].split(" ", 2)
+        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
+            raise BadHttp(f"not an HTTP answer: {head[0][:60]!r}")
+        headers = {}
+        for line in head[1:]:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        self.keep_alive = headers.get("connection", "").lower() != "close"
+        start = end + 4
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            body, used = _dechunk(self.buffer, start)
+        elif "content-length" in headers:
+            length = int(headers["content-length"])
+            if length > MAX_BODY_BYTES:
+                raise BadHttp("answer too large")
+            if len(self.buffer) - start < length:
+                return None
+            body, used = bytes(self.buffer[start : start + length]), start + length
+        else:
+            raise BadHttp("an answer without a length")  # ComfyUI always sends one
+        if body is None:
+            return None
+        del self.buffer[:used]
+        return int(parts[1]), body
+
+
+def _dechunk(buffer: bytearray, start: int) -> tuple[bytes | None, int]:
+    body = bytearray()
+    position = start
+    while True:
+        line_end = buffer.find(b"\r\n", position)
+        if line_end < 0:
+            return None, 0
+        try:
+            size = int(bytes(buffer[position:line_end]).split(b";")[0], 16)
+        except ValueError:
+            raise BadHttp("bad chunk size") from None
+        chunk_start = line_end + 2
+        if size == 0:
+            trailer_end = buffer.find(b"\r\n\r\n", line_end)
+            if trailer_end < 0 and buffer[chunk_start : chunk_start + 2] != b"\r\n":
+                return None, 0
+            used = chunk_start + 2 if trailer_end < 0 else trailer_end + 4
+            return bytes(body), used
+        if len(buffer) < chunk_start + size + 2:
+            return None, 0
+        body += buffer[chunk_start : chunk_start + size]
+        if len(body) > MAX_BODY_BYTES:
+            raise BadHttp("answer too large")
+        position = chunk_start + size + 2
+
+
+class Request:
+    """One GET in flight; `cancel()` drops it (and its connection, now useless)."""
+
+    def __init__(self, callback: Callback) -> None:
+        self.callback: Callback | None = callback
+        self.connection: _Connection | None = None
+        self.connecting: asyncio.Task[None] | None = None
+
+    def cancel(self) -> None:
+        self.callback = None
+        if self.connecting is not None:
+            self.connecting.cancel()
+        if self.connection is not None:
+            self.connection.close()
+
+    def finish(self, outcome: Outcome) -> None:
+        callback, self.callback = self.callback, None
+        if callback is not None:
+            callback(outcome)
+
+
+class ProbeHttp:
+    """Keep-alive connections per host; one request at a time on each connection.
+
+    `request()` answers through a callback (the monitor's probes: no task or future each);
+    `get()`/`get_all()` wrap it for coroutines.
+    """
+
+    def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
+        self._ssl = ssl_context
+        self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
+        self._targets: dict[str, _Target] = {}
+
+    def _target(self, url: str) -> _Target:
+        target = self._targets.get(url)
+        if target is None:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(f"not an http(s) URL: {url}")
+            tls = parts.scheme == "https"
+            port = parts.port or (443 if tls else 80)
+            path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            request = (
+                f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nUser-Agent: ComfyFleet\r\n"
+                "Accept: application/json\r\n\r\n"
+            ).encode("latin-1")
+            key = (parts.scheme, parts.hostname, port)
+            target = _Target(key, parts.hostname, port, tls, request)
+            self._targets[url] = target
+        return target
+
+    def request(self, url: str, callback: Callback) -> Request:
+        """Start a GET; `callback` gets (status, body) or the exception, exactly once."""
+        request = Request(callback)
+        target = self._target(url)
+        idle = self._idle.get(target.key)
+        while idle:
+            connection = idle.pop()
+            if connection.open:
+                self._send(target, connection, request, reused=True)
+                return request
+        request.connecting = asyncio.ensure_future(self._connect_and_send(target, request))
+        return request
+
+    async def _connect_and_send(self, target: _Target, request: Request) -> None:
+        try:
+            connection = await self._connect(target)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # refused, DNS, TLS…: the caller classifies it
+            request.finish(exc)
+            return
+        finally:
+            request.connecting = None
+        if request.callback is None:
+            connection.close()  # cancelled while connecting
+            return
+        self._send(target, connection, request, reused=False)
+
+    def _send(
+        self, target: _Target, connection: _Connection, request: Request, reused: bool
+    ) -> None:
+        request.connection = connection
+
+        def answered(outcome: Outcome) -> None:
+            request.connection = None
+            if isinstance(outcome, BaseException):
+                connection.close()
+                if reused and isinstance(outcome, Disconnected) and request.callback is not None:
+                    # a kept-alive connection the server had closed meanwhile: once more, new
+                    request.connecting = asyncio.ensure_future(
+                        self._connect_and_send(target, request)
+                    )
+                    return
+            else:
+                self._release(target, connection)
+            request.finish(outcome)
+
+        connection.on_answer = answered
+        assert connection.transport is not None
+        connection.transport.write(target.request)
+
+    async def get(self, url: str) -> tuple[int, bytes]:
+        """Status and body; raises OSError kinds, TimeoutError (from the caller), BadHttp."""
+        return (await self.get_all([url]))[0]
+
+    async def get_all(self, urls: list[str]) -> list[tuple[int, bytes]]:
+        """Several GETs in flight at once, each on its own connection."""
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[tuple[int, bytes]]] = [loop.create_future() for _ in urls]
+        requests = [
+            self.request(url, functools.partial(_settle, future))
+            for url, future in zip(urls, futures, strict=True)
+        ]
+        try:
+            return [await future for future in futures]
+        except BaseException:
+            for request in requests:
+                request.cancel()
+            raise
+
+    async def _connect(self, target: _Target) -> _Connection:
+        loop = asyncio.get_running_loop()
+        context = None
+        if target.tls:
+            context = self._ssl or ssl.create_default_context()
+            self._ssl = context
+        transport, protocol = await loop.create_connection(
+            _Connection,
+            target.host,
+            target.port,
+            ssl=context,
+            server_hostname=target.host if target.tls else None,
+        )
+        protocol.transport = protocol.transport or transport  # uvloop may tell it later
+        return protocol
+
+    def _release(self, target: _Target, connection: _Connection) -> None:
+        if connection.open and connection.keep_alive:
+            pool = self._idle.setdefault(target.key, [])
+            if len(pool) < IDLE_PER_HOST:
+                pool.append(connection)
+                return
+        connection.close()
+
+    def close(self) -> None:
+        for pool in self._idle.values():
+            for connection in pool:
+                with contextlib.suppress(Exception):
+                    connection.close()
+        self._idle.clear()
+
+
+def _settle(future: asyncio.Future[tuple[int, bytes]], outcome: Outcome) -> None:
+    if future.done():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)

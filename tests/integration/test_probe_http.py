@@ -1,0 +1,99 @@
+"""The probe's own HTTP client against raw servers on loopback: framing, keep-alive, errors."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+import pytest_asyncio
+
+from app.services.probe_http import BadHttp, ProbeHttp
+
+pytestmark = pytest.mark.asyncio
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], object]
+
+
+async def serve(handler: Handler) -> tuple[asyncio.Server, str]:
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)  # type: ignore[arg-type]
+    port = server.sockets[0].getsockname()[1]
+    return server, f"http://127.0.0.1:{port}"
+
+
+@pytest_asyncio.fixture
+async def client() -> AsyncIterator[ProbeHttp]:
+    http = ProbeHttp()
+    yield http
+    http.close()
+
+
+async def read_request(reader: asyncio.StreamReader) -> bytes:
+    return await reader.readuntil(b"\r\n\r\n")
+
+
+async def test_content_length_in_pieces_and_keep_alive(client: ProbeHttp) -> None:
+    connections = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        while True:
+            try:
+                request = await read_request(reader)
+            except asyncio.IncompleteReadError:
+                break
+            assert request.startswith(b"GET /system_stats HTTP/1.1\r\n")
+            body = b'{"ok": true}'
+            for piece in (b"HTTP/1.1 200 OK\r\nContent-Le", b'ngth: 12\r\n\r\n{"ok"', body[5:]):
+                writer.write(piece)
+                await writer.drain()
+        writer.close()
+
+    server, url = await serve(handler)
+    async with server:
+        answers = [await client.get(f"{url}/system_stats") for _ in range(3)]
+    assert answers == [(200, b'{"ok": true}')] * 3
+    assert connections == 1  # kept alive
+
+
+async def test_chunked_and_two_at_once(client: ProbeHttp) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n")
+        await writer.drain()
+        writer.write(b"3;ext=1\r\nefg\r\n0\r\n\r\n")
+        await writer.drain()
+
+    server, url = await serve(handler)
+    async with server:
+        answers = await client.get_all([f"{url}/a", f"{url}/b"])
+    assert answers == [(200, b"abcdefg"), (200, b"abcdefg")]
+
+
+async def test_a_closed_keep_alive_connection_is_retried_once(client: ProbeHttp) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        writer.close()  # the server ends every connection after one answer
+
+    server, url = await serve(handler)
+    async with server:
+        first = await client.get(f"{url}/x")
+        second = await client.get(f"{url}/x")
+    assert first == second == (200, b"ok")
+
+
+async def test_not_http_and_refused(client: ProbeHttp) -> None:
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"SSH-2.0-OpenSSH_9.2\r\n\r\n")
+        await writer.drain()
+
+    server, url = await serve(handler)
+    async with server:
+        with pytest.raises(BadHttp, match="not an HTTP answer"):
+            await client.get(f"{url}/x")
+    with pytest.raises(ConnectionRefusedError):
+        await client.get(url + "/x")  # the server is gone now
