@@ -10,7 +10,6 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import cast
 
 from app.core.config import FleetConfig, WorkerKind
 from app.core.health import (
@@ -24,7 +23,7 @@ from app.core.health import (
 )
 from app.core.net import base_url
 from app.services.comfy_client import ComfyClient, classify, probe_result, probe_urls
-from app.services.probe_http import Outcome
+from app.services.probe_http import Answer, Outcome
 
 log = logging.getLogger(__name__)
 HealthListener = Callable[[WorkerHealth], None]
@@ -67,7 +66,11 @@ class _Watch:
 
 
 class _Probe:
-    """Two GETs answered by callbacks: no task, future or timer of its own (200 a second)."""
+    """A probe's two GETs, answered by callbacks: no task, future or timer of its own.
+
+    Plain HTTP: both on one connection, pipelined (one write, often one read). HTTPS goes
+    through proxies (Runpod, Cloudflare), so there each GET has its own connection.
+    """
 
     __slots__ = ("answers", "deadline", "monitor", "requests", "started", "urls", "watch")
 
@@ -76,26 +79,29 @@ class _Probe:
         self.watch = watch
         self.deadline = deadline
         self.urls = probe_urls(watch.target.url)
-        self.answers: list[tuple[int, bytes] | None] = [None, None]
+        self.answers: dict[int, Answer] = {}
         self.started = time.perf_counter()
         http = monitor.client.probe_http
-        self.requests = [
-            http.request(url, functools.partial(self._answered, index))
-            for index, url in enumerate(self.urls)
-        ]
+        if watch.target.url.startswith("https:"):
+            self.requests = [
+                http.request([url], functools.partial(self._answered, index))
+                for index, url in enumerate(self.urls)
+            ]
+        else:
+            self.requests = [http.request(list(self.urls), functools.partial(self._answered, 0))]
 
-    def _answered(self, index: int, outcome: Outcome) -> None:
+    def _answered(self, first: int, outcome: Outcome) -> None:
         if self.watch.probe is not self:
             return  # already finished (timed out, failed, or the target went away)
         if isinstance(outcome, BaseException):
             self.finish(ProbeResult(error=classify(outcome)))
             return
-        self.answers[index] = outcome
-        if all(a is not None for a in self.answers):
+        for offset, answer in enumerate(outcome):
+            self.answers[first + offset] = answer
+        if len(self.answers) == len(self.urls):
             latency = (time.perf_counter() - self.started) * 1000
-            self.finish(
-                probe_result(self.urls, cast(list[tuple[int, bytes]], self.answers), latency)
-            )
+            answers = [self.answers[i] for i in range(len(self.urls))]
+            self.finish(probe_result(self.urls, answers, latency))
 
     def cancel(self) -> None:
         for request in self.requests:
@@ -130,6 +136,7 @@ class FleetMonitor:
         self._health: dict[str, WorkerHealth] = {}
         self._watches: dict[str, _Watch] = {}
         self._ticker: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._listeners: list[HealthListener] = []
 
     def subscribe(self, listener: HealthListener) -> None:
@@ -152,7 +159,7 @@ class FleetMonitor:
             if name not in wanted:
                 self._health.pop(name)
         self._targets = list(targets)
-        loop = asyncio.get_running_loop()
+        loop = self._loop = asyncio.get_running_loop()
         for target in targets:
             if target.name not in self._health:
                 self._publish(initial_health(target))
@@ -219,7 +226,8 @@ class FleetMonitor:
         health = apply_probe(previous, result, self._clock())
         self._publish(health)
         delay = self._schedule.next_delay(health, watch.misses, self._rng)
-        watch.due = asyncio.get_running_loop().time() + delay
+        assert self._loop is not None  # (get_running_loop costs a getpid() per call)
+        watch.due = self._loop.time() + delay
 
     def _publish(self, health: WorkerHealth) -> None:
         self._health[health.name] = health

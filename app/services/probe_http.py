@@ -39,32 +39,42 @@ class _Target:
     request: bytes
 
 
-Outcome = tuple[int, bytes] | BaseException
+Answer = tuple[int, bytes]
+Outcome = list[Answer] | BaseException
 Callback = Callable[[Outcome], None]
 
 
 class _Connection(asyncio.Protocol):
+    """One keep-alive connection; the GETs written on it are answered in order."""
+
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
         self.on_answer: Callback | None = None
+        self.expected = 0
+        self.answers: list[Answer] = []
         self.open = True
         self.keep_alive = True
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
+    def expect(self, count: int, callback: Callback) -> None:
+        self.expected, self.answers, self.on_answer = count, [], callback
+
     def data_received(self, data: bytes) -> None:
         self.buffer += data
-        if self.on_answer is None:
-            return
-        try:
-            answer = self._parse()
-        except BadHttp as exc:
-            self._deliver(exc)
-            return
-        if answer is not None:
-            self._deliver(answer)
+        while self.on_answer is not None and len(self.answers) < self.expected:
+            try:
+                answer = self._parse()
+            except BadHttp as exc:
+                self._deliver(exc)
+                return
+            if answer is None:
+                return
+            self.answers.append(answer)
+        if self.on_answer is not None:
+            self._deliver(self.answers)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.open = False
@@ -141,9 +151,10 @@ def _dechunk(buffer: bytearray, start: int) -> tuple[bytes | None, int]:
 
 
 class Request:
-    """One GET in flight; `cancel()` drops it (and its connection, now useless)."""
+    """GETs in flight on one connection; `cancel()` drops them (and the connection)."""
 
-    def __init__(self, callback: Callback) -> None:
+    def __init__(self, targets: list[_Target], callback: Callback) -> None:
+        self.targets = targets
         self.callback: Callback | None = callback
         self.connection: _Connection | None = None
         self.connecting: asyncio.Task[None] | None = None
@@ -162,10 +173,13 @@ class Request:
 
 
 class ProbeHttp:
-    """Keep-alive connections per host; one request at a time on each connection.
+    """Keep-alive connections per host.
 
-    `request()` answers through a callback (the monitor's probes: no task or future each);
-    `get()`/`get_all()` wrap it for coroutines.
+    `request(urls)` writes the GETs (of one host) on one connection at once, HTTP/1.1
+    pipelining, and answers through a callback: no task or future per probe. Plain-HTTP
+    ComfyUI (aiohttp) answers pipelined requests in order; through HTTPS proxies (cloud
+    workers) the caller sends one GET per request instead. `get()`/`get_all()` wrap it for
+    coroutines.
     """
 
     def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
@@ -191,22 +205,25 @@ class ProbeHttp:
             self._targets[url] = target
         return target
 
-    def request(self, url: str, callback: Callback) -> Request:
-        """Start a GET; `callback` gets (status, body) or the exception, exactly once."""
-        request = Request(callback)
-        target = self._target(url)
-        idle = self._idle.get(target.key)
+    def request(self, urls: list[str], callback: Callback) -> Request:
+        """GET each URL (all of one host) on one connection; `callback` gets the answers in
+        order, or the exception, exactly once."""
+        request = Request([self._target(url) for url in urls], callback)
+        key = request.targets[0].key
+        if any(t.key != key for t in request.targets):
+            raise ValueError("one request, one host")
+        idle = self._idle.get(key)
         while idle:
             connection = idle.pop()
             if connection.open:
-                self._send(target, connection, request, reused=True)
+                self._send(request, connection, reused=True)
                 return request
-        request.connecting = asyncio.ensure_future(self._connect_and_send(target, request))
+        request.connecting = asyncio.ensure_future(self._connect_and_send(request))
         return request
 
-    async def _connect_and_send(self, target: _Target, request: Request) -> None:
+    async def _connect_and_send(self, request: Request) -> None:
         try:
-            connection = await self._connect(target)
+            connection = await self._connect(request.targets[0])
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # refused, DNS, TLS…: the caller classifies it
@@ -217,11 +234,9 @@ class ProbeHttp:
         if request.callback is None:
             connection.close()  # cancelled while connecting
             return
-        self._send(target, connection, request, reused=False)
+        self._send(request, connection, reused=False)
 
-    def _send(
-        self, target: _Target, connection: _Connection, request: Request, reused: bool
-    ) -> None:
+    def _send(self, request: Request, connection: _Connection, reused: bool) -> None:
         request.connection = connection
 
         def answered(outcome: Outcome) -> None:
@@ -230,28 +245,26 @@ class ProbeHttp:
                 connection.close()
                 if reused and isinstance(outcome, Disconnected) and request.callback is not None:
                     # a kept-alive connection the server had closed meanwhile: once more, new
-                    request.connecting = asyncio.ensure_future(
-                        self._connect_and_send(target, request)
-                    )
+                    request.connecting = asyncio.ensure_future(self._connect_and_send(request))
                     return
             else:
-                self._release(target, connection)
+                self._release(request.targets[0], connection)
             request.finish(outcome)
 
-        connection.on_answer = answered
+        connection.expect(len(request.targets), answered)
         assert connection.transport is not None
-        connection.transport.write(target.request)
+        connection.transport.write(b"".join(t.request for t in request.targets))
 
-    async def get(self, url: str) -> tuple[int, bytes]:
+    async def get(self, url: str) -> Answer:
         """Status and body; raises OSError kinds, TimeoutError (from the caller), BadHttp."""
         return (await self.get_all([url]))[0]
 
-    async def get_all(self, urls: list[str]) -> list[tuple[int, bytes]]:
+    async def get_all(self, urls: list[str]) -> list[Answer]:
         """Several GETs in flight at once, each on its own connection."""
         loop = asyncio.get_running_loop()
-        futures: list[asyncio.Future[tuple[int, bytes]]] = [loop.create_future() for _ in urls]
+        futures: list[asyncio.Future[Answer]] = [loop.create_future() for _ in urls]
         requests = [
-            self.request(url, functools.partial(_settle, future))
+            self.request([url], functools.partial(_settle, future))
             for url, future in zip(urls, futures, strict=True)
         ]
         try:
@@ -293,10 +306,10 @@ class ProbeHttp:
         self._idle.clear()
 
 
-def _settle(future: asyncio.Future[tuple[int, bytes]], outcome: Outcome) -> None:
+def _settle(future: asyncio.Future[Answer], outcome: Outcome) -> None:
     if future.done():
         return
     if isinstance(outcome, BaseException):
         future.set_exception(outcome)
     else:
-        future.set_result(outcome)
+        future.set_result(outcome[0])

@@ -163,24 +163,23 @@ def _or_dash(value: object, fmt: str = "{}") -> str:
     return "—" if value is None else fmt.format(value)
 
 
-CELLS: dict[Column, Callable[[FleetRow, float], str]] = {
-    Column.NAME: lambda row, now: row.name,
-    Column.TYPE: lambda row, now: row.kind,
-    Column.ADDRESS: lambda row, now: row.health.url,
-    Column.DEVICE: lambda row, now: _device(row),
-    Column.VRAM: lambda row, now: _vram(row),
-    Column.UTIL: lambda row, now: _util(row),
-    Column.QUEUE: lambda row, now: _or_dash(row.health.queue_remaining),
-    Column.LATENCY: lambda row, now: _or_dash(row.health.latency_ms, "{:.0f} ms"),
-    Column.UPTIME: lambda row, now: _uptime(row.health.online_since, now),
-    Column.PROCESS: lambda row, now: _process(row),
-    Column.DETAIL: lambda row, now: _detail(row),
-}
-
-
-def display(row: FleetRow, column: Column, now: float) -> str:
-    cell = CELLS.get(column)
-    return cell(row, now) if cell else ""
+def texts(row: FleetRow, now: float) -> tuple[str, ...]:
+    """Every column's text for a row (the status column paints a light, no text)."""
+    h = row.health
+    return (
+        "",
+        row.name,
+        row.kind,
+        h.url,
+        _device(row),
+        _vram(row),
+        _util(row),
+        "—" if h.queue_remaining is None else str(h.queue_remaining),
+        "—" if h.latency_ms is None else f"{h.latency_ms:.0f} ms",
+        _uptime(h.online_since, now),
+        _process(row),
+        _detail(row),
+    )
 
 
 def _process(row: FleetRow) -> str:
@@ -218,7 +217,7 @@ def sort_value(row: FleetRow, column: Column) -> object:
     if column in numeric:
         value = numeric[column]
         return -1.0 if value is None else float(value)
-    return display(row, column, 0).casefold()
+    return texts(row, 0)[column].casefold()
 
 
 def tooltip(row: FleetRow) -> str:
@@ -265,14 +264,10 @@ Look = tuple[tuple[object, object, bool], ...]
 def look(row: FleetRow, now: float) -> Look:
     h = row.health
     greyed = h.state is WorkerState.DISABLED
-    return tuple(
-        (
-            _light(row) if column is Column.STATUS else display(row, column, now),
-            h.vram_used if column is Column.VRAM else None,
-            greyed,
-        )
-        for column in COLUMNS
-    )
+    cells: list[tuple[object, object, bool]] = [(text, None, greyed) for text in texts(row, now)]
+    cells[Column.STATUS] = (_light(row), None, greyed)
+    cells[Column.VRAM] = (cells[Column.VRAM][0], h.vram_used, greyed)
+    return tuple(cells)
 
 
 class FleetTableModel(QAbstractTableModel):
@@ -343,7 +338,7 @@ class FleetTableModel(QAbstractTableModel):
 
     def update_health(self, health: WorkerHealth) -> None:
         number = self._positions.get(health.name)
-        if number is not None and self._rows[number].health != health:
+        if number is not None:  # (every probe brings a new health: no comparison needed)
             self._replace(number, replace(self._rows[number], health=health))
 
     def update_instance(self, status: InstanceStatus) -> None:
@@ -358,10 +353,17 @@ class FleetTableModel(QAbstractTableModel):
                 self._replace(number, replace(row, local_gpu=reading))
 
     def tick(self) -> None:
-        """Uptime moves on: repaint that column only, for rows whose uptime text changed."""
+        """Uptime moves on: repaint that cell only, for rows that are up."""
+        now = self._now()
         for number, row in enumerate(self._rows):
-            if row.health.online_since is not None:
-                self._replace(number, row)
+            if row.health.online_since is None:
+                continue
+            cells = list(self._looks[number])
+            text, fill, greyed = cells[Column.UPTIME]
+            cells[Column.UPTIME] = (_uptime(row.health.online_since, now), fill, greyed)
+            self._looks[number] = tuple(cells)
+            cell = self.index(number, Column.UPTIME)
+            self.dataChanged.emit(cell, cell, [Qt.ItemDataRole.DisplayRole])
 
     def _replace(self, number: int, row: FleetRow) -> None:
         self._rows[number] = row

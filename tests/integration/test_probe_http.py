@@ -97,3 +97,33 @@ async def test_not_http_and_refused(client: ProbeHttp) -> None:
             await client.get(f"{url}/x")
     with pytest.raises(ConnectionRefusedError):
         await client.get(url + "/x")  # the server is gone now
+
+
+async def test_pipelined_gets_are_answered_in_order_on_one_connection(client: ProbeHttp) -> None:
+    connections = 0
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal connections
+        connections += 1
+        first, second = await read_request(reader), await read_request(reader)
+        assert first.startswith(b"GET /system_stats ") and second.startswith(b"GET /prompt ")
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nstats"
+            b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 5\r\n\r\nqueue"
+        )
+        await writer.drain()
+        await reader.read()  # until the client closes
+
+    server, url = await serve(handler)
+    answers: list[object] = []
+    done = asyncio.Event()
+
+    def collect(outcome: object) -> None:
+        answers.append(outcome)
+        done.set()
+
+    async with server:
+        client.request([f"{url}/system_stats", f"{url}/prompt"], collect)
+        await done.wait()
+    assert answers == [[(200, b"stats"), (500, b"queue")]]
+    assert connections == 1
