@@ -26,7 +26,7 @@ from app.core.config import (
 )
 from app.core.distributed import merge_distributed_config
 from app.core.errors import ComfyFleetError, ConfigError
-from app.core.net import base_url, join_args, parse_cloud_address, split_args
+from app.core.net import join_args, parse_cloud_address, split_args
 from app.services.launch_plan import state_file
 from app.services.paths import AppPaths, resolve_paths
 from app.services.storage import ConfigStore
@@ -272,16 +272,12 @@ def _save(store: ConfigStore, config: FleetConfig) -> None:
 
 def _worker_json(worker: WorkerConfig) -> dict[str, Any]:
     data: dict[str, Any] = to_data(worker)
-    data["url"] = worker_url(worker)
+    data["url"] = worker.url
     return data
 
 
-def worker_url(worker: WorkerConfig) -> str:
-    return base_url(worker.host, worker.port, worker.kind is WorkerKind.CLOUD)
-
-
 def describe_master(master: MasterConfig) -> str:
-    where = base_url(master.host, master.port)
+    where = master.url
     if not master.launched_by_app:
         return f"master: {where} (already running; ComfyFleet connects, does not launch)"
     extra = f" {join_args(master.extra_args)}" if master.extra_args else ""
@@ -292,7 +288,7 @@ def describe_master(master: MasterConfig) -> str:
 def describe_worker(worker: WorkerConfig) -> str:
     state = "" if worker.enabled else " (disabled)"
     gpu = f" GPU {worker.gpu}" if worker.gpu else ""
-    return f"{worker.kind.value} worker {worker.name}: {worker_url(worker)}{gpu}{state}"
+    return f"{worker.kind.value} worker {worker.name}: {worker.url}{gpu}{state}"
 
 
 def describe_workers(config: FleetConfig) -> str:

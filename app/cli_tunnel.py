@@ -15,7 +15,6 @@ from typing import Any
 
 from app.core.config import FleetConfig, NamedTunnel, WorkerKind, validate_config
 from app.core.errors import ConfigError
-from app.core.net import base_url
 from app.core.tunnel import EXPOSURE, PINNED_SHA256, PINNED_VERSION, release_asset, token_key
 from app.services.paths import AppPaths
 from app.services.processes import ProcessId, interrupt, wait_gone
@@ -133,7 +132,7 @@ def _start(
         if worker is None or worker.kind is not WorkerKind.LOCAL:
             raise ConfigError("--for", f"{args.target!r} is not a local worker")
         port, log_name = worker.port, f"tunnel-{worker.name}.log"
-    runner = TunnelRunner(state_file, paths.log_dir / log_name, base_url(master.host, master.port))
+    runner = TunnelRunner(state_file, paths.log_dir / log_name, master.url)
     binary = find_cloudflared(config.tunnel.cloudflared_path, paths.data_dir)
     start = functools.partial(
         runner.start,

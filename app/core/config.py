@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from app.core.errors import ConfigError
-from app.core.net import is_loopback, validate_host
+from app.core.net import base_url, is_loopback, validate_host
 
 SCHEMA_VERSION = 1
 LOOPBACK = "127.0.0.1"
@@ -55,6 +55,10 @@ class MasterConfig:
     def launched_by_app(self) -> bool:
         return self.comfyui_dir is not None
 
+    @property
+    def url(self) -> str:
+        return base_url(self.host, self.port)
+
 
 @dataclass(frozen=True)
 class WorkerConfig:
@@ -67,6 +71,11 @@ class WorkerConfig:
     listen: str | None = None
     enabled: bool = True
     distributed_id: str = ""  # the id ComfyUI-Distributed knows this worker by
+
+    @property
+    def url(self) -> str:
+        """https://HOST for cloud workers, else http://HOST:PORT (ComfyUI-Distributed's rules)."""
+        return base_url(self.host, self.port, self.kind is WorkerKind.CLOUD)
 
 
 @dataclass(frozen=True)

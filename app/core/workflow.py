@@ -141,12 +141,17 @@ def model_refs(workflow: Workflow) -> list[ModelRef]:
     refs: list[ModelRef] = []
     for node in workflow.values():
         for name, value in node.get("inputs", {}).items():
-            folder = MODEL_INPUTS_BY_CLASS.get((node["class_type"], name)) or MODEL_INPUTS.get(name)
+            folder = model_folder(node["class_type"], name)
             if folder and isinstance(value, str) and value:
                 ref = ModelRef(folder, value.replace("\\", "/"))
                 if ref not in refs:
                     refs.append(ref)
     return refs
+
+
+def model_folder(class_type: str, input_name: str) -> str | None:
+    """The model folder a loader input lists (ComfyUI's folder_paths), or None."""
+    return MODEL_INPUTS_BY_CLASS.get((class_type, input_name)) or MODEL_INPUTS.get(input_name)
 
 
 def is_distributed(workflow: Workflow) -> bool:

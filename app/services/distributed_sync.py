@@ -12,7 +12,7 @@ import aiohttp
 
 from app.core.config import FleetConfig, WorkerConfig, WorkerKind
 from app.core.errors import ComfyFleetError
-from app.core.net import base_url, join_args
+from app.core.net import join_args
 
 log = logging.getLogger(__name__)
 
@@ -37,11 +37,7 @@ class SyncReport:
 
 
 def master_url(config: FleetConfig) -> str:
-    return base_url(config.master.host, config.master.port)
-
-
-def worker_url(worker: WorkerConfig) -> str:
-    return base_url(worker.host, worker.port, worker.kind is WorkerKind.CLOUD)
+    return config.master.url
 
 
 def stable_id(worker: WorkerConfig) -> str:

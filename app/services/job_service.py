@@ -29,7 +29,6 @@ from app.services.distributed_sync import (
     read_config,
     stable_id,
     sync_workers,
-    worker_url,
 )
 from app.services.jobs import Listener, Run
 
@@ -83,7 +82,7 @@ class JobService:
             if (w.enabled if names is None else w.name.casefold() in {n.casefold() for n in names})
         ]
         master = Participant(MASTER, master_url(self.config))
-        workers = [Participant(w.name, worker_url(w), stable_id(w), w.kind.value) for w in chosen]
+        workers = [Participant(w.name, w.url, stable_id(w), w.kind.value) for w in chosen]
         return master, workers
 
     async def sync(self, removed_ids: Sequence[str] = ()) -> SyncReport:
@@ -182,7 +181,7 @@ class JobService:
 
     async def _why_not(self, progress: Progress) -> str:
         worker = self.config.worker(progress.name)
-        url = worker_url(worker) if worker else ""
+        url = worker.url if worker else ""
         if progress.error.startswith("offline"):
             return progress.error
         if progress.phase is Phase.SKIPPED:

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from app.core.config import FleetConfig, WorkerKind
+from app.core.config import FleetConfig
 from app.core.health import (
     Failure,
     ProbeError,
@@ -21,7 +21,6 @@ from app.core.health import (
     WorkerState,
     apply_probe,
 )
-from app.core.net import base_url
 from app.services.comfy_client import ComfyClient, classify, probe_result, probe_urls
 from app.services.probe_http import Answer, Outcome
 
@@ -39,12 +38,9 @@ class MonitorTarget:
 
 
 def targets_from_config(config: FleetConfig) -> list[MonitorTarget]:
-    master = config.master
-    targets = [MonitorTarget("master", "master", base_url(master.host, master.port))]
+    targets = [MonitorTarget("master", "master", config.master.url)]
     for worker in config.workers:
-        cloud = worker.kind is WorkerKind.CLOUD
-        url = base_url(worker.host, worker.port, cloud)
-        targets.append(MonitorTarget(worker.name, worker.kind.value, url, worker.enabled))
+        targets.append(MonitorTarget(worker.name, worker.kind.value, worker.url, worker.enabled))
     return targets
 
 

@@ -9,22 +9,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-_DATA = Path(__file__).with_name("data") / "object_info.json.gz"
+from app.core.workflow import model_folder
 
-# Which model folder fills a loader's list (ComfyUI: folder_paths.get_filename_list).
-INPUT_FOLDERS = {
-    "ckpt_name": "checkpoints",
-    "lora_name": "loras",
-    "vae_name": "vae",
-    "control_net_name": "controlnet",
-    "unet_name": "diffusion_models",
-    "clip_name": "text_encoders",
-    "style_model_name": "style_models",
-    "gligen_name": "gligen",
-    "hypernetwork_name": "hypernetworks",
-    "photomaker_model_name": "photomaker",
-}
-CLASS_INPUT_FOLDERS = {("UpscaleModelLoader", "model_name"): "upscale_models"}
+_DATA = Path(__file__).with_name("data") / "object_info.json.gz"
 
 
 @cache
@@ -32,10 +19,6 @@ def _recorded() -> dict[str, Any]:
     with gzip.open(_DATA, "rt", encoding="utf-8") as handle:
         data: dict[str, Any] = json.load(handle)
     return data
-
-
-def model_folder(class_type: str, input_name: str) -> str | None:
-    return CLASS_INPUT_FOLDERS.get((class_type, input_name)) or INPUT_FOLDERS.get(input_name)
 
 
 EXTENSION_MODULE = "custom_nodes.ComfyUI-Distributed"

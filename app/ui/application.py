@@ -21,7 +21,6 @@ from app import APP_ID, APP_NAME
 from app.core.config import AppSettings, FleetConfig, Notice
 from app.core.errors import ComfyFleetError
 from app.core.health import ProbeSchedule
-from app.core.net import base_url
 from app.services.autostart import Autostart
 from app.services.comfy_client import ComfyClient, check_connection
 from app.services.distributed_sync import stable_id
@@ -74,7 +73,7 @@ class DesktopApp:
         self.tunnel = TunnelRunner(
             paths.state_dir / "tunnel.json",
             paths.log_dir / "tunnel.log",
-            base_url(master.host, master.port),
+            master.url,
         )
         self.control = FleetControl(self.supervisor, paths, self.gpus, loaded.config, self.tunnel)
         self.bridge = FleetBridge(self.monitor, self.gpus, self.supervisor)

@@ -14,7 +14,6 @@ import aiohttp
 
 from app.core.config import FleetConfig
 from app.core.errors import ComfyFleetError
-from app.core.net import base_url
 from app.core.tunnel import (
     EXPOSURE,
     PINNED_SHA256,
@@ -155,7 +154,7 @@ class FleetControl:
             if binary is None:
                 return
         master = self.config.master
-        self.tunnel.master_url = base_url(master.host, master.port)
+        self.tunnel.master_url = master.url
         try:
             await self.tunnel.start(binary, master.port, settings.use_http2, name, hostname, token)
         except ComfyFleetError as exc:

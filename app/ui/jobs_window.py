@@ -35,7 +35,7 @@ from app.core.config import FleetConfig, Notice
 from app.core.errors import ComfyFleetError
 from app.core.runs import Participant, Phase, Progress, RunResult
 from app.core.workflow import PreflightResult, Workflow, load_workflow
-from app.services.distributed_sync import ExtensionMissing
+from app.services.distributed_sync import ExtensionMissing, master_url
 from app.services.job_service import CanaryReport, JobService
 from app.services.jobs import Run, RunRejected, fetch_image, save_outputs
 from app.ui.preflight_dialog import PreflightDialog
@@ -361,7 +361,7 @@ class JobsWindow(QMainWindow):
 
     async def show_gallery(self, result: RunResult) -> None:
         self.gallery.clear()
-        url = JobService(self._session(), self.config).participants([])[0].url
+        url = master_url(self.config)
         for output in result.outputs:
             label = (
                 f"{output.participant or 'unknown'} · seed {output.seed}"
@@ -397,7 +397,7 @@ class JobsWindow(QMainWindow):
             if not chosen:
                 return
             folder = Path(chosen)
-        url = JobService(self._session(), self.config).participants([])[0].url
+        url = master_url(self.config)
         saved = await save_outputs(self._session(), url, result, folder)
         self.saved_to = folder
         self._set_busy(False)

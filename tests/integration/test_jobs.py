@@ -7,12 +7,13 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 
 from app.core.config import FleetConfig, MasterConfig, WorkerConfig, WorkerKind
-from app.core.runs import Phase, Progress
+from app.core.runs import Phase, Progress, RunResult
 from app.core.workflow import ModelRef, load_workflow
 from app.services.job_service import JobService
 from app.services.jobs import RunRejected, save_outputs
@@ -57,6 +58,15 @@ def set_worker_timeout(master: SimInstance, seconds: float) -> None:
         f"{master.url}/distributed/config/update_setting",
         {"key": "worker_timeout_seconds", "value": seconds},
     )
+
+
+async def run_everyone(fleet: Fleet, graph: dict[str, Any]) -> RunResult:
+    """Sync the workers, then run `graph` on the master and every enabled worker."""
+    async with aiohttp.ClientSession() as session:
+        service = JobService(session, fleet.config)
+        await service.sync()
+        master, workers = service.participants()
+        return await service.start([master, *workers], lambda p: None).execute(graph)
 
 
 async def test_a_run_delivers_an_image_from_every_participant(
@@ -111,13 +121,7 @@ async def test_an_offline_worker_is_skipped_and_named(
 ) -> None:
     gone = WorkerConfig("gone", WorkerKind.REMOTE, "127.0.0.1", free_port())
     fleet = make_fleet(sim_factory, {"w1": []}, extra=(gone,))
-    async with aiohttp.ClientSession() as session:
-        service = JobService(session, fleet.config)
-        await service.sync()
-        master, workers = service.participants()
-        result = await service.start([master, *workers], lambda p: None).execute(
-            workflow("workflow_distributed_nomodel")
-        )
+    result = await run_everyone(fleet, workflow("workflow_distributed_nomodel"))
     assert result.skipped == ("gone",)
     assert [o.participant for o in result.outputs] == ["master", "w1"]
     gone_progress = next(p for p in result.participants if p.name == "gone")
@@ -199,13 +203,7 @@ async def test_a_run_names_the_worker_whose_images_never_arrive(
 ) -> None:
     fleet = make_fleet(sim_factory, {"w1": [], "silent": ["--sim-faults", "no-callback"]})
     set_worker_timeout(fleet.master, 2)
-    async with aiohttp.ClientSession() as session:
-        service = JobService(session, fleet.config)
-        await service.sync()
-        master, workers = service.participants()
-        result = await service.start([master, *workers], lambda p: None).execute(
-            workflow("workflow_distributed_nomodel")
-        )
+    result = await run_everyone(fleet, workflow("workflow_distributed_nomodel"))
     assert [(o.participant, o.seed) for o in result.outputs] == [("master", 1234), ("w1", 1235)]
     assert result.warnings == (
         "no images reached the master from silent: run Test fleet to find out why",

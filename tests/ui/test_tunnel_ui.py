@@ -27,6 +27,15 @@ from tests.waiting import until
 STANDIN = Path(__file__).resolve().parents[1] / "fakes" / "cloudflared_standin.py"
 
 
+def standin(folder: Path) -> Path:
+    """The stand-in cloudflared as a real executable."""
+    binary = folder / "bin" / "cloudflared"
+    binary.parent.mkdir()
+    binary.write_text(f"#!{sys.executable}\n" + STANDIN.read_text())
+    binary.chmod(0o755)
+    return binary
+
+
 @pytest.mark.asyncio
 async def test_tunnel_button_copies_the_url_and_quit_restores_the_host(
     qapp: QApplication,
@@ -36,10 +45,7 @@ async def test_tunnel_button_copies_the_url_and_quit_restores_the_host(
 ) -> None:
     monkeypatch.setattr(QSystemTrayIcon, "isSystemTrayAvailable", staticmethod(lambda: True))
     master = sim_factory("master")
-    binary = tmp_path / "bin" / "cloudflared"
-    binary.parent.mkdir()
-    binary.write_text(f"#!{sys.executable}\n" + STANDIN.read_text())
-    binary.chmod(0o755)
+    binary = standin(tmp_path)
     paths = resolve_paths(tmp_path / "fleet.json")
     ConfigStore(paths.config_file).save(
         FleetConfig(
@@ -93,10 +99,7 @@ async def test_named_tunnel_from_the_window(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     master = sim_factory("master")
-    binary = tmp_path / "bin" / "cloudflared"
-    binary.parent.mkdir()
-    binary.write_text(f"#!{sys.executable}\n" + STANDIN.read_text())
-    binary.chmod(0o755)
+    binary = standin(tmp_path)
     record = tmp_path / "argv.json"
     monkeypatch.setenv("STANDIN_RECORD", str(record))
     paths = resolve_paths(tmp_path / "fleet.json")
