@@ -48,7 +48,8 @@ def build() -> None:
         ],
         check=True,
     )
-    size = sum(f.stat().st_size for f in BINARY.parent.rglob("*") if f.is_file())
+    files = (f for f in BINARY.parent.rglob("*") if f.is_file() and not f.is_symlink())
+    size = sum(f.stat().st_size for f in files)
     print(f"built {BINARY} in {time.monotonic() - started:.0f} s ({size / 1024**2:.0f} MiB)")
 
 
