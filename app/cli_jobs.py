@@ -15,7 +15,6 @@ from app.core.config import FleetConfig
 from app.core.errors import ComfyFleetError
 from app.core.runs import Phase, Progress
 from app.core.workflow import PreflightResult, Workflow, load_workflow, missing_models_script
-from app.services.distributed_sync import ExtensionMissing
 from app.services.job_service import JOBS_HTTP_TIMEOUT, JobService
 from app.services.jobs import RunRejected, save_outputs
 
@@ -50,8 +49,9 @@ async def _run(
     async with aiohttp.ClientSession(timeout=JOBS_HTTP_TIMEOUT) as session:
         service = JobService(session, config)
         master, workers = service.participants(names)
-        extension = await _sync(service)
-        if not extension:
+        missing = await service.sync_or_explain()
+        if missing:
+            print(f"warning: {missing}", file=sys.stderr)
             workers = []
         checks = await service.preflight(workflow, [master, *workers])
         failing = {c.participant for c in checks if not c.ok}
@@ -62,7 +62,7 @@ async def _run(
                 return EXIT_FAILURE
             workers = [w for w in workers if w.name not in failing]
         listener = (lambda p: None) if args.json else _print_progress
-        run = service.start([master, *workers], listener, use_extension=extension)
+        run = service.start([master, *workers], listener, use_extension=not missing)
         try:
             result = await run.execute(workflow)
         except RunRejected as exc:
@@ -80,16 +80,6 @@ async def _run(
             print(f"{output.image.filename}\t{output.participant or '?'}\tseed {output.seed}")
     master_part = result.participants[0]
     return EXIT_OK if master_part.phase is Phase.DONE else EXIT_FAILURE
-
-
-async def _sync(service: JobService) -> bool:
-    """Push the workers to the master's extension; False (with the reason) when it has none."""
-    try:
-        await service.sync()
-    except ExtensionMissing as exc:
-        print(f"warning: {exc}", file=sys.stderr)
-        return False
-    return True
 
 
 def _print_preflight(checks: list[PreflightResult]) -> None:

@@ -23,7 +23,6 @@ class Participant:
     name: str
     url: str
     worker_id: str | None = None  # ComfyUI-Distributed's id; None for the master
-    kind: str = "master"
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,6 @@ MODEL_INPUTS: dict[str, str] = {
     "gligen_name": "gligen",
     "hypernetwork_name": "hypernetworks",
 }
-COLLECTORS = frozenset({"DistributedCollector", "UltimateSDUpscaleDistributed"})
 UI_FORMAT_HELP = (
     "This is a UI-format workflow (it has 'nodes' and 'links'). ComfyFleet needs the API format: "
     "in ComfyUI open the workflow and use Workflow → Export (API) (older versions: enable "
@@ -152,10 +151,6 @@ def model_refs(workflow: Workflow) -> list[ModelRef]:
 def model_folder(class_type: str, input_name: str) -> str | None:
     """The model folder a loader input lists (ComfyUI's folder_paths), or None."""
     return MODEL_INPUTS_BY_CLASS.get((class_type, input_name)) or MODEL_INPUTS.get(input_name)
-
-
-def is_distributed(workflow: Workflow) -> bool:
-    return bool(class_types(workflow) & COLLECTORS)
 
 
 def preflight(participant: str, workflow: Workflow, caps: Capabilities) -> PreflightResult:

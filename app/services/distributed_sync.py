@@ -36,10 +36,6 @@ class SyncReport:
     ids: dict[str, str]  # worker name → its id in ComfyUI-Distributed
 
 
-def master_url(config: FleetConfig) -> str:
-    return config.master.url
-
-
 def stable_id(worker: WorkerConfig) -> str:
     """The configured id, else one derived from the name (the same on every sync)."""
     if worker.distributed_id:
@@ -79,7 +75,7 @@ async def sync_workers(
     session: aiohttp.ClientSession, config: FleetConfig, removed_ids: Iterable[str] = ()
 ) -> SyncReport:
     """Create or update every configured worker on the master; delete the ones removed here."""
-    url = master_url(config)
+    url = config.master.url
     current = {str(w.get("id")): w for w in (await read_config(session, url)).get("workers", [])}
     created: list[str] = []
     updated: list[str] = []

@@ -25,7 +25,6 @@ from app.core.workflow import (
 from app.services.distributed_sync import (
     ExtensionMissing,
     SyncReport,
-    master_url,
     read_config,
     stable_id,
     sync_workers,
@@ -81,19 +80,21 @@ class JobService:
             for w in self.config.workers
             if (w.enabled if names is None else w.name.casefold() in {n.casefold() for n in names})
         ]
-        master = Participant(MASTER, master_url(self.config))
-        workers = [Participant(w.name, w.url, stable_id(w), w.kind.value) for w in chosen]
+        master = Participant(MASTER, self.config.master.url)
+        workers = [Participant(w.name, w.url, stable_id(w)) for w in chosen]
         return master, workers
 
     async def sync(self, removed_ids: Sequence[str] = ()) -> SyncReport:
         return await sync_workers(self.session, self.config, removed_ids)
 
-    async def has_extension(self) -> bool:
+    async def sync_or_explain(self) -> str:
+        """Sync the workers: "" when the master has ComfyUI-Distributed, else how to install it
+        (jobs then run on the master alone)."""
         try:
-            await read_config(self.session, master_url(self.config))
-        except ExtensionMissing:
-            return False
-        return True
+            await self.sync()
+        except ExtensionMissing as exc:
+            return str(exc)
+        return ""
 
     async def preflight(
         self, workflow: Workflow, participants: Sequence[Participant]

@@ -31,13 +31,8 @@ def new_loop() -> asyncio.AbstractEventLoop:
 
 
 class MonitorThread:
-    def __init__(
-        self,
-        schedule: ProbeSchedule | None = None,
-        client_factory: Callable[[], ComfyClient] = ComfyClient,
-    ) -> None:
+    def __init__(self, schedule: ProbeSchedule | None = None) -> None:
         self._schedule = schedule
-        self._client_factory = client_factory
         self._news: queue.SimpleQueue[WorkerHealth] = queue.SimpleQueue()
         self._latest: dict[str, WorkerHealth] = {}
         self._targets: list[MonitorTarget] = []
@@ -54,7 +49,7 @@ class MonitorThread:
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
-        self._client = self._client_factory()
+        self._client = ComfyClient()  # its own: connections belong to one event loop
         self._monitor = FleetMonitor(self._client, self._schedule)
         self._monitor.subscribe(self._news.put)
         self._loop.call_soon(self._monitor.set_targets, self._targets)  # set before the start

@@ -35,7 +35,6 @@ from app.core.config import FleetConfig, Notice
 from app.core.errors import ComfyFleetError
 from app.core.runs import Participant, Phase, Progress, RunResult
 from app.core.workflow import PreflightResult, Workflow, load_workflow
-from app.services.distributed_sync import ExtensionMissing, master_url
 from app.services.job_service import CanaryReport, JobService
 from app.services.jobs import Run, RunRejected, fetch_image, save_outputs
 from app.ui.preflight_dialog import PreflightDialog
@@ -232,14 +231,16 @@ class JobsWindow(QMainWindow):
         self.message.setText("Checking the master's ComfyUI-Distributed and every participant…")
         record = RunRecord(self.workflow_name, time.strftime("%H:%M:%S"))
         try:
-            extension = await self._sync(service)
-            everyone = [master, *(workers if extension else [])]
+            missing = await service.sync_or_explain()
+            if missing:
+                self.message.setText(missing)
+            everyone = [master, *([] if missing else workers)]
             participants = await self._preflight(service, self.workflow, everyone)
             if participants is None:
                 record.error = "cancelled at the preflight"
                 self.message.setText("Run cancelled: nothing was sent.")
                 return
-            self.run = service.start(participants, self.show_progress, use_extension=extension)
+            self.run = service.start(participants, self.show_progress, use_extension=not missing)
             self._reset_progress(participants)
             self.message.setText(
                 f"Running {self.workflow_name} on {len(participants)} participant(s)…"
@@ -256,14 +257,6 @@ class JobsWindow(QMainWindow):
             self.run = None
             self._set_busy(False)
             self._add_record(record)
-
-    async def _sync(self, service: JobService) -> bool:
-        try:
-            await service.sync()
-        except ExtensionMissing as exc:
-            self.message.setText(str(exc))
-            return False
-        return True
 
     async def _preflight(
         self, service: JobService, workflow: Workflow, participants: list[Participant]
@@ -361,7 +354,7 @@ class JobsWindow(QMainWindow):
 
     async def show_gallery(self, result: RunResult) -> None:
         self.gallery.clear()
-        url = master_url(self.config)
+        url = self.config.master.url
         for output in result.outputs:
             label = (
                 f"{output.participant or 'unknown'} · seed {output.seed}"
@@ -397,7 +390,7 @@ class JobsWindow(QMainWindow):
             if not chosen:
                 return
             folder = Path(chosen)
-        url = master_url(self.config)
+        url = self.config.master.url
         saved = await save_outputs(self._session(), url, result, folder)
         self.saved_to = folder
         self._set_busy(False)

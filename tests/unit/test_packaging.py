@@ -7,6 +7,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from app import APP_ID, APP_NAME
@@ -35,7 +36,7 @@ def test_desktop_entry_matches_the_app() -> None:
 def test_desktop_entry_validates_where_the_validator_exists() -> None:
     validator = shutil.which("desktop-file-validate")
     if validator is None:
-        return  # .ci/run says so in its log; the keys are checked above either way
+        pytest.skip("desktop-file-validate is not installed (Debian: desktop-file-utils)")
     check = subprocess.run([validator, str(DESKTOP)], capture_output=True, text=True)
     assert check.returncode == 0 and not check.stdout.strip(), check.stdout
 
