@@ -218,7 +218,7 @@ class FleetMonitor:
             return
         watch.misses = 0 if result.ok else watch.misses + 1
         name = watch.target.name
-        previous = self._health.get(name, initial_health(watch.target))
+        previous = self._health.get(name) or initial_health(watch.target)
         health = apply_probe(previous, result, self._clock())
         self._publish(health)
         delay = self._schedule.next_delay(health, watch.misses, self._rng)

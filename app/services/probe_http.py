@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import re
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit
 MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 16 * 1024 * 1024
 IDLE_PER_HOST = 4
+_HEADER = re.compile(rb"\r\n(content-length|transfer-encoding|connection)[ \t]*:([^\r\n]*)", re.I)
 
 
 class BadHttp(Exception):
@@ -92,35 +94,39 @@ class _Connection(asyncio.Protocol):
             self.transport.close()
 
     def _parse(self) -> tuple[int, bytes] | None:
-        end = self.buffer.find(b"\r\n\r\n")
+        buffer = self.buffer
+        end = buffer.find(b"\r\n\r\n")
         if end < 0:
-            if len(self.buffer) > MAX_HEADER_BYTES:
+            if len(buffer) > MAX_HEADER_BYTES:
                 raise BadHttp("headers too long")
             return None
-        head = bytes(self.buffer[:end]).decode("latin-1").split("\r\n")
-        parts = head[0].split(" ", 2)
-        if len(parts) < 2 or not parts[0].startswith("HTTP/1.") or not parts[1].isdigit():
-            raise BadHttp(f"not an HTTP answer: {head[0][:60]!r}")
-        headers = {}
-        for line in head[1:]:
-            name, _, value = line.partition(":")
-            headers[name.strip().lower()] = value.strip()
-        self.keep_alive = headers.get("connection", "").lower() != "close"
+        head = bytes(buffer[: end + 2])  # up to the last header's line end
+        parts = head[: head.find(b"\r\n")].split(b" ", 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
+            raise BadHttp(f"not an HTTP answer: {parts[0][:60].decode('latin-1')!r}")
+        length, chunked, self.keep_alive = None, False, True
+        for name, value in _HEADER.findall(head):  # only the three headers a probe needs
+            name, value = name.lower(), value.strip().lower()
+            if name == b"content-length":
+                length = int(value) if value.isdigit() else -1
+            elif name == b"transfer-encoding":
+                chunked = b"chunked" in value
+            else:
+                self.keep_alive = value != b"close"
         start = end + 4
-        if "chunked" in headers.get("transfer-encoding", "").lower():
-            body, used = _dechunk(self.buffer, start)
-        elif "content-length" in headers:
-            length = int(headers["content-length"])
-            if length > MAX_BODY_BYTES:
-                raise BadHttp("answer too large")
-            if len(self.buffer) - start < length:
+        if chunked:
+            body, used = _dechunk(buffer, start)
+        elif length is not None:
+            if not 0 <= length <= MAX_BODY_BYTES:
+                raise BadHttp("bad or too large Content-Length")
+            if len(buffer) - start < length:
                 return None
-            body, used = bytes(self.buffer[start : start + length]), start + length
+            body, used = bytes(buffer[start : start + length]), start + length
         else:
             raise BadHttp("an answer without a length")  # ComfyUI always sends one
         if body is None:
             return None
-        del self.buffer[:used]
+        del buffer[:used]
         return int(parts[1]), body
 
 

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QSettings, QSortFilterProxyModel, Qt, QTimer
+from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QScrollArea,
-    QTableView,
     QToolBar,
     QToolButton,
     QVBoxLayout,
@@ -42,7 +41,7 @@ from app.ui.gpu_panel import GpuPanel
 from app.ui.log_viewer import LogViewer
 from app.ui.tunnel_menu import TunnelMenu
 from app.ui.worker_dialog import Checker, WorkerDialog
-from app.ui.worker_table import SORT_ROLE, Column, FleetTableModel, rows_from_config
+from app.ui.worker_table import Column, FleetTableModel, FleetTableView, rows_from_config
 
 GETTING_STARTED = """
 <h3>Welcome to ComfyFleet</h3>
@@ -126,15 +125,9 @@ class MainWindow(QMainWindow):
         self._ticker.timeout.connect(self._tick)
         self._ticker.start(2000)
 
-    def _build_table(self) -> QTableView:
-        proxy = QSortFilterProxyModel(self)
-        proxy.setSourceModel(self.model)
-        proxy.setSortRole(SORT_ROLE)
-        table = QTableView()
+    def _build_table(self) -> FleetTableView:
+        table = FleetTableView(self.model)
         table.setObjectName("fleetTable")
-        table.setModel(proxy)
-        table.setSortingEnabled(True)
-        table.sortByColumn(-1, Qt.SortOrder.AscendingOrder)  # config order until a header click
         table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         table.setAlternatingRowColors(True)
@@ -227,8 +220,7 @@ class MainWindow(QMainWindow):
     # live data
 
     def show_health(self, healths: list[WorkerHealth]) -> None:
-        for health in healths:
-            self.model.update_health(health)
+        self.model.update_healths(healths)
         if not self._fitted_to_data and any(h.device for h in healths):
             self._fitted_to_data = True  # once: the first answers bring the long names
             self._fit_columns()
@@ -352,9 +344,7 @@ class MainWindow(QMainWindow):
         rows = self.table.selectionModel().selectedRows()
         if not rows:
             return None
-        proxy = self.table.model()
-        assert isinstance(proxy, QSortFilterProxyModel)
-        return self.model.row(proxy.mapToSource(rows[0]).row()).name
+        return self.model.row(self.table.source_row(rows[0])).name
 
     def _add_worker(self) -> None:
         dialog = WorkerDialog(self._config, self._checker)

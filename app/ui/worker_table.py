@@ -1,4 +1,4 @@
-"""The fleet table: a QAbstractTableModel fed by snapshots, repainting only what changed."""
+"""The fleet table: Qt items fed by snapshots, rewriting only the cells that changed."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from enum import IntEnum
+from typing import Any, cast
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
-from PySide6.QtGui import QColor
+from PySide6.QtCore import QEvent, QModelIndex, QSortFilterProxyModel, Qt
+from PySide6.QtGui import QColor, QHelpEvent, QStandardItem, QStandardItemModel
+from PySide6.QtWidgets import QTableView, QToolTip
 
 from app.core.config import FleetConfig, WorkerKind
 from app.core.health import WorkerHealth, WorkerState
@@ -18,7 +20,6 @@ from app.services.launch_plan import launchable_names
 from app.services.monitor import initial_health, targets_from_config
 from app.services.supervisor import InstanceState, InstanceStatus
 
-Index = QModelIndex | QPersistentModelIndex
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 VRAM_ROLE = Qt.ItemDataRole.UserRole + 2  # (used, total) for the bar delegate
 STATUS_COLOR_ROLE = Qt.ItemDataRole.UserRole + 3
@@ -245,19 +246,9 @@ def tooltip(row: FleetRow) -> str:
     return "\n".join(lines)
 
 
-COLUMNS = tuple(Column)
-HANDLED_ROLES = frozenset(
-    {
-        Qt.ItemDataRole.DisplayRole,
-        Qt.ItemDataRole.ToolTipRole,
-        Qt.ItemDataRole.ForegroundRole,
-        SORT_ROLE,
-        VRAM_ROLE,
-        STATUS_COLOR_ROLE,
-    }
-)
+GREY = QColor("#80868b")
 # What each cell of a row paints: its text (the light's state for STATUS), the VRAM bar's
-# fill, greyed out or not. A cell whose look did not change is not repainted.
+# fill, greyed out or not. A cell whose look did not change is not written again.
 Look = tuple[tuple[object, object, bool], ...]
 
 
@@ -270,21 +261,38 @@ def look(row: FleetRow, now: float) -> Look:
     return tuple(cells)
 
 
-class FleetTableModel(QAbstractTableModel):
-    """Rows change once a second each; only the cells whose painted value changed repaint."""
+def cell_data(row: FleetRow, column: Column, shown: tuple[object, object, bool]) -> dict[int, Any]:
+    """What one cell holds, by role."""
+    value, _, greyed = shown
+    data: dict[int, Any] = {
+        SORT_ROLE: sort_value(row, column),
+        Qt.ItemDataRole.ForegroundRole: GREY if greyed else None,
+    }
+    if column is Column.STATUS:
+        data[STATUS_COLOR_ROLE] = QColor(STATE_COLORS[cast(WorkerState, value)])
+    else:
+        data[Qt.ItemDataRole.DisplayRole] = value
+    if column is Column.VRAM:
+        h = row.health
+        data[VRAM_ROLE] = (h.vram_used, h.vram_total) if h.vram_total else None
+    return data
+
+
+class FleetTableModel(QStandardItemModel):
+    """The fleet's rows; what the cells show lives in Qt's own items.
+
+    Painting and sorting then never call back into Python (with a Python `data()`, one repaint
+    of the table was 25 ms of callbacks). Each update writes only the cells whose look changed;
+    tooltips are made when asked (`tooltip()`, from the view).
+    """
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
-        super().__init__()
+        super().__init__(0, len(Column))
+        self.setHorizontalHeaderLabels([HEADERS[column] for column in Column])
         self._rows: list[FleetRow] = []
         self._looks: list[Look] = []
         self._positions: dict[str, int] = {}
         self._clock = clock
-
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self._rows)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(Column)
 
     def row(self, index: int) -> FleetRow:
         return self._rows[index]
@@ -292,54 +300,32 @@ class FleetTableModel(QAbstractTableModel):
     def rows(self) -> list[FleetRow]:
         return list(self._rows)
 
-    def headerData(
-        self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole
-    ) -> object:
-        if orientation == Qt.Orientation.Horizontal and role == Qt.ItemDataRole.DisplayRole:
-            return HEADERS[Column(section)]
-        return None
-
-    def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> object:
-        if role not in HANDLED_ROLES or not index.isValid():
-            return None  # the view asks for a dozen roles per cell and repaint
-        number, column = index.row(), COLUMNS[index.column()]
-        row = self._rows[number]
-        if role == Qt.ItemDataRole.DisplayRole and column is not Column.STATUS:
-            return self._looks[number][column][0]
-        if role == Qt.ItemDataRole.ToolTipRole:
-            return tooltip(row)
-        if role == SORT_ROLE:
-            return sort_value(row, column)
-        if role == VRAM_ROLE and column is Column.VRAM:
-            h = row.health
-            return (h.vram_used, h.vram_total) if h.vram_total else None
-        if role == STATUS_COLOR_ROLE and column is Column.STATUS:
-            return QColor(STATE_COLORS[_light(row)])
-        if role == Qt.ItemDataRole.ForegroundRole and row.health.state is WorkerState.DISABLED:
-            return QColor("#80868b")
-        return None
+    def tooltip(self, number: int) -> str:
+        return tooltip(self._rows[number])
 
     def _now(self) -> float:
         return self._clock()
 
     def set_rows(self, rows: list[FleetRow]) -> None:
-        """Apply a snapshot: same keys in the same order repaint only the rows that changed."""
+        """Apply a snapshot: same keys in the same order rewrite only the cells that changed."""
         if [r.key for r in rows] != [r.key for r in self._rows]:
-            self.beginResetModel()
+            self.setRowCount(0)
             self._rows = list(rows)
             now = self._now()
             self._looks = [look(row, now) for row in rows]
             self._positions = {row.name: number for number, row in enumerate(rows)}
-            self.endResetModel()
+            for row, shown in zip(rows, self._looks, strict=True):
+                self.appendRow([_item(cell_data(row, c, shown[c])) for c in COLUMNS])
             return
         for number, (old, new) in enumerate(zip(self._rows, rows, strict=True)):
             if old != new:
                 self._replace(number, new)
 
-    def update_health(self, health: WorkerHealth) -> None:
-        number = self._positions.get(health.name)
-        if number is not None:  # (every probe brings a new health: no comparison needed)
-            self._replace(number, replace(self._rows[number], health=health))
+    def update_healths(self, healths: list[WorkerHealth]) -> None:
+        for health in healths:
+            number = self._positions.get(health.name)
+            if number is not None:  # (every probe brings a new health: no comparison needed)
+                self._replace(number, replace(self._rows[number], health=health))
 
     def update_instance(self, status: InstanceStatus) -> None:
         number = self._positions.get(status.name)
@@ -353,25 +339,69 @@ class FleetTableModel(QAbstractTableModel):
                 self._replace(number, replace(row, local_gpu=reading))
 
     def tick(self) -> None:
-        """Uptime moves on: repaint that cell only, for rows that are up."""
+        """Uptime moves on: rewrite that cell only, for rows that are up."""
         now = self._now()
         for number, row in enumerate(self._rows):
             if row.health.online_since is None:
                 continue
             cells = list(self._looks[number])
             text, fill, greyed = cells[Column.UPTIME]
-            cells[Column.UPTIME] = (_uptime(row.health.online_since, now), fill, greyed)
-            self._looks[number] = tuple(cells)
-            cell = self.index(number, Column.UPTIME)
-            self.dataChanged.emit(cell, cell, [Qt.ItemDataRole.DisplayRole])
+            uptime = _uptime(row.health.online_since, now)
+            if uptime != text:
+                cells[Column.UPTIME] = (uptime, fill, greyed)
+                self._looks[number] = tuple(cells)
+                self.setData(self.index(number, Column.UPTIME), uptime)
 
     def _replace(self, number: int, row: FleetRow) -> None:
         self._rows[number] = row
         old, new = self._looks[number], look(row, self._now())
-        changed = [column for column, (a, b) in enumerate(zip(old, new, strict=True)) if a != b]
         self._looks[number] = new
-        if changed:
-            self.dataChanged.emit(self.index(number, changed[0]), self.index(number, changed[-1]))
+        for column in COLUMNS:
+            if old[column] != new[column]:
+                self.setItemData(self.index(number, column), cell_data(row, column, new[column]))
+
+
+class FleetTableView(QTableView):
+    """The table, sortable by any column (config order until a header click); tooltips are
+    made when the pointer rests on a row, not stored with every update."""
+
+    def __init__(self, model: FleetTableModel) -> None:
+        super().__init__()
+        self.source = model
+        self.proxy = QSortFilterProxyModel(self)
+        self.proxy.setSourceModel(model)
+        self.proxy.setSortRole(SORT_ROLE)
+        self.setModel(self.proxy)
+        self.setSortingEnabled(True)
+        self.sortByColumn(-1, Qt.SortOrder.AscendingOrder)
+
+    def source_row(self, index: QModelIndex) -> int:
+        return self.proxy.mapToSource(index).row()
+
+    def viewportEvent(self, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.ToolTip:
+            help_event = cast(QHelpEvent, event)
+            index = self.indexAt(help_event.pos())
+            if index.isValid():
+                text = self.source.tooltip(self.source_row(index))
+                QToolTip.showText(
+                    help_event.globalPos(), text, self.viewport(), self.visualRect(index)
+                )
+            else:
+                QToolTip.hideText()
+            return True
+        return super().viewportEvent(event)
+
+
+def _item(data: dict[int, Any]) -> QStandardItem:
+    item = QStandardItem()
+    item.setEditable(False)
+    for role, value in data.items():
+        item.setData(value, role)
+    return item
+
+
+COLUMNS = tuple(Column)
 
 
 def _light(row: FleetRow) -> WorkerState:

@@ -20,6 +20,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -75,6 +76,10 @@ def qt_lag_probe(samples: list[float], period_ms: int = 50) -> Callable[[], None
     return timer.stop
 
 
+def thread_times(process: psutil.Process) -> dict[int, float]:
+    return {t.id: t.user_time + t.system_time for t in process.threads()}
+
+
 async def measure(
     seconds: float, warmup: float, qt_lag: bool = False
 ) -> tuple[float, float, float]:
@@ -85,17 +90,27 @@ async def measure(
     stop_qt = qt_lag_probe(samples) if qt_lag else None
     await asyncio.sleep(warmup)
     samples.clear()
-    cpu0, wall0 = me.cpu_times(), time.monotonic()
+    cpu0, wall0, threads0 = me.cpu_times(), time.monotonic(), thread_times(me)
     await asyncio.sleep(seconds)
-    cpu1, wall1 = me.cpu_times(), time.monotonic()
+    cpu1, wall1, threads1 = me.cpu_times(), time.monotonic(), thread_times(me)
     stop.set()
     if lag is not None:
         await lag
     if stop_qt is not None:
         stop_qt()
-    cpu = ((cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)) / (wall1 - wall0) * 100
+    wall = wall1 - wall0
+    user, system = (cpu1.user - cpu0.user) / wall * 100, (cpu1.system - cpu0.system) / wall * 100
+    cpu = user + system
     p99 = statistics.quantiles(samples, n=100)[98]
-    print(f"  ({len(samples)} lag samples, max {max(samples):.1f} ms)")
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    busiest = sorted(
+        ((threads1[t] - threads0.get(t, 0)) / wall * 100, names.get(t, str(t))) for t in threads1
+    )[::-1]
+    print(
+        f"  user {user:.1f} %, system {system:.1f} %; busiest threads: "
+        + ", ".join(f"{name} {share:.1f} %" for share, name in busiest[:3])
+        + f"; {len(samples)} lag samples, max {max(samples):.1f} ms"
+    )
     return cpu, p99, me.memory_info().rss / 2**20
 
 

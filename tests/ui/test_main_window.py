@@ -4,8 +4,9 @@ import dataclasses
 from collections.abc import Iterator
 
 import pytest
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication, QSystemTrayIcon
+from PySide6.QtCore import QEvent, Qt
+from PySide6.QtGui import QHelpEvent
+from PySide6.QtWidgets import QApplication, QSystemTrayIcon, QToolTip
 from pytestqt.qtbot import QtBot
 
 from app.core.config import FleetConfig
@@ -141,22 +142,46 @@ def test_geometry_is_remembered(qapp: QApplication, saved_paths: AppPaths, qtbot
         second.window.close()
 
 
-def test_snapshot_repaints_only_changed_rows(
-    fleet_config: FleetConfig, qtbot: QtBot, desktop: DesktopApp
+def test_updates_rewrite_only_the_cells_that_changed(
+    fleet_config: FleetConfig, desktop: DesktopApp
 ) -> None:
     model = desktop.window.model
+    written: list[tuple[int, int]] = []
+    model.dataChanged.connect(lambda a, b, *_: written.append((a.row(), a.column())))
     rows = rows_from_config(fleet_config)
     changed = list(rows)
     changed[2] = dataclasses.replace(
         rows[2], health=dataclasses.replace(rows[2].health, state=WorkerState.ONLINE)
     )
-    with qtbot.waitSignal(model.dataChanged) as signal:
-        model.set_rows(changed)
-    top_left, bottom_right = signal.args[:2]
-    assert (top_left.row(), bottom_right.row()) == (2, 2)
+    model.set_rows(changed)
+    assert {row for row, _ in written} == {2}
     assert model.data(model.index(2, Column.DETAIL)) == "online"
     assert model.data(model.index(1, Column.DETAIL)) == "starting"
     assert model.headerData(Column.NAME, Qt.Orientation.Horizontal) == "Name"
+
+    written.clear()
+    gpu1 = dataclasses.replace(model.row(1).health, queue_remaining=3, latency_ms=12.0)
+    model.update_healths([gpu1])
+    assert sorted(written) == [(1, Column.QUEUE), (1, Column.LATENCY)]
+    assert model.data(model.index(1, Column.LATENCY)) == "12 ms"
+    written.clear()
+    model.update_healths([dataclasses.replace(gpu1, checked_at=5.0)])  # nothing shown changed
+    assert written == []
+
+
+def test_tooltips_are_made_when_asked(desktop: DesktopApp, qtbot: QtBot) -> None:
+    desktop.window.show()
+    qtbot.waitExposed(desktop.window)
+    table = desktop.window.table
+    index = table.model().index(2, Column.NAME)
+    event = QHelpEvent(
+        QEvent.Type.ToolTip,
+        table.visualRect(index).center(),
+        table.viewport().mapToGlobal(table.visualRect(index).center()),
+    )
+    assert table.viewportEvent(event)
+    assert "lan-box" in QToolTip.text()
+    assert "http://192.168.1.20:8188" in QToolTip.text()
 
 
 def test_simulation_is_labelled_in_the_title(qapp: QApplication, saved_paths: AppPaths) -> None:
