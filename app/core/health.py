@@ -168,8 +168,10 @@ def apply_probe(previous: WorkerHealth, result: ProbeResult, now: float) -> Work
         )
     stats = result.stats
     up = previous.state in (WorkerState.ONLINE, WorkerState.BUSY)
-    return replace(
-        previous,
+    return WorkerHealth(  # every field (replace() costs twice as much, once a second per worker)
+        name=previous.name,
+        kind=previous.kind,
+        url=previous.url,
         state=WorkerState.BUSY if result.queue_remaining > 0 else WorkerState.ONLINE,
         error=None,
         failure=None,
@@ -181,6 +183,9 @@ def apply_probe(previous: WorkerHealth, result: ProbeResult, now: float) -> Work
         latency_ms=round(result.latency_ms, 1),
         online_since=previous.online_since if up and previous.online_since else now,
         checked_at=now,
+        pid=previous.pid,
+        restarts=previous.restarts,
+        last_crash=previous.last_crash,
     )
 
 

@@ -84,10 +84,10 @@ class ComfyClient:
         urls = probe_urls(base_url)
         try:
             async with asyncio.timeout(self._timeout_s):
-                answers = await self._probe_http.get_all(list(urls))
+                stats, queue = await self._probe_http.get_all(urls)
         except (aiohttp.ClientError, OSError, TimeoutError, BadHttp) as exc:
             return ProbeResult(error=classify(exc))
-        return probe_result(urls, answers, (time.perf_counter() - started) * 1000)
+        return probe_result(urls, stats, queue, (time.perf_counter() - started) * 1000)
 
     async def get_json(self, url: str) -> Any:
         """GET and decode; raises ProbeError-carrying exceptions as the probe classifies them."""
@@ -100,13 +100,14 @@ def probe_urls(base_url: str) -> tuple[str, str]:
 
 
 def probe_result(
-    urls: tuple[str, str], answers: list[tuple[int, bytes]], latency_ms: float
+    urls: tuple[str, str], stats: tuple[int, bytes], queue: tuple[int, bytes], latency_ms: float
 ) -> ProbeResult:
     """The two answers of a probe, read; anything unexpected is classified, never raised."""
     try:
-        stats_data, queue_data = (_decode(u, *a) for u, a in zip(urls, answers, strict=True))
         return ProbeResult(
-            parse_system_stats(stats_data), parse_queue_remaining(queue_data), latency_ms
+            parse_system_stats(_decode(urls[0], *stats)),
+            parse_queue_remaining(_decode(urls[1], *queue)),
+            latency_ms,
         )
     except NotComfyUI as exc:
         return ProbeResult(error=ProbeError(Failure.NOT_COMFYUI, str(exc)))
@@ -118,7 +119,7 @@ def _decode(url: str, status: int, body: bytes) -> Any:
     if status != 200:
         _raise_for_status(status, urlsplit(url).path)
     try:
-        return json.loads(body)
+        return json.loads(body.decode())  # (a str skips json's guessing of the encoding)
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise NotComfyUI(f"{urlsplit(url).path} did not answer JSON") from None
 

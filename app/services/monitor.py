@@ -52,10 +52,12 @@ def initial_health(target: MonitorTarget) -> WorkerHealth:
 class _Watch:
     """One target's schedule and, while it runs, its probe."""
 
-    __slots__ = ("due", "misses", "probe", "target")
+    __slots__ = ("due", "misses", "probe", "target", "tls", "urls")
 
     def __init__(self, target: MonitorTarget, due: float) -> None:
         self.target = target
+        self.urls = probe_urls(target.url)
+        self.tls = target.url.startswith("https:")
         self.due = due
         self.misses = 0
         self.probe: _Probe | None = None
@@ -68,36 +70,45 @@ class _Probe:
     through proxies (Runpod, Cloudflare), so there each GET has its own connection.
     """
 
-    __slots__ = ("answers", "deadline", "monitor", "requests", "started", "urls", "watch")
+    __slots__ = ("answers", "deadline", "monitor", "requests", "started", "watch")
 
     def __init__(self, monitor: FleetMonitor, watch: _Watch, deadline: float) -> None:
         self.monitor = monitor
         self.watch = watch
         self.deadline = deadline
-        self.urls = probe_urls(watch.target.url)
-        self.answers: dict[int, Answer] = {}
+        self.answers: list[Answer | None] = [None, None]
         self.started = time.perf_counter()
         http = monitor.client.probe_http
-        if watch.target.url.startswith("https:"):
+        if watch.tls:
             self.requests = [
-                http.request([url], functools.partial(self._answered, index))
-                for index, url in enumerate(self.urls)
+                http.request((url,), functools.partial(self._one, index))
+                for index, url in enumerate(watch.urls)
             ]
         else:
-            self.requests = [http.request(list(self.urls), functools.partial(self._answered, 0))]
+            self.requests = [http.request(watch.urls, self._both)]
 
-    def _answered(self, first: int, outcome: Outcome) -> None:
+    def _both(self, outcome: Outcome) -> None:
         if self.watch.probe is not self:
             return  # already finished (timed out, failed, or the target went away)
         if isinstance(outcome, BaseException):
             self.finish(ProbeResult(error=classify(outcome)))
             return
-        for offset, answer in enumerate(outcome):
-            self.answers[first + offset] = answer
-        if len(self.answers) == len(self.urls):
-            latency = (time.perf_counter() - self.started) * 1000
-            answers = [self.answers[i] for i in range(len(self.urls))]
-            self.finish(probe_result(self.urls, answers, latency))
+        self._read(outcome[0], outcome[1])
+
+    def _one(self, index: int, outcome: Outcome) -> None:
+        if self.watch.probe is not self:
+            return
+        if isinstance(outcome, BaseException):
+            self.finish(ProbeResult(error=classify(outcome)))
+            return
+        self.answers[index] = outcome[0]
+        stats, queue = self.answers
+        if stats is not None and queue is not None:
+            self._read(stats, queue)
+
+    def _read(self, stats: Answer, queue: Answer) -> None:
+        latency = (time.perf_counter() - self.started) * 1000
+        self.finish(probe_result(self.watch.urls, stats, queue, latency))
 
     def cancel(self) -> None:
         for request in self.requests:

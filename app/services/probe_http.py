@@ -13,7 +13,7 @@ import contextlib
 import functools
 import re
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import urlsplit
@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 16 * 1024 * 1024
 IDLE_PER_HOST = 4
+MAX_ROUTES = 4096
 _HEADER = re.compile(rb"\r\n(content-length|transfer-encoding|connection)[ \t]*:([^\r\n]*)", re.I)
 
 
@@ -33,12 +34,15 @@ class Disconnected(ConnectionError):
 
 
 @dataclass(frozen=True)
-class _Target:
+class _Route:
+    """Where a request goes and the bytes it writes: made once per URL list, then reused."""
+
     key: tuple[str, str, int]
     host: str
     port: int
     tls: bool
-    request: bytes
+    payload: bytes
+    count: int
 
 
 Answer = tuple[int, bytes]
@@ -159,11 +163,15 @@ def _dechunk(buffer: bytearray, start: int) -> tuple[bytes | None, int]:
 class Request:
     """GETs in flight on one connection; `cancel()` drops them (and the connection)."""
 
-    def __init__(self, targets: list[_Target], callback: Callback) -> None:
-        self.targets = targets
+    __slots__ = ("callback", "connecting", "connection", "http", "reused", "route")
+
+    def __init__(self, http: ProbeHttp, route: _Route, callback: Callback) -> None:
+        self.http = http
+        self.route = route
         self.callback: Callback | None = callback
         self.connection: _Connection | None = None
         self.connecting: asyncio.Task[None] | None = None
+        self.reused = False
 
     def cancel(self) -> None:
         self.callback = None
@@ -171,6 +179,19 @@ class Request:
             self.connecting.cancel()
         if self.connection is not None:
             self.connection.close()
+
+    def answered(self, outcome: Outcome) -> None:
+        connection, self.connection = self.connection, None
+        assert connection is not None
+        if isinstance(outcome, BaseException):
+            connection.close()
+            if self.reused and isinstance(outcome, Disconnected) and self.callback is not None:
+                # a kept-alive connection the server had closed meanwhile: once more, new
+                self.connecting = asyncio.ensure_future(self.http.connect_and_send(self))
+                return
+        else:
+            self.http.release(self.route, connection)
+        self.finish(outcome)
 
     def finish(self, outcome: Outcome) -> None:
         callback, self.callback = self.callback, None
@@ -191,45 +212,51 @@ class ProbeHttp:
     def __init__(self, ssl_context: ssl.SSLContext | None = None) -> None:
         self._ssl = ssl_context
         self._idle: dict[tuple[str, str, int], list[_Connection]] = {}
-        self._targets: dict[str, _Target] = {}
+        self._routes: dict[tuple[str, ...], _Route] = {}
 
-    def _target(self, url: str) -> _Target:
-        target = self._targets.get(url)
-        if target is None:
+    def _route(self, urls: tuple[str, ...]) -> _Route:
+        route = self._routes.get(urls)
+        if route is not None:
+            return route
+        requests, keys = [], set()
+        for url in urls:
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
                 raise ValueError(f"not an http(s) URL: {url}")
             tls = parts.scheme == "https"
             port = parts.port or (443 if tls else 80)
+            keys.add((parts.scheme, parts.hostname, port))
             path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-            request = (
+            requests.append(
                 f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nUser-Agent: ComfyFleet\r\n"
                 "Accept: application/json\r\n\r\n"
-            ).encode("latin-1")
-            key = (parts.scheme, parts.hostname, port)
-            target = _Target(key, parts.hostname, port, tls, request)
-            self._targets[url] = target
-        return target
+            )
+        if len(keys) != 1:
+            raise ValueError("one request, one host")
+        key = keys.pop()
+        payload = "".join(requests).encode("latin-1")
+        route = _Route(key, key[1], key[2], key[0] == "https", payload, len(urls))
+        if len(self._routes) > MAX_ROUTES:
+            self._routes.clear()
+        self._routes[urls] = route
+        return route
 
-    def request(self, urls: list[str], callback: Callback) -> Request:
+    def request(self, urls: tuple[str, ...], callback: Callback) -> Request:
         """GET each URL (all of one host) on one connection; `callback` gets the answers in
         order, or the exception, exactly once."""
-        request = Request([self._target(url) for url in urls], callback)
-        key = request.targets[0].key
-        if any(t.key != key for t in request.targets):
-            raise ValueError("one request, one host")
-        idle = self._idle.get(key)
+        request = Request(self, self._route(urls), callback)
+        idle = self._idle.get(request.route.key)
         while idle:
             connection = idle.pop()
             if connection.open:
                 self._send(request, connection, reused=True)
                 return request
-        request.connecting = asyncio.ensure_future(self._connect_and_send(request))
+        request.connecting = asyncio.ensure_future(self.connect_and_send(request))
         return request
 
-    async def _connect_and_send(self, request: Request) -> None:
+    async def connect_and_send(self, request: Request) -> None:
         try:
-            connection = await self._connect(request.targets[0])
+            connection = await self._connect(request.route)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # refused, DNS, TLS…: the caller classifies it
@@ -242,35 +269,23 @@ class ProbeHttp:
             return
         self._send(request, connection, reused=False)
 
-    def _send(self, request: Request, connection: _Connection, reused: bool) -> None:
-        request.connection = connection
-
-        def answered(outcome: Outcome) -> None:
-            request.connection = None
-            if isinstance(outcome, BaseException):
-                connection.close()
-                if reused and isinstance(outcome, Disconnected) and request.callback is not None:
-                    # a kept-alive connection the server had closed meanwhile: once more, new
-                    request.connecting = asyncio.ensure_future(self._connect_and_send(request))
-                    return
-            else:
-                self._release(request.targets[0], connection)
-            request.finish(outcome)
-
-        connection.expect(len(request.targets), answered)
+    @staticmethod
+    def _send(request: Request, connection: _Connection, reused: bool) -> None:
+        request.connection, request.reused = connection, reused
+        connection.expect(request.route.count, request.answered)
         assert connection.transport is not None
-        connection.transport.write(b"".join(t.request for t in request.targets))
+        connection.transport.write(request.route.payload)
 
     async def get(self, url: str) -> Answer:
         """Status and body; raises OSError kinds, TimeoutError (from the caller), BadHttp."""
         return (await self.get_all([url]))[0]
 
-    async def get_all(self, urls: list[str]) -> list[Answer]:
+    async def get_all(self, urls: Sequence[str]) -> list[Answer]:
         """Several GETs in flight at once, each on its own connection."""
         loop = asyncio.get_running_loop()
         futures: list[asyncio.Future[Answer]] = [loop.create_future() for _ in urls]
         requests = [
-            self.request([url], functools.partial(_settle, future))
+            self.request((url,), functools.partial(_settle, future))
             for url, future in zip(urls, futures, strict=True)
         ]
         try:
@@ -280,25 +295,25 @@ class ProbeHttp:
                 request.cancel()
             raise
 
-    async def _connect(self, target: _Target) -> _Connection:
+    async def _connect(self, route: _Route) -> _Connection:
         loop = asyncio.get_running_loop()
         context = None
-        if target.tls:
+        if route.tls:
             context = self._ssl or ssl.create_default_context()
             self._ssl = context
         transport, protocol = await loop.create_connection(
             _Connection,
-            target.host,
-            target.port,
+            route.host,
+            route.port,
             ssl=context,
-            server_hostname=target.host if target.tls else None,
+            server_hostname=route.host if route.tls else None,
         )
         protocol.transport = protocol.transport or transport  # uvloop may tell it later
         return protocol
 
-    def _release(self, target: _Target, connection: _Connection) -> None:
+    def release(self, route: _Route, connection: _Connection) -> None:
         if connection.open and connection.keep_alive:
-            pool = self._idle.setdefault(target.key, [])
+            pool = self._idle.setdefault(route.key, [])
             if len(pool) < IDLE_PER_HOST:
                 pool.append(connection)
                 return

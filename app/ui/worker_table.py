@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import Any, cast
@@ -40,6 +40,7 @@ class Column(IntEnum):
     DETAIL = 11
 
 
+COLUMNS = tuple(Column)
 HEADERS = {
     Column.STATUS: "",
     Column.NAME: "Name",
@@ -160,27 +161,14 @@ def _util(row: FleetRow) -> str:
     return "n/a" if util is None else f"{util}%"
 
 
-def _or_dash(value: object, fmt: str = "{}") -> str:
-    return "—" if value is None else fmt.format(value)
+def _queue(row: FleetRow) -> str:
+    queue = row.health.queue_remaining
+    return "—" if queue is None else str(queue)
 
 
-def texts(row: FleetRow, now: float) -> tuple[str, ...]:
-    """Every column's text for a row (the status column paints a light, no text)."""
-    h = row.health
-    return (
-        "",
-        row.name,
-        row.kind,
-        h.url,
-        _device(row),
-        _vram(row),
-        _util(row),
-        "—" if h.queue_remaining is None else str(h.queue_remaining),
-        "—" if h.latency_ms is None else f"{h.latency_ms:.0f} ms",
-        _uptime(h.online_since, now),
-        _process(row),
-        _detail(row),
-    )
+def _latency(row: FleetRow) -> str:
+    latency = row.health.latency_ms
+    return "—" if latency is None else f"{latency:.0f} ms"
 
 
 def _process(row: FleetRow) -> str:
@@ -205,20 +193,53 @@ def _detail(row: FleetRow) -> str:
     return f"{h.state.value}: {h.error}{crash}" if h.error else f"{h.state.value}{crash}"
 
 
+TextOf = Callable[[FleetRow, float], str]
+TEXTS: dict[Column, TextOf] = {
+    Column.STATUS: lambda row, now: "",
+    Column.NAME: lambda row, now: row.name,
+    Column.TYPE: lambda row, now: row.kind,
+    Column.ADDRESS: lambda row, now: row.health.url,
+    Column.DEVICE: lambda row, now: _device(row),
+    Column.VRAM: lambda row, now: _vram(row),
+    Column.UTIL: lambda row, now: _util(row),
+    Column.QUEUE: lambda row, now: _queue(row),
+    Column.LATENCY: lambda row, now: _latency(row),
+    Column.UPTIME: lambda row, now: _uptime(row.health.online_since, now),
+    Column.PROCESS: lambda row, now: _process(row),
+    Column.DETAIL: lambda row, now: _detail(row),
+}
+NUMBERS: dict[Column, Callable[[FleetRow], float | int | None]] = {  # sorted as numbers
+    Column.VRAM: lambda row: row.health.vram_used,
+    Column.QUEUE: lambda row: row.health.queue_remaining,
+    Column.LATENCY: lambda row: row.health.latency_ms,
+    Column.UPTIME: lambda row: -row.health.online_since if row.health.online_since else None,
+    Column.UTIL: lambda row: row.local_gpu.utilization if row.local_gpu else None,
+    Column.STATUS: lambda row: list(STATE_COLORS).index(row.health.state),
+}
+# The cells each health field shows in, besides the state (which can grey a whole row).
+SHOWN_IN = {
+    "url": Column.ADDRESS,
+    "device": Column.DEVICE,
+    "vram_total": Column.VRAM,
+    "vram_free": Column.VRAM,
+    "queue_remaining": Column.QUEUE,
+    "latency_ms": Column.LATENCY,
+    "online_since": Column.UPTIME,
+    "error": Column.DETAIL,
+}
+
+
+def texts(row: FleetRow, now: float) -> tuple[str, ...]:
+    """Every column's text for a row (the status column paints a light, no text)."""
+    return tuple(TEXTS[column](row, now) for column in COLUMNS)
+
+
 def sort_value(row: FleetRow, column: Column) -> object:
-    h = row.health
-    numeric = {
-        Column.VRAM: h.vram_used,
-        Column.QUEUE: h.queue_remaining,
-        Column.LATENCY: h.latency_ms,
-        Column.UPTIME: -(h.online_since or time.time()),
-        Column.UTIL: row.local_gpu.utilization if row.local_gpu else None,
-        Column.STATUS: list(STATE_COLORS).index(h.state),
-    }
-    if column in numeric:
-        value = numeric[column]
-        return -1.0 if value is None else float(value)
-    return texts(row, 0)[column].casefold()
+    number = NUMBERS.get(column)
+    if number is None:
+        return TEXTS[column](row, 0).casefold()
+    value = number(row)
+    return -1.0 if value is None else float(value)
 
 
 def tooltip(row: FleetRow) -> str:
@@ -253,12 +274,15 @@ Look = tuple[tuple[object, object, bool], ...]
 
 
 def look(row: FleetRow, now: float) -> Look:
-    h = row.health
-    greyed = h.state is WorkerState.DISABLED
-    cells: list[tuple[object, object, bool]] = [(text, None, greyed) for text in texts(row, now)]
-    cells[Column.STATUS] = (_light(row), None, greyed)
-    cells[Column.VRAM] = (cells[Column.VRAM][0], h.vram_used, greyed)
-    return tuple(cells)
+    return tuple(cell_look(row, column, now) for column in COLUMNS)
+
+
+def cell_look(row: FleetRow, column: Column, now: float) -> tuple[object, object, bool]:
+    greyed = row.health.state is WorkerState.DISABLED
+    if column is Column.STATUS:
+        return (_light(row), None, greyed)
+    fill = row.health.vram_used if column is Column.VRAM else None
+    return (TEXTS[column](row, now), fill, greyed)
 
 
 def cell_data(row: FleetRow, column: Column, shown: tuple[object, object, bool]) -> dict[int, Any]:
@@ -322,10 +346,18 @@ class FleetTableModel(QStandardItemModel):
                 self._replace(number, new)
 
     def update_healths(self, healths: list[WorkerHealth]) -> None:
+        """New probe results: only the cells of the fields that changed are looked at."""
         for health in healths:
             number = self._positions.get(health.name)
-            if number is not None:  # (every probe brings a new health: no comparison needed)
-                self._replace(number, replace(self._rows[number], health=health))
+            if number is None:
+                continue
+            row = self._rows[number]
+            old, row = row.health, replace(row, health=health)
+            if old.state is not health.state:
+                self._replace(number, row)
+                continue
+            changed = {c for f, c in SHOWN_IN.items() if getattr(old, f) != getattr(health, f)}
+            self._replace(number, row, sorted(changed))
 
     def update_instance(self, status: InstanceStatus) -> None:
         number = self._positions.get(status.name)
@@ -352,13 +384,17 @@ class FleetTableModel(QStandardItemModel):
                 self._looks[number] = tuple(cells)
                 self.setData(self.index(number, Column.UPTIME), uptime)
 
-    def _replace(self, number: int, row: FleetRow) -> None:
+    def _replace(self, number: int, row: FleetRow, columns: Iterable[Column] = ()) -> None:
+        """Store a row; rewrite those of its cells (all when none are named) whose look changed."""
         self._rows[number] = row
-        old, new = self._looks[number], look(row, self._now())
-        self._looks[number] = new
-        for column in COLUMNS:
-            if old[column] != new[column]:
-                self.setItemData(self.index(number, column), cell_data(row, column, new[column]))
+        now = self._now()
+        shown = list(self._looks[number])
+        for column in columns or COLUMNS:
+            cell = cell_look(row, column, now)
+            if cell != shown[column]:
+                shown[column] = cell
+                self.setItemData(self.index(number, column), cell_data(row, column, cell))
+        self._looks[number] = tuple(shown)
 
 
 class FleetTableView(QTableView):
@@ -399,9 +435,6 @@ def _item(data: dict[int, Any]) -> QStandardItem:
     for role, value in data.items():
         item.setData(value, role)
     return item
-
-
-COLUMNS = tuple(Column)
 
 
 def _light(row: FleetRow) -> WorkerState:

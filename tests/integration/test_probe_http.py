@@ -123,7 +123,7 @@ async def test_pipelined_gets_are_answered_in_order_on_one_connection(client: Pr
         done.set()
 
     async with server:
-        client.request([f"{url}/system_stats", f"{url}/prompt"], collect)
+        client.request((f"{url}/system_stats", f"{url}/prompt"), collect)
         await done.wait()
     assert answers == [[(200, b"stats"), (500, b"queue")]]
     assert connections == 1

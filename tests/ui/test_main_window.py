@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 from collections.abc import Iterator
 
 import pytest
@@ -15,7 +16,7 @@ from app.services.paths import AppPaths
 from app.services.storage import ConfigStore
 from app.ui.application import DesktopApp
 from app.ui.single_instance import activate_running, instance_key
-from app.ui.worker_table import Column, rows_from_config
+from app.ui.worker_table import SORT_ROLE, VRAM_ROLE, Column, FleetTableModel, rows_from_config
 
 
 def _cells(app: DesktopApp, column: Column) -> list[str]:
@@ -167,6 +168,37 @@ def test_updates_rewrite_only_the_cells_that_changed(
     written.clear()
     model.update_healths([dataclasses.replace(gpu1, checked_at=5.0)])  # nothing shown changed
     assert written == []
+
+
+def test_cells_updated_field_by_field_match_a_full_repaint(fleet_config: FleetConfig) -> None:
+    """update_healths looks only at the cells of the fields that changed (SHOWN_IN): after
+    random changes every cell must read as a model filled from scratch reads."""
+    rng = random.Random(5)
+    model = FleetTableModel(clock=lambda: 1000.0)
+    model.set_rows(rows_from_config(fleet_config))
+    choices = {
+        "state": list(WorkerState),
+        "url": ["http://a:1", "http://b:2"],
+        "device": [None, "cuda:0 NVIDIA H200 : cudaMallocAsync", "cpu"],
+        "vram_total": [None, 8 * 2**30, 141 * 2**30],
+        "vram_free": [None, 2**30, 5 * 2**30],
+        "queue_remaining": [None, 0, 4],
+        "latency_ms": [None, 0.4, 12.6, 250.0],
+        "online_since": [None, 10.0, 900.0],
+        "error": [None, "refused — start ComfyUI"],
+        "checked_at": [1.0, 2.0],
+    }
+    for _ in range(300):
+        number = rng.randrange(model.rowCount())
+        changes = {f: rng.choice(v) for f, v in choices.items() if rng.random() < 0.3}
+        model.update_healths([dataclasses.replace(model.row(number).health, **changes)])
+    fresh = FleetTableModel(clock=lambda: 1000.0)
+    fresh.set_rows(model.rows())
+    for row in range(model.rowCount()):
+        for column in Column:
+            for role in (Qt.ItemDataRole.DisplayRole, SORT_ROLE, VRAM_ROLE):
+                got, want = model.index(row, column).data(role), fresh.index(row, column).data(role)
+                assert got == want, (row, column, role)
 
 
 def test_tooltips_are_made_when_asked(desktop: DesktopApp, qtbot: QtBot) -> None:
