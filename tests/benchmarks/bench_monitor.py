@@ -3,8 +3,9 @@
     python tests/benchmarks/bench_monitor.py [--workers 200] [--seconds 60] [--mode app|headless]
 
 Prints CPU use of the process (the monitor alone, then the whole app with its window,
-offscreen; each in a fresh process), event-loop lag p99 (in the app: the Qt loop's, measured
-by a Qt timer) and RSS, against the targets (<= 5 % of one core, <= 20 ms, <= 200 MB), then
+offscreen; each in a fresh process) with its user/system split and its busiest threads (in the
+app: the GUI's MainThread and the monitor's fleet-monitor), event-loop lag p99 (in the app: the
+Qt loop's, measured by a Qt timer) and RSS, against the targets (<= 5 % of one core, <= 20 ms, <= 200 MB), then
 the time from a remote worker's SIGKILL to "offline" at default settings (target <= 2.5 s).
 The simulated workers run in one other process on the same machine.
 """
