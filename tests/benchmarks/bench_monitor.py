@@ -5,9 +5,9 @@
 Prints CPU use of the process (the monitor alone, then the whole app with its window,
 offscreen; each in a fresh process) with its user/system split and its busiest threads (in the
 app: the GUI's MainThread and the monitor's fleet-monitor), event-loop lag p99 (in the app: the
-Qt loop's, measured by a Qt timer) and RSS, against the targets (<= 5 % of one core, <= 20 ms, <= 200 MB), then
-the time from a remote worker's SIGKILL to "offline" at default settings (target <= 2.5 s).
-The simulated workers run in one other process on the same machine.
+Qt loop's, measured by a Qt timer) and RSS, against the targets (<= 5 % of one core, <= 20 ms,
+<= 200 MB), then the time from a remote worker's SIGKILL to "offline" at default settings
+(target <= 2.5 s). The simulated workers run in one other process on the same machine.
 """
 
 from __future__ import annotations
