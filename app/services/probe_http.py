@@ -288,8 +288,8 @@ class ProbeHttp:
             self.request((url,), functools.partial(_settle, future))
             for url, future in zip(urls, futures, strict=True)
         ]
-        try:
-            return [await future for future in futures]
+        try:  # (gather reads the other GETs' errors too: none is left "never retrieved")
+            return list(await asyncio.gather(*futures))
         except BaseException:
             for request in requests:
                 request.cancel()

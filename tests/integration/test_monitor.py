@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from app.services.monitor import FleetMonitor, MonitorTarget, targets_from_confi
 from app.services.storage import ConfigStore
 from app.sim.fleet import SimInstance, free_port
 from tests.integration.cli_helpers import comfy_fleet
+from tests.local_server import local_server
 
 
 @pytest.fixture
@@ -205,24 +207,37 @@ async def test_tls_failure_is_its_own_class(sim: SimInstance) -> None:
 
 
 @pytest.mark.asyncio
+async def test_a_refused_probe_leaves_no_unread_error_behind() -> None:
+    """Both GETs fail; the second's error must not end up in the log as never retrieved."""
+    loop = asyncio.get_running_loop()
+    reported: list[str] = []
+    loop.set_exception_handler(lambda _, context: reported.append(context["message"]))
+    client = ComfyClient()
+    try:
+        result = await client.probe(f"http://127.0.0.1:{free_port()}")
+    finally:
+        await client.close()
+    for _ in range(3):  # let the loop run what the failure scheduled, then free it
+        await asyncio.sleep(0)
+    gc.collect()
+    loop.set_exception_handler(None)
+    assert result.error is not None and result.error.failure is Failure.REFUSED
+    assert reported == []
+
+
+@pytest.mark.asyncio
 async def test_forbidden_origin_is_its_own_class() -> None:
     from aiohttp import web
 
     async def refuse(request: web.Request) -> web.Response:
         return web.Response(status=403, text="403: Forbidden")
 
-    app = web.Application()
-    app.router.add_get("/{tail:.*}", refuse)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
     client = ComfyClient()
     try:
-        result = await client.probe(f"http://127.0.0.1:{port}")
+        async with local_server("/{tail:.*}", refuse) as url:
+            result = await client.probe(url)
     finally:
         await client.close()
-        await runner.cleanup()
     assert result.error is not None and result.error.failure is Failure.FORBIDDEN
     assert "--enable-cors-header" in result.error.message
 

@@ -17,8 +17,9 @@ from app.core.tunnel import ReleaseAsset, TunnelFailure, TunnelState
 from app.services.processes import ProcessId
 from app.services.storage import ConfigStore
 from app.services.tunnel import TunnelError, TunnelRunner, download_cloudflared
-from app.sim.fleet import SimInstance, free_port, http_json
+from app.sim.fleet import SimInstance, http_json
 from tests.integration.cli_helpers import comfy_fleet
+from tests.local_server import local_server
 
 STANDIN = Path(__file__).resolve().parents[1] / "fakes" / "cloudflared_standin.py"
 
@@ -153,15 +154,8 @@ async def test_download_is_verified_before_it_is_executable(tmp_path: Path) -> N
     async def serve(request: web.Request) -> web.Response:
         return web.Response(body=payload)
 
-    app = web.Application()
-    app.router.add_get("/{version}/{asset}", serve)
-    server = web.AppRunner(app)
-    await server.setup()
-    port = free_port()
-    await web.TCPSite(server, "127.0.0.1", port).start()
-    base = f"http://127.0.0.1:{port}"
     asset = ReleaseAsset("cloudflared-linux-amd64", False)
-    try:
+    async with local_server("/{version}/{asset}", serve) as base:
         with pytest.raises(Exception, match="Checksum mismatch"):
             await download_cloudflared(base, "2026.8.0", asset, "0" * 64, tmp_path)
         assert not (tmp_path / "bin" / "cloudflared").exists()
@@ -169,8 +163,6 @@ async def test_download_is_verified_before_it_is_executable(tmp_path: Path) -> N
             await download_cloudflared(base, "2026.8.0", asset, None, tmp_path)
         good = hashlib.sha256(payload).hexdigest()
         path = await download_cloudflared(base, "2026.8.0", asset, good, tmp_path)
-    finally:
-        await server.cleanup()
     assert path.read_bytes() == payload and path.stat().st_mode & 0o111
 
 
