@@ -12,13 +12,11 @@ from PySide6.QtWidgets import QApplication
 from app.core.config import FleetConfig, MasterConfig, WorkerConfig, WorkerKind
 from app.core.workflow import PreflightResult
 from app.services.gpus import GpuReader
-from app.services.paths import resolve_paths
-from app.services.storage import ConfigStore
 from app.sim.fleet import SimInstance, http_json
-from app.ui.application import DesktopApp
 from app.ui.jobs_window import JobsWindow
 from tests.fakes.nvml import FakeNvml
 from tests.integration.sim_client import workflow
+from tests.ui.helpers import desktop_with
 from tests.waiting import until
 
 pytestmark = pytest.mark.asyncio
@@ -49,14 +47,8 @@ async def test_run_gallery_history_preflight_and_canary(
             WorkerConfig("bare", WorkerKind.REMOTE, port=bare.port),
         ),
     )
-    paths = resolve_paths(tmp_path / "fleet.json")
-    ConfigStore(paths.config_file).save(config)
-    app = DesktopApp(
-        qapp,
-        paths,
-        ConfigStore(paths.config_file).load(),
-        gpu_reader=GpuReader(FakeNvml.recorded("gpu-h200", "t2_after_jobs")),
-    )
+    gpu_reader = GpuReader(FakeNvml.recorded("gpu-h200", "t2_after_jobs"))
+    app = desktop_with(qapp, tmp_path, config, gpu_reader=gpu_reader)
     await app.start()
     try:
         app.open_jobs()

@@ -12,15 +12,12 @@ from PySide6.QtWidgets import QApplication
 from app.core.config import AppSettings, FleetConfig, MasterConfig, WorkerConfig, WorkerKind
 from app.core.health import WorkerState
 from app.services.gpus import GpuReader
-from app.services.paths import resolve_paths
-from app.services.storage import ConfigStore
 from app.sim.fleet import SimInstance, free_port
-from app.ui.application import DesktopApp
 from app.ui.tray import FleetHealth, fleet_health
 from app.ui.worker_dialog import WorkerDialog
 from app.ui.worker_table import Column
 from tests.fakes.nvml import FakeNvml
-from tests.ui.helpers import cell
+from tests.ui.helpers import cell, desktop_with
 from tests.waiting import until
 
 
@@ -44,14 +41,8 @@ async def test_live_table_and_tray_follow_the_fleet(
         ),
         app=AppSettings(poll_interval_s=0.3, busy_poll_interval_s=0.2, offline_backoff_max_s=0.6),
     )
-    paths = resolve_paths(tmp_path / "fleet.json")
-    ConfigStore(paths.config_file).save(config)
-    app = DesktopApp(
-        qapp,
-        paths,
-        ConfigStore(paths.config_file).load(),
-        gpu_reader=GpuReader(FakeNvml.recorded("gpu-h200", "t2_after_jobs")),
-    )
+    gpu_reader = GpuReader(FakeNvml.recorded("gpu-h200", "t2_after_jobs"))
+    app = desktop_with(qapp, tmp_path, config, gpu_reader=gpu_reader)
     app.window.show()
     await app.start()
     try:

@@ -13,13 +13,11 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QApplication
 
 from app.core.config import AppSettings, FleetConfig, MasterConfig, WorkerConfig, WorkerKind
-from app.services.paths import resolve_paths
-from app.services.storage import ConfigStore
 from app.services.supervisor import InstanceState
 from app.sim.fleet import create_sim_install, free_port
 from app.ui.application import DesktopApp
 from app.ui.worker_table import Column
-from tests.ui.helpers import cell
+from tests.ui.helpers import cell, desktop_with
 from tests.waiting import until
 
 
@@ -50,9 +48,7 @@ async def test_start_crash_logs_stop_and_quit(qapp: QApplication, tmp_path: Path
         ),
         app=AppSettings(poll_interval_s=0.3, busy_poll_interval_s=0.2),
     )
-    paths = resolve_paths(tmp_path / "fleet.json")
-    ConfigStore(paths.config_file).save(config)
-    app = DesktopApp(qapp, paths, ConfigStore(paths.config_file).load())
+    app = desktop_with(qapp, tmp_path, config)
     notes: list[str] = []
     app.window.notify = lambda notice, title, text: notes.append(f"{title}: {text}")
     app.window.show()

@@ -201,6 +201,22 @@ def test_cells_updated_field_by_field_match_a_full_repaint(fleet_config: FleetCo
                 assert got == want, (row, column, role)
 
 
+def test_tick_rewrites_only_the_uptime_of_rows_that_are_up(fleet_config: FleetConfig) -> None:
+    now = [1000.0]
+    model = FleetTableModel(clock=lambda: now[0])
+    model.set_rows(rows_from_config(fleet_config))
+    model.update_healths([dataclasses.replace(model.row(2).health, online_since=900.0)])
+    assert model.data(model.index(2, Column.UPTIME)) == "1m 40s"
+    written: list[tuple[int, int]] = []
+    model.dataChanged.connect(lambda a, b, *_: written.append((a.row(), a.column())))
+    now[0] = 4600.0
+    model.tick()
+    assert written == [(2, Column.UPTIME)]
+    assert model.data(model.index(2, Column.UPTIME)) == "1h 01m"
+    model.tick()  # the same minute: nothing to rewrite
+    assert written == [(2, Column.UPTIME)]
+
+
 def test_tooltips_are_made_when_asked(desktop: DesktopApp, qtbot: QtBot) -> None:
     desktop.window.show()
     qtbot.waitExposed(desktop.window)

@@ -15,13 +15,13 @@ from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
 from app.core.config import FleetConfig, MasterConfig, TunnelSettings
 from app.core.tunnel import PINNED_SHA256, PINNED_VERSION, release_asset
-from app.services.paths import resolve_paths
 from app.services.processes import ProcessId
 from app.services.secrets import MemoryKeyring, SecretStore
 from app.services.storage import ConfigStore
-from app.sim.fleet import SimInstance, free_port, http_json
-from app.ui.application import DesktopApp
+from app.sim.fleet import SimInstance, http_json
 from app.ui.named_tunnel_dialog import NamedTunnelDialog
+from tests.local_server import local_server
+from tests.ui.helpers import desktop_with
 from tests.waiting import until
 
 STANDIN = Path(__file__).resolve().parents[1] / "fakes" / "cloudflared_standin.py"
@@ -46,14 +46,11 @@ async def test_tunnel_button_copies_the_url_and_quit_restores_the_host(
     monkeypatch.setattr(QSystemTrayIcon, "isSystemTrayAvailable", staticmethod(lambda: True))
     master = sim_factory("master")
     binary = standin(tmp_path)
-    paths = resolve_paths(tmp_path / "fleet.json")
-    ConfigStore(paths.config_file).save(
-        FleetConfig(
-            master=MasterConfig(port=master.port),
-            tunnel=TunnelSettings(cloudflared_path=str(binary)),
-        )
+    config = FleetConfig(
+        master=MasterConfig(port=master.port),
+        tunnel=TunnelSettings(cloudflared_path=str(binary)),
     )
-    app = DesktopApp(qapp, paths, ConfigStore(paths.config_file).load())
+    app = desktop_with(qapp, tmp_path, config)
     asked: list[str] = []
     app.control.confirm = lambda text: asked.append(text) or True
     notes: list[str] = []
@@ -73,7 +70,7 @@ async def test_tunnel_button_copies_the_url_and_quit_restores_the_host(
             "https://"
         )
         assert url in app.window.tunnel_label.text()
-        assert not ConfigStore(paths.config_file).load().config.tunnel.confirm_exposure
+        assert not ConfigStore(app.paths.config_file).load().config.tunnel.confirm_exposure
         assert app.tray is not None
         app.tray.menu.aboutToShow.emit()
         labels = [a.text() for a in app.tray.menu.actions()]
@@ -102,14 +99,11 @@ async def test_named_tunnel_from_the_window(
     binary = standin(tmp_path)
     record = tmp_path / "argv.json"
     monkeypatch.setenv("STANDIN_RECORD", str(record))
-    paths = resolve_paths(tmp_path / "fleet.json")
-    ConfigStore(paths.config_file).save(
-        FleetConfig(
-            master=MasterConfig(port=master.port),
-            tunnel=TunnelSettings(cloudflared_path=str(binary), confirm_exposure=False),
-        )
+    config = FleetConfig(
+        master=MasterConfig(port=master.port),
+        tunnel=TunnelSettings(cloudflared_path=str(binary), confirm_exposure=False),
     )
-    app = DesktopApp(qapp, paths, ConfigStore(paths.config_file).load())
+    app = desktop_with(qapp, tmp_path, config)
     app.control.secrets = SecretStore(backend=MemoryKeyring())
     token = "eyJ0b2tlbiI6ICJ3aW5kb3cifQ"
     await app.start()
@@ -126,7 +120,7 @@ async def test_named_tunnel_from_the_window(
         dialog.token.setText(token)
         dialog.save()
         assert dialog.result_config is not None and app.window.apply_config(dialog.result_config)
-        saved = ConfigStore(paths.config_file).path.read_text()
+        saved = app.paths.config_file.read_text()
         assert "comfy.example.com" in saved and token not in saved
         menu.refill()
         studio = next(a for a in menu.actions() if a.text().startswith("studio"))
@@ -163,37 +157,26 @@ async def test_missing_cloudflared_is_offered_and_verified(
         served.append(request.path)
         return web.Response(body=payload)
 
-    server_app = web.Application()
-    server_app.router.add_get("/{version}/{asset}", serve)
-    server = web.AppRunner(server_app)
-    await server.setup()
-    port = free_port()
-    await web.TCPSite(server, "127.0.0.1", port).start()
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))  # no cloudflared anywhere
     asset = release_asset(platform.system(), platform.machine()).name
     monkeypatch.setitem(PINNED_SHA256, asset, hashlib.sha256(payload).hexdigest())
-    paths = resolve_paths(tmp_path / "fleet.json")
-    ConfigStore(paths.config_file).save(
-        FleetConfig(
+    async with local_server("/{version}/{asset}", serve) as base:
+        config = FleetConfig(
             master=MasterConfig(port=master.port),
-            tunnel=TunnelSettings(
-                confirm_exposure=False, download_base_url=f"http://127.0.0.1:{port}"
-            ),
+            tunnel=TunnelSettings(confirm_exposure=False, download_base_url=base),
         )
-    )
-    app = DesktopApp(qapp, paths, ConfigStore(paths.config_file).load())
-    asked: list[str] = []
-    app.control.confirm = lambda text: asked.append(text) or True
-    await app.start()
-    try:
-        app.control.toggle_tunnel()
-        await until(lambda: app.tunnel.status.state.value == "ready")
-        assert "cloudflared is not installed" in asked[0] and "SHA-256" in asked[0]
-        assert served == [f"/{PINNED_VERSION}/{asset}"]
-        assert (paths.data_dir / "bin" / "cloudflared").stat().st_mode & 0o111
-    finally:
-        app.quit()
-        await app.stop()
-        app.instance.close()
-        app.window.close()
-        await server.cleanup()
+        app = desktop_with(qapp, tmp_path, config)
+        asked: list[str] = []
+        app.control.confirm = lambda text: asked.append(text) or True
+        await app.start()
+        try:
+            app.control.toggle_tunnel()
+            await until(lambda: app.tunnel.status.state.value == "ready")
+            assert "cloudflared is not installed" in asked[0] and "SHA-256" in asked[0]
+            assert served == [f"/{PINNED_VERSION}/{asset}"]
+            assert (app.paths.data_dir / "bin" / "cloudflared").stat().st_mode & 0o111
+        finally:
+            app.quit()
+            await app.stop()
+            app.instance.close()
+            app.window.close()
