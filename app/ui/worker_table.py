@@ -229,11 +229,6 @@ SHOWN_IN = {
 }
 
 
-def texts(row: FleetRow, now: float) -> tuple[str, ...]:
-    """Every column's text for a row (the status column paints a light, no text)."""
-    return tuple(TEXTS[column](row, now) for column in COLUMNS)
-
-
 def sort_value(row: FleetRow, column: Column) -> object:
     number = NUMBERS.get(column)
     if number is None:
@@ -371,18 +366,10 @@ class FleetTableModel(QStandardItemModel):
                 self._replace(number, replace(row, local_gpu=reading))
 
     def tick(self) -> None:
-        """Uptime moves on: rewrite that cell only, for rows that are up."""
-        now = self._now()
+        """Uptime moves on: rewrite that cell, for rows that are up."""
         for number, row in enumerate(self._rows):
-            if row.health.online_since is None:
-                continue
-            cells = list(self._looks[number])
-            text, fill, greyed = cells[Column.UPTIME]
-            uptime = _uptime(row.health.online_since, now)
-            if uptime != text:
-                cells[Column.UPTIME] = (uptime, fill, greyed)
-                self._looks[number] = tuple(cells)
-                self.setData(self.index(number, Column.UPTIME), uptime)
+            if row.health.online_since is not None:
+                self._replace(number, row, [Column.UPTIME])
 
     def _replace(self, number: int, row: FleetRow, columns: Iterable[Column] = ()) -> None:
         """Store a row; rewrite those of its cells (all when none are named) whose look changed."""
