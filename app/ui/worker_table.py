@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import operator
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from enum import IntEnum
 from typing import Any, cast
@@ -89,6 +90,19 @@ class FleetRow:
     @property
     def key(self) -> str:
         return self.name
+
+    def with_health(self, health: WorkerHealth) -> FleetRow:
+        """replace(row, health=...), built directly: it runs for every probe of every worker."""
+        return FleetRow(
+            self.name,
+            self.kind,
+            self.gpu,
+            self.detail,
+            health,
+            self.local_gpu,
+            self.instance,
+            self.launchable,
+        )
 
 
 def rows_from_config(config: FleetConfig) -> list[FleetRow]:
@@ -227,6 +241,8 @@ SHOWN_IN = {
     "online_since": Column.UPTIME,
     "error": Column.DETAIL,
 }
+_SHOWN = operator.attrgetter(*SHOWN_IN)
+_SHOWN_CELLS = tuple(SHOWN_IN.values())
 
 
 def sort_value(row: FleetRow, column: Column) -> object:
@@ -347,12 +363,13 @@ class FleetTableModel(QStandardItemModel):
             if number is None:
                 continue
             row = self._rows[number]
-            old, row = row.health, replace(row, health=health)
+            old, row = row.health, row.with_health(health)
             if old.state is not health.state:
                 self._replace(number, row)
                 continue
-            changed = {c for f, c in SHOWN_IN.items() if getattr(old, f) != getattr(health, f)}
-            self._replace(number, row, sorted(changed))
+            before, after = _SHOWN(old), _SHOWN(health)
+            changed = {c for c, a, b in zip(_SHOWN_CELLS, before, after, strict=True) if a != b}
+            self._replace(number, row, sorted(changed))  # often none: only a new checked_at
 
     def update_instance(self, status: InstanceStatus) -> None:
         number = self._positions.get(status.name)
@@ -371,12 +388,14 @@ class FleetTableModel(QStandardItemModel):
             if row.health.online_since is not None:
                 self._replace(number, row, [Column.UPTIME])
 
-    def _replace(self, number: int, row: FleetRow, columns: Iterable[Column] = ()) -> None:
-        """Store a row; rewrite those of its cells (all when none are named) whose look changed."""
+    def _replace(self, number: int, row: FleetRow, columns: Sequence[Column] = COLUMNS) -> None:
+        """Store a row; rewrite those of the named cells whose look changed."""
         self._rows[number] = row
+        if not columns:
+            return
         now = self._now()
         shown = list(self._looks[number])
-        for column in columns or COLUMNS:
+        for column in columns:
             cell = cell_look(row, column, now)
             if cell != shown[column]:
                 shown[column] = cell

@@ -14,6 +14,7 @@ from app.core.config import FleetConfig
 from app.core.health import WorkerState
 from app.services.paths import AppPaths
 from app.services.storage import ConfigStore
+from app.ui import worker_table
 from app.ui.application import DesktopApp
 from app.ui.single_instance import activate_running, instance_key
 from app.ui.worker_table import SORT_ROLE, VRAM_ROLE, Column, FleetTableModel, rows_from_config
@@ -144,7 +145,7 @@ def test_geometry_is_remembered(qapp: QApplication, saved_paths: AppPaths, qtbot
 
 
 def test_updates_rewrite_only_the_cells_that_changed(
-    fleet_config: FleetConfig, desktop: DesktopApp
+    fleet_config: FleetConfig, desktop: DesktopApp, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model = desktop.window.model
     written: list[tuple[int, int]] = []
@@ -166,8 +167,14 @@ def test_updates_rewrite_only_the_cells_that_changed(
     assert sorted(written) == [(1, Column.QUEUE), (1, Column.LATENCY)]
     assert model.data(model.index(1, Column.LATENCY)) == "12 ms"
     written.clear()
+    looked: list[Column] = []
+    look = worker_table.cell_look
+    monkeypatch.setattr(
+        worker_table, "cell_look", lambda row, c, now: looked.append(c) or look(row, c, now)
+    )
     model.update_healths([dataclasses.replace(gpu1, checked_at=5.0)])  # nothing shown changed
-    assert written == []
+    assert written == [] and looked == []  # not even looked at: most probes change nothing
+    assert model.row(1).health.checked_at == 5.0
 
 
 def test_cells_updated_field_by_field_match_a_full_repaint(fleet_config: FleetConfig) -> None:
