@@ -60,10 +60,8 @@ class ProbeError:
 class SystemStats:
     comfyui_version: str
     device: str
-    device_type: str
     vram_total: int
     vram_free: int
-    argv: tuple[str, ...]
 
 
 class NotComfyUI(ValueError):
@@ -77,10 +75,8 @@ def parse_system_stats(data: Any) -> SystemStats:
         return SystemStats(
             comfyui_version=str(system.get("comfyui_version", "?")),
             device=str(device["name"]),
-            device_type=str(device.get("type", "")),
             vram_total=int(device["vram_total"]),
             vram_free=int(device["vram_free"]),
-            argv=tuple(str(a) for a in system.get("argv", [])),
         )
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise NotComfyUI(f"/system_stats is not ComfyUI's ({exc.__class__.__name__})") from None

@@ -22,6 +22,7 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_BODY_BYTES = 16 * 1024 * 1024
 IDLE_PER_HOST = 4
 MAX_ROUTES = 4096
+_STATUS = re.compile(rb"HTTP/1\.[0-9] ([0-9]{3})[^\r\n]*")
 _HEADER = re.compile(rb"\r\n(content-length|transfer-encoding|connection)[ \t]*:([^\r\n]*)", re.I)
 
 
@@ -104,12 +105,14 @@ class _Connection(asyncio.Protocol):
             if len(buffer) > MAX_HEADER_BYTES:
                 raise BadHttp("headers too long")
             return None
-        head = bytes(buffer[: end + 2])  # up to the last header's line end
-        parts = head[: head.find(b"\r\n")].split(b" ", 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or not parts[1].isdigit():
-            raise BadHttp(f"not an HTTP answer: {parts[0][:60].decode('latin-1')!r}")
+        status = _STATUS.match(buffer)
+        if status is None:
+            first = bytes(buffer[: buffer.find(b"\r\n")]).split(b" ", 1)[0]
+            raise BadHttp(f"not an HTTP answer: {first[:60].decode('latin-1')!r}")
+        code = int(status[1])  # (read now: the buffer changes below)
         length, chunked, self.keep_alive = None, False, True
-        for name, value in _HEADER.findall(head):  # only the three headers a probe needs
+        # only the three headers a probe needs, read in place (the status line's end on)
+        for name, value in _HEADER.findall(buffer, status.end(), end + 2):
             name, value = name.lower(), value.strip().lower()
             if name == b"content-length":
                 length = int(value) if value.isdigit() else -1
@@ -131,7 +134,7 @@ class _Connection(asyncio.Protocol):
         if body is None:
             return None
         del buffer[:used]
-        return int(parts[1]), body
+        return code, body
 
 
 def _dechunk(buffer: bytearray, start: int) -> tuple[bytes | None, int]:
