@@ -149,12 +149,18 @@ def _gib(value: int) -> str:
 
 
 def _uptime(since: float | None, now: float) -> str:
+    """Coarse on purpose: it tells a fresh restart from a long run (the tooltip has the exact
+    time), and seconds would rewrite the cell of every worker on every tick."""
     if since is None:
         return "—"
     seconds = int(now - since)
+    if seconds < 60:
+        return "<1m"
     if seconds < 3600:
-        return f"{seconds // 60}m {seconds % 60:02d}s"
-    return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+        return f"{seconds // 60}m"
+    if seconds < 86400:
+        return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d {seconds % 86400 // 3600:02d}h"
 
 
 def _device(row: FleetRow) -> str:
@@ -230,17 +236,18 @@ NUMBERS: dict[Column, Callable[[FleetRow], float | int | None]] = {  # sorted as
     Column.UTIL: lambda row: row.local_gpu.utilization if row.local_gpu else None,
     Column.STATUS: lambda row: list(STATE_COLORS).index(row.health.state),
 }
-# The cells each health field shows in, besides the state (which can grey a whole row).
+# The cells each health field shows in at once, besides the state (which can grey a whole row).
 SHOWN_IN = {
     "url": Column.ADDRESS,
     "device": Column.DEVICE,
     "vram_total": Column.VRAM,
     "vram_free": Column.VRAM,
     "queue_remaining": Column.QUEUE,
-    "latency_ms": Column.LATENCY,
     "online_since": Column.UPTIME,
     "error": Column.DETAIL,
 }
+# What moves with every probe or second is shown at the pace of tick() instead.
+TICKING = (Column.LATENCY, Column.UPTIME)
 _SHOWN = operator.attrgetter(*SHOWN_IN)
 _SHOWN_CELLS = tuple(SHOWN_IN.values())
 
@@ -258,6 +265,9 @@ def tooltip(row: FleetRow) -> str:
     lines = [row.detail, f"{h.url} — {h.state.value}"]
     if h.comfyui_version:
         lines.append(f"ComfyUI {h.comfyui_version} on {h.device}")
+    if h.online_since is not None:
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(h.online_since))
+        lines.append(f"Online since {since}")
     if h.vram_total and h.vram_free is not None:
         used = h.vram_total - h.vram_free
         lines.append(
@@ -383,10 +393,10 @@ class FleetTableModel(QStandardItemModel):
                 self._replace(number, replace(row, local_gpu=reading))
 
     def tick(self) -> None:
-        """Uptime moves on: rewrite that cell, for rows that are up."""
+        """Uptime moves on and latency with every probe: their cells are rewritten here, every
+        few seconds, not for each probe (a row that goes up or down is rewritten whole at once)."""
         for number, row in enumerate(self._rows):
-            if row.health.online_since is not None:
-                self._replace(number, row, [Column.UPTIME])
+            self._replace(number, row, TICKING)
 
     def _replace(self, number: int, row: FleetRow, columns: Sequence[Column] = COLUMNS) -> None:
         """Store a row; rewrite those of the named cells whose look changed."""

@@ -164,6 +164,8 @@ def test_updates_rewrite_only_the_cells_that_changed(
     written.clear()
     gpu1 = dataclasses.replace(model.row(1).health, queue_remaining=3, latency_ms=12.0)
     model.update_healths([gpu1])
+    assert sorted(written) == [(1, Column.QUEUE)]  # latency moves with every probe: at the tick
+    model.tick()
     assert sorted(written) == [(1, Column.QUEUE), (1, Column.LATENCY)]
     assert model.data(model.index(1, Column.LATENCY)) == "12 ms"
     written.clear()
@@ -178,8 +180,9 @@ def test_updates_rewrite_only_the_cells_that_changed(
 
 
 def test_cells_updated_field_by_field_match_a_full_repaint(fleet_config: FleetConfig) -> None:
-    """update_healths looks only at the cells of the fields that changed (SHOWN_IN): after
-    random changes every cell must read as a model filled from scratch reads."""
+    """update_healths looks only at the cells of the fields that changed (SHOWN_IN), tick() at
+    the moving ones: after random changes and a tick every cell must read as a model filled
+    from scratch reads."""
     rng = random.Random(5)
     model = FleetTableModel(clock=lambda: 1000.0)
     model.set_rows(rows_from_config(fleet_config))
@@ -199,6 +202,7 @@ def test_cells_updated_field_by_field_match_a_full_repaint(fleet_config: FleetCo
         number = rng.randrange(model.rowCount())
         changes = {f: rng.choice(v) for f, v in choices.items() if rng.random() < 0.3}
         model.update_healths([dataclasses.replace(model.row(number).health, **changes)])
+    model.tick()
     fresh = FleetTableModel(clock=lambda: 1000.0)
     fresh.set_rows(model.rows())
     for row in range(model.rowCount()):
@@ -208,20 +212,26 @@ def test_cells_updated_field_by_field_match_a_full_repaint(fleet_config: FleetCo
                 assert got == want, (row, column, role)
 
 
-def test_tick_rewrites_only_the_uptime_of_rows_that_are_up(fleet_config: FleetConfig) -> None:
+def test_tick_rewrites_only_the_moving_cells_that_changed(fleet_config: FleetConfig) -> None:
     now = [1000.0]
     model = FleetTableModel(clock=lambda: now[0])
     model.set_rows(rows_from_config(fleet_config))
     model.update_healths([dataclasses.replace(model.row(2).health, online_since=900.0)])
-    assert model.data(model.index(2, Column.UPTIME)) == "1m 40s"
+    assert model.data(model.index(2, Column.UPTIME)) == "1m"
     written: list[tuple[int, int]] = []
     model.dataChanged.connect(lambda a, b, *_: written.append((a.row(), a.column())))
     now[0] = 4600.0
     model.tick()
     assert written == [(2, Column.UPTIME)]
     assert model.data(model.index(2, Column.UPTIME)) == "1h 01m"
+    now[0] = 4615.0
     model.tick()  # the same minute: nothing to rewrite
     assert written == [(2, Column.UPTIME)]
+    for up, shown in ((59, "<1m"), (3599, "59m"), (86400 + 2 * 3600 + 5, "1d 02h")):
+        now[0] = 900.0 + up
+        model.tick()
+        assert model.data(model.index(2, Column.UPTIME)) == shown
+    assert "Online since " in model.tooltip(2)
 
 
 def test_tooltips_are_made_when_asked(desktop: DesktopApp, qtbot: QtBot) -> None:
