@@ -378,8 +378,11 @@ class FleetTableModel(QStandardItemModel):
                 self._replace(number, row)
                 continue
             before, after = _SHOWN(old), _SHOWN(health)
+            if before == after:  # most probes: only latency and checked_at moved
+                self._rows[number] = row
+                continue
             changed = {c for c, a, b in zip(_SHOWN_CELLS, before, after, strict=True) if a != b}
-            self._replace(number, row, sorted(changed))  # often none: only a new checked_at
+            self._replace(number, row, sorted(changed))
 
     def update_instance(self, status: InstanceStatus) -> None:
         number = self._positions.get(status.name)
@@ -401,8 +404,6 @@ class FleetTableModel(QStandardItemModel):
     def _replace(self, number: int, row: FleetRow, columns: Sequence[Column] = COLUMNS) -> None:
         """Store a row; rewrite those of the named cells whose look changed."""
         self._rows[number] = row
-        if not columns:
-            return
         now = self._now()
         shown = list(self._looks[number])
         for column in columns:
