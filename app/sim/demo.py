@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from app.core.config import FleetConfig, MasterConfig, WorkerConfig, WorkerKind
@@ -59,32 +59,46 @@ def _args(name: str, device: str, vram_gb: int, time_scale: float = 1.0) -> list
     ]
 
 
+def demo_workers(count: int) -> list[DemoWorker]:
+    """`count` workers from the mixed set, round after round; later rounds numbered: names
+    must be unique."""
+    chosen = []
+    for number in range(max(0, count)):
+        spec = DEMO_WORKERS[number % len(DEMO_WORKERS)]
+        round_ = number // len(DEMO_WORKERS) + 1
+        chosen.append(replace(spec, name=f"{spec.name} #{round_}") if round_ > 1 else spec)
+    return chosen
+
+
 def start_demo_fleet(count: int = 3) -> tuple[AppPaths, DemoFleet]:
     """Start the simulated fleet and write a config for it; the caller stops it."""
     folder = tempfile.TemporaryDirectory(prefix="comfy-fleet-demo-")
     root = Path(folder.name)
     fleet = DemoFleet(folder, [])
     try:
-        master = start_sim(
-            root / "master", args=_args("master", "NVIDIA GeForce RTX 4090", 24), wait=False
-        )
-        fleet.instances.append(master)
-        chosen = [DEMO_WORKERS[i % len(DEMO_WORKERS)] for i in range(max(0, count))]
-        for number, spec in enumerate(chosen):
-            env = {"COMFYFLEET_SIM_FAULTS": spec.faults} if spec.faults else None
-            fleet.instances.append(
-                start_sim(
-                    root / f"worker{number}",
-                    wait=False,
-                    env=env,
-                    args=_args(spec.name, spec.device, spec.vram_gb, spec.time_scale),
-                )
-            )
-        for instance in fleet.instances:
-            instance.wait_ready()
-    except BaseException:
+        return _start(root, fleet, demo_workers(count)), fleet
+    except BaseException:  # nothing left running behind a failed start
         fleet.stop()
         raise
+
+
+def _start(root: Path, fleet: DemoFleet, chosen: list[DemoWorker]) -> AppPaths:
+    master = start_sim(
+        root / "master", args=_args("master", "NVIDIA GeForce RTX 4090", 24), wait=False
+    )
+    fleet.instances.append(master)
+    for number, spec in enumerate(chosen):
+        env = {"COMFYFLEET_SIM_FAULTS": spec.faults} if spec.faults else None
+        fleet.instances.append(
+            start_sim(
+                root / f"worker{number}",
+                wait=False,
+                env=env,
+                args=_args(spec.name, spec.device, spec.vram_gb, spec.time_scale),
+            )
+        )
+    for instance in fleet.instances:
+        instance.wait_ready()
     workers = []
     for number, (spec, instance) in enumerate(zip(chosen, fleet.instances[1:], strict=True), 1):
         workers.append(
@@ -101,7 +115,7 @@ def start_demo_fleet(count: int = 3) -> tuple[AppPaths, DemoFleet]:
     config = FleetConfig(master=MasterConfig(port=master.port), workers=tuple(workers))
     ConfigStore(paths.config_file).save(config)
     log.info("demo fleet: master on %s, %d workers", master.url, len(workers))
-    return paths, fleet
+    return paths
 
 
 def _register(master: SimInstance, number: int, name: str, port: int) -> None:

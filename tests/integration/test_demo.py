@@ -5,12 +5,15 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import psutil
+import pytest
 
 from app.services.storage import ConfigStore
+from app.sim import demo
 from app.sim.demo import start_demo_fleet
-from app.sim.fleet import http_json
+from app.sim.fleet import SimInstance, http_json
 from tests.waiting import wait_until
 
 
@@ -32,6 +35,25 @@ def test_demo_fleet_starts_registers_and_stops() -> None:
         fleet.stop()
     assert all(p.poll() is not None for p in processes)
     assert not paths.config_file.exists()
+
+
+def test_a_failed_demo_start_leaves_nothing_running(monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[SimInstance] = []
+    real_start = demo.start_sim
+
+    def start(*args: Any, **kwargs: Any) -> SimInstance:
+        started.append(real_start(*args, **kwargs))
+        return started[-1]
+
+    def refuse(*_: object) -> None:
+        raise OSError("the master refused the worker")
+
+    monkeypatch.setattr(demo, "start_sim", start)
+    monkeypatch.setattr(demo, "_register", refuse)  # fails after every simulator is up
+    with pytest.raises(OSError, match="refused"):
+        demo.start_demo_fleet(2)
+    assert len(started) == 3
+    assert all(instance.process.poll() is not None for instance in started)
 
 
 def test_demo_command_opens_app_and_stops_fleet_on_sigterm(isolated_dirs: Path) -> None:

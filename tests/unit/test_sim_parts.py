@@ -4,6 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from app.core.config import FleetConfig, WorkerConfig, WorkerKind, validate_config
+from app.sim.demo import DEMO_WORKERS, demo_workers
 from app.sim.images import add_noise, decode_png, encode_png, png_text, solid, upscale2x
 from app.sim.settings import Faults, load_settings, parse_faults
 
@@ -67,3 +69,11 @@ def test_sim_json_is_overridden_by_env_and_flags(
     monkeypatch.setenv("COMFYFLEET_SIM_TIME_SCALE", "2.0")
     settings = load_settings(["--sim-device", "B"], tmp_path)
     assert (settings.time_scale, settings.device_name, settings.vram_total) == (2.0, "B", 8 * 2**30)
+
+
+def test_demo_workers_beyond_the_mixed_set_get_unique_names() -> None:
+    names = [w.name for w in demo_workers(9)]
+    assert names[:4] == [w.name for w in DEMO_WORKERS]
+    assert names[4] == "gpu1-4090 #2" and names[8] == "gpu1-4090 #3"
+    workers = tuple(WorkerConfig(n, WorkerKind.REMOTE, port=9000 + i) for i, n in enumerate(names))
+    validate_config(FleetConfig(workers=workers))  # `comfy-fleet demo --workers 9` failed here
