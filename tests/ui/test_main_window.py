@@ -11,13 +11,20 @@ from PySide6.QtWidgets import QApplication, QSystemTrayIcon, QToolTip
 from pytestqt.qtbot import QtBot
 
 from app.core.config import FleetConfig
-from app.core.health import WorkerState
+from app.core.health import WorkerHealth, WorkerState
 from app.services.paths import AppPaths
 from app.services.storage import ConfigStore
 from app.ui import worker_table
 from app.ui.application import DesktopApp
 from app.ui.single_instance import activate_running, instance_key
-from app.ui.worker_table import SORT_ROLE, VRAM_ROLE, Column, FleetTableModel, rows_from_config
+from app.ui.worker_table import (
+    SORT_ROLE,
+    VRAM_ROLE,
+    Column,
+    FleetRow,
+    FleetTableModel,
+    rows_from_config,
+)
 
 
 def _cells(app: DesktopApp, column: Column) -> list[str]:
@@ -177,6 +184,12 @@ def test_updates_rewrite_only_the_cells_that_changed(
     model.update_healths([dataclasses.replace(gpu1, checked_at=5.0)])  # nothing shown changed
     assert written == [] and looked == []  # not even looked at: most probes change nothing
     assert model.row(1).health.checked_at == 5.0
+
+
+def test_a_row_with_a_new_health_keeps_every_other_field() -> None:
+    row = FleetRow(**{f.name: object() for f in dataclasses.fields(FleetRow)})  # all set
+    health = WorkerHealth("w", "remote", "http://w:1", WorkerState.ONLINE)
+    assert row.with_health(health) == dataclasses.replace(row, health=health)
 
 
 def test_cells_updated_field_by_field_match_a_full_repaint(fleet_config: FleetConfig) -> None:
