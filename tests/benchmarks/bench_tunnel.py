@@ -32,8 +32,7 @@ from app.services.processes import free_port_near  # noqa: E402
 from app.services.storage import ConfigStore  # noqa: E402
 from app.sim.fleet import start_sim  # noqa: E402
 from app.ui.application import DesktopApp, create_qt_app  # noqa: E402
-
-STANDIN = ROOT / "tests" / "fakes" / "cloudflared_standin.py"
+from tests.fakes import install_cloudflared  # noqa: E402
 
 
 def own_ready_time(binary: Path) -> float:
@@ -71,9 +70,7 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     rounds = parser.parse_args().rounds
     folder = Path(tempfile.mkdtemp(prefix="bench-tunnel-"))
-    binary = folder / "cloudflared"
-    binary.write_text(f"#!{sys.executable}\n" + STANDIN.read_text())
-    binary.chmod(0o755)
+    binary = install_cloudflared(folder)
     own = [own_ready_time(binary) for _ in range(rounds)]
     master = start_sim(folder / "master")
     paths = resolve_paths(folder / "fleet.json")

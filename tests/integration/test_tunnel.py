@@ -18,20 +18,14 @@ from app.services.processes import ProcessId
 from app.services.storage import ConfigStore
 from app.services.tunnel import TunnelError, TunnelRunner, download_cloudflared
 from app.sim.fleet import SimInstance, http_json
+from tests.fakes import install_cloudflared
 from tests.integration.cli_helpers import comfy_fleet
 from tests.local_server import local_server
-
-STANDIN = Path(__file__).resolve().parents[1] / "fakes" / "cloudflared_standin.py"
 
 
 @pytest.fixture
 def cloudflared(tmp_path: Path) -> Path:
-    """A real executable named cloudflared (no shell involved in running it)."""
-    binary = tmp_path / "bin" / "cloudflared"
-    binary.parent.mkdir()
-    binary.write_text(f"#!{sys.executable}\n" + STANDIN.read_text())
-    binary.chmod(0o755)
-    return binary
+    return install_cloudflared(tmp_path)
 
 
 def runner(tmp_path: Path, master: str) -> TunnelRunner:

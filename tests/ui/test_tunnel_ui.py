@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import platform
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,20 +19,10 @@ from app.services.secrets import MemoryKeyring, SecretStore
 from app.services.storage import ConfigStore
 from app.sim.fleet import SimInstance, http_json
 from app.ui.named_tunnel_dialog import NamedTunnelDialog
+from tests.fakes import cloudflared_script, install_cloudflared
 from tests.local_server import local_server
 from tests.ui.helpers import desktop_with
 from tests.waiting import until
-
-STANDIN = Path(__file__).resolve().parents[1] / "fakes" / "cloudflared_standin.py"
-
-
-def standin(folder: Path) -> Path:
-    """The stand-in cloudflared as a real executable."""
-    binary = folder / "bin" / "cloudflared"
-    binary.parent.mkdir()
-    binary.write_text(f"#!{sys.executable}\n" + STANDIN.read_text())
-    binary.chmod(0o755)
-    return binary
 
 
 @pytest.mark.asyncio
@@ -45,7 +34,7 @@ async def test_tunnel_button_copies_the_url_and_quit_restores_the_host(
 ) -> None:
     monkeypatch.setattr(QSystemTrayIcon, "isSystemTrayAvailable", staticmethod(lambda: True))
     master = sim_factory("master")
-    binary = standin(tmp_path)
+    binary = install_cloudflared(tmp_path)
     config = FleetConfig(
         master=MasterConfig(port=master.port),
         tunnel=TunnelSettings(cloudflared_path=str(binary)),
@@ -96,7 +85,7 @@ async def test_named_tunnel_from_the_window(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     master = sim_factory("master")
-    binary = standin(tmp_path)
+    binary = install_cloudflared(tmp_path)
     record = tmp_path / "argv.json"
     monkeypatch.setenv("STANDIN_RECORD", str(record))
     config = FleetConfig(
@@ -150,7 +139,7 @@ async def test_missing_cloudflared_is_offered_and_verified(
     from aiohttp import web
 
     master = sim_factory("master")
-    payload = f"#!{sys.executable}\n{STANDIN.read_text()}".encode()
+    payload = cloudflared_script().encode()
     served: list[str] = []
 
     async def serve(request: web.Request) -> web.Response:
