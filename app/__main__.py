@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from app.cli import build_parser, run
+from app.cli.main import build_parser, run
 from app.services.logs import setup_logging
 from app.services.paths import resolve_paths
 from app.sim.fleet import SIM_COMMAND

@@ -271,7 +271,7 @@ def run_app(paths: AppPaths, demo_workers: int | None = None) -> int:
     qt_app = create_qt_app(sys.argv)
     simulation = demo_workers is not None
     if simulation:
-        from app.sim.demo import start_demo_fleet
+        from app.demo import start_demo_fleet
 
         paths, demo_fleet = start_demo_fleet(demo_workers or 0)
     elif activate_running(instance_key(paths.config_file)):

@@ -11,8 +11,8 @@ import psutil
 import pytest
 
 from app.services.storage import ConfigStore
-from app.sim import demo
-from app.sim.demo import start_demo_fleet
+from app import demo
+from app.demo import start_demo_fleet
 from app.sim.fleet import SimInstance, http_json
 from tests.waiting import wait_until
 

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from app.core.config import FleetConfig, WorkerConfig, WorkerKind, validate_config
-from app.sim.demo import DEMO_WORKERS, demo_workers
+from app.demo import DEMO_WORKERS, demo_workers
 from app.sim.images import add_noise, decode_png, encode_png, png_text, solid, upscale2x
 from app.sim.settings import Faults, load_settings, parse_faults
 

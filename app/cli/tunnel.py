@@ -148,7 +148,7 @@ def _start(
 
 
 async def _run(runner: TunnelRunner, start: Callable[[], Awaitable[TunnelStatus]]) -> int:
-    from app.cli_supervise import _until_signal
+    from app.cli.supervise import until_signal
 
     try:
         status = await start()
@@ -159,7 +159,7 @@ async def _run(runner: TunnelRunner, start: Callable[[], Awaitable[TunnelStatus]
     if status.master_note:
         print(status.master_note, flush=True)
     try:
-        await _until_signal()
+        await until_signal()
     finally:
         await runner.stop()
         print(runner.status.master_note or "tunnel stopped", flush=True)

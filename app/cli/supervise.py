@@ -72,7 +72,7 @@ async def _up(config: FleetConfig, paths: AppPaths, names: list[str], shared: bo
                 print(f"{name}: {exc}", file=sys.stderr, flush=True)
         if failed and failed == len(names or plan.specs):
             return 1
-        await _until_signal()
+        await until_signal()
         print("stopping…", flush=True)
     finally:
         await supervisor.stop_all()
@@ -80,7 +80,7 @@ async def _up(config: FleetConfig, paths: AppPaths, names: list[str], shared: bo
     return 1 if failed else 0
 
 
-async def _until_signal() -> None:
+async def until_signal() -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for name in ("SIGINT", "SIGTERM"):

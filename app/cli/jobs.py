@@ -11,14 +11,13 @@ from typing import Any
 
 import aiohttp
 
+from app.cli.common import EXIT_FAILURE, EXIT_OK
 from app.core.config import FleetConfig
 from app.core.errors import ComfyFleetError
 from app.core.runs import Phase, Progress
 from app.core.workflow import PreflightResult, Workflow, load_workflow, missing_models_script
 from app.services.job_service import JOBS_HTTP_TIMEOUT, JobService
 from app.services.jobs import RunRejected, save_outputs
-
-EXIT_OK, EXIT_FAILURE = 0, 1
 
 
 def add_job_commands(commands: Any) -> None:

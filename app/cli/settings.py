@@ -1,20 +1,14 @@
-"""Headless commands over the same services the desktop app uses."""
+"""`config`, `master` and `worker`: the fleet's settings from a terminal."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
-import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from app import APP_ID, __version__
-from app.cli_fleet import add_status_command, add_supervisor_commands, status_command
-from app.cli_jobs import add_job_commands, run_command, test_fleet_command
-from app.cli_supervise import down_command, logs_command, propose_command, up_command
-from app.cli_tunnel import add_tunnel_commands, tunnel_command
+from app.cli.common import EXIT_OK, UsageError, load_config
 from app.core.codec import to_data
 from app.core.config import (
     CLOUD_PORT,
@@ -25,40 +19,16 @@ from app.core.config import (
     validate_config,
 )
 from app.core.distributed import merge_distributed_config
-from app.core.errors import ComfyFleetError, ConfigError
+from app.core.errors import ConfigError
 from app.core.net import join_args, parse_cloud_address, split_args
-from app.services.launch_plan import state_file
-from app.services.paths import AppPaths, resolve_paths
+from app.services.paths import AppPaths
 from app.services.storage import ConfigStore
 
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
 
-
-class UsageError(ComfyFleetError):
-    """Bad command-line input; exits with status 2."""
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog=APP_ID,
-        description="ComfyFleet: run ComfyUI on many GPUs. Without a command, opens the app.",
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("--config", metavar="PATH", help="config file (env COMFY_FLEET_CONFIG)")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+def add_settings_commands(commands: Any) -> None:
     _add_config_commands(commands)
     _add_master_commands(commands)
     _add_worker_commands(commands)
-    add_status_command(commands)
-    add_supervisor_commands(commands)
-    add_tunnel_commands(commands)
-    add_job_commands(commands)
-    demo = commands.add_parser("demo", help="open the app on a simulated fleet")
-    demo.add_argument("--workers", type=int, default=3, help="simulated workers (default 3)")
-    return parser
 
 
 def _add_config_commands(commands: Any) -> None:
@@ -113,45 +83,11 @@ def _worker_options(parser: argparse.ArgumentParser) -> None:
     state.add_argument("--disable", dest="enabled", action="store_false")
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run one headless command; returns the exit status."""
-    paths = resolve_paths(args.config)
-    handlers: dict[str, Callable[[argparse.Namespace, AppPaths], int]] = {
-        "config": _config_command,
-        "master": _master_command,
-        "worker": _worker_command,
-        "status": lambda a, p: status_command(a, _load(p)[1], state_file(p)),
-        "up": lambda a, p: up_command(a, _load(p)[1], p),
-        "down": lambda a, p: down_command(p),
-        "logs": logs_command,
-        "propose": lambda a, p: propose_command(a, *_load(p)),
-        "tunnel": lambda a, p: tunnel_command(a, p, *_load(p)),
-        "run": lambda a, p: run_command(a, _load(p)[1]),
-        "test-fleet": lambda a, p: test_fleet_command(a, _load(p)[1]),
-    }
-    try:
-        return handlers[args.command](args, paths)
-    except (ConfigError, UsageError) as exc:
-        print(f"{APP_ID}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except ComfyFleetError as exc:
-        print(f"{APP_ID}: error: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-
-
-def _load(paths: AppPaths) -> tuple[ConfigStore, FleetConfig]:
-    store = ConfigStore(paths.config_file)
-    result = store.load()
-    if result.problem:
-        print(f"{APP_ID}: warning: {result.problem}", file=sys.stderr)
-    return store, result.config
-
-
-def _config_command(args: argparse.Namespace, paths: AppPaths) -> int:
+def config_command(args: argparse.Namespace, paths: AppPaths) -> int:
     if args.action == "path":
         print(paths.config_file)
         return EXIT_OK
-    store, config = _load(paths)
+    store, config = load_config(paths)
     if args.action == "show":
         print(json.dumps(to_data(config), indent=2) if args.json else describe_config(config))
         return EXIT_OK
@@ -175,8 +111,8 @@ def _install_dir_of(gpu_config: Path) -> str | None:
     return None
 
 
-def _master_command(args: argparse.Namespace, paths: AppPaths) -> int:
-    store, config = _load(paths)
+def master_command(args: argparse.Namespace, paths: AppPaths) -> int:
+    store, config = load_config(paths)
     changes: dict[str, Any] = {}
     if args.comfyui is not None:
         changes["comfyui_dir"] = _existing_comfyui(args.comfyui)
@@ -201,8 +137,8 @@ def _existing_comfyui(text: str) -> str | None:
     return str(folder)
 
 
-def _worker_command(args: argparse.Namespace, paths: AppPaths) -> int:
-    store, config = _load(paths)
+def worker_command(args: argparse.Namespace, paths: AppPaths) -> int:
+    store, config = load_config(paths)
     if args.action == "list":
         if args.json:
             print(json.dumps([_worker_json(w) for w in config.workers], indent=2))

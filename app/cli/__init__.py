@@ -1,0 +1,1 @@
+"""Headless commands: parse, call a use case, print."""

@@ -1,0 +1,63 @@
+"""Headless commands over the same services the desktop app uses."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+
+from app import APP_ID, __version__
+from app.cli.common import EXIT_FAILURE, EXIT_USAGE, UsageError, load_config
+from app.cli.fleet import add_status_command, add_supervisor_commands, status_command
+from app.cli.jobs import add_job_commands, run_command, test_fleet_command
+from app.cli.settings import add_settings_commands, config_command, master_command, worker_command
+from app.cli.supervise import down_command, logs_command, propose_command, up_command
+from app.cli.tunnel import add_tunnel_commands, tunnel_command
+from app.core.errors import ComfyFleetError, ConfigError
+from app.services.launch_plan import state_file
+from app.services.paths import AppPaths, resolve_paths
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=APP_ID,
+        description="ComfyFleet: run ComfyUI on many GPUs. Without a command, opens the app.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--config", metavar="PATH", help="config file (env COMFY_FLEET_CONFIG)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    add_settings_commands(commands)
+    add_status_command(commands)
+    add_supervisor_commands(commands)
+    add_tunnel_commands(commands)
+    add_job_commands(commands)
+    demo = commands.add_parser("demo", help="open the app on a simulated fleet")
+    demo.add_argument("--workers", type=int, default=3, help="simulated workers (default 3)")
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one headless command; returns the exit status."""
+    paths = resolve_paths(args.config)
+    handlers: dict[str, Callable[[argparse.Namespace, AppPaths], int]] = {
+        "config": config_command,
+        "master": master_command,
+        "worker": worker_command,
+        "status": lambda a, p: status_command(a, load_config(p)[1], state_file(p)),
+        "up": lambda a, p: up_command(a, load_config(p)[1], p),
+        "down": lambda a, p: down_command(p),
+        "logs": logs_command,
+        "propose": lambda a, p: propose_command(a, *load_config(p)),
+        "tunnel": lambda a, p: tunnel_command(a, p, *load_config(p)),
+        "run": lambda a, p: run_command(a, load_config(p)[1]),
+        "test-fleet": lambda a, p: test_fleet_command(a, load_config(p)[1]),
+    }
+    try:
+        return handlers[args.command](args, paths)
+    except (ConfigError, UsageError) as exc:
+        print(f"{APP_ID}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ComfyFleetError as exc:
+        print(f"{APP_ID}: error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
