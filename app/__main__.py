@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from app.cli.main import build_parser, run
+from app.cli.main import parse_command_line, run
 from app.services.logs import setup_logging
 from app.services.paths import resolve_paths
 from app.sim.fleet import SIM_COMMAND
@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
         from app.sim.__main__ import main as sim_main
 
         return sim_main(argv[1:])
-    args = build_parser().parse_args(argv)
+    args = parse_command_line(argv)
     paths = resolve_paths(args.config)
     if args.command is None or args.command == "demo":
         setup_logging(paths.app_log, args.verbose)

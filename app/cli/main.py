@@ -37,6 +37,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Options whose value may itself start with "--": argparse would take that for a flag.
+DASHED_VALUES = ("--extra-args",)
+
+
+def parse_command_line(argv: list[str]) -> argparse.Namespace:
+    """`--extra-args "--lowvram"` as documented: glued into `--extra-args=--lowvram` first."""
+    glued: list[str] = []
+    words = iter(argv)
+    for word in words:
+        if word == "--":
+            glued += [word, *words]
+            break
+        value = next(words, None) if word in DASHED_VALUES else None
+        glued.append(word if value is None else f"{word}={value}")
+    return build_parser().parse_args(glued)
+
+
 def run(args: argparse.Namespace) -> int:
     """Run one headless command; returns the exit status."""
     paths = resolve_paths(args.config)

@@ -21,6 +21,7 @@ from app.core.config import (
 from app.core.distributed import merge_distributed_config
 from app.core.errors import ConfigError
 from app.core.net import join_args, parse_cloud_address, split_args
+from app.services.comfy_install import HelpReader, check_instance_args
 from app.services.paths import AppPaths
 from app.services.storage import ConfigStore
 
@@ -123,7 +124,7 @@ def master_command(args: argparse.Namespace, paths: AppPaths) -> int:
     if args.extra_args is not None:
         changes["extra_args"] = split_args(args.extra_args, "extra-args")
     master = dataclasses.replace(config.master, **changes)
-    _save(store, dataclasses.replace(config, master=master))
+    _save(store, dataclasses.replace(config, master=master), "master")
     print(describe_master(master))
     return EXIT_OK
 
@@ -146,13 +147,14 @@ def worker_command(args: argparse.Namespace, paths: AppPaths) -> int:
             print(describe_workers(config))
         return EXIT_OK
     if args.action == "add":
-        worker = _apply_options(WorkerConfig(args.name, WorkerKind(args.kind)), args, config)
+        new = WorkerConfig(args.name.strip(), WorkerKind(args.kind))
+        worker = _apply_options(new, args, config)
         if config.worker(worker.name):
             raise ConfigError("name", f"a worker called {worker.name!r} exists already")
-        _save(store, dataclasses.replace(config, workers=(*config.workers, worker)))
+        _save(store, dataclasses.replace(config, workers=(*config.workers, worker)), worker.name)
         print(f"Added {describe_worker(worker)}")
         return EXIT_OK
-    current = config.worker(args.name)
+    current = config.worker(args.name.strip())
     if current is None:
         raise UsageError(f"name: no worker is called {args.name!r}")
     others = tuple(w for w in config.workers if w is not current)
@@ -162,9 +164,9 @@ def worker_command(args: argparse.Namespace, paths: AppPaths) -> int:
         return EXIT_OK
     worker = _apply_options(current, args, config)
     if args.new_name:
-        worker = dataclasses.replace(worker, name=args.new_name)
+        worker = dataclasses.replace(worker, name=args.new_name.strip())
     workers = tuple(worker if w is current else w for w in config.workers)
-    _save(store, dataclasses.replace(config, workers=workers))
+    _save(store, dataclasses.replace(config, workers=workers), worker.name)
     print(f"Updated {describe_worker(worker)}")
     return EXIT_OK
 
@@ -201,8 +203,11 @@ def _default_port(kind: WorkerKind, config: FleetConfig) -> int:
     return config.next_free_local_port()
 
 
-def _save(store: ConfigStore, config: FleetConfig) -> None:
+def _save(store: ConfigStore, config: FleetConfig, changed: str | None = None) -> None:
+    """Validate, check the changed instance's extra args against the install, save."""
     validate_config(config)
+    if changed is not None:
+        check_instance_args(config, changed, HelpReader())
     store.save(config)
 
 

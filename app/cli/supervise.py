@@ -36,7 +36,7 @@ def _print_status(status: InstanceStatus) -> None:
     extra = f" — {status.message}" if status.message else ""
     crash = (
         f" (last crash: {status.last_crash})"
-        if status.last_crash and status.state.value in ("restarting", "crash loop")
+        if status.last_crash and status.state.value in ("restarting", "crash loop", "crashed")
         else ""
     )
     print(
@@ -50,7 +50,7 @@ async def _up(config: FleetConfig, paths: AppPaths, names: list[str], shared: bo
     plan = plan_launches(config, paths.data_dir, gpus)
     for note in plan.notes:
         print(note)
-    unknown = [n for n in names if n not in plan.specs]
+    unknown = [n for n in names if n not in plan.specs and n not in plan.refused]
     if unknown:
         print(
             f"comfy-fleet: error: name: not launchable here: {', '.join(unknown)}", file=sys.stderr
@@ -59,18 +59,23 @@ async def _up(config: FleetConfig, paths: AppPaths, names: list[str], shared: bo
     client = ComfyClient()
     supervisor = make_supervisor(config, paths, client)
     supervisor.on_status(_print_status)
+    chosen = names or [*plan.specs, *plan.refused]
     failed = 0
     try:
         adopted = supervisor.adopt(plan.specs)
-        for name in names or list(plan.specs):
+        for name in chosen:
             if name in adopted:
                 continue
+            refusal = plan.refused.get(name)
             try:
+                if refusal is not None:
+                    supervisor.refuse(refusal.spec, refusal.reason)
+                    raise ComfyFleetError(f"not started: {refusal.reason}")
                 await supervisor.start(plan.specs[name], allow_shared_gpu=shared)
             except ComfyFleetError as exc:
                 failed += 1
                 print(f"{name}: {exc}", file=sys.stderr, flush=True)
-        if failed and failed == len(names or plan.specs):
+        if failed and failed == len(chosen):
             return 1
         await until_signal()
         print("stopping…", flush=True)

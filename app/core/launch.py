@@ -9,6 +9,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import PurePath
 
+from app.core.comfy_args import CommandLine, without_gpu_pinning
 from app.core.config import (
     FIRST_WORKER_PORT,
     LOOPBACK,
@@ -99,6 +100,8 @@ class LaunchSpec:
     port: int
     gpu: str | None
     listen: str
+    folders: tuple[str, ...] = ()  # made before the launch: ComfyUI refuses a missing one
+    note: str = ""  # what was changed from the configured extra args, and why
 
 
 def build_launch(
@@ -111,11 +114,13 @@ def build_launch(
     extra_args: Sequence[str],
     worker_dir: PurePath | None,
     resolve_gpu: Callable[[str], str] | None = None,
+    line: CommandLine | None = None,
 ) -> LaunchSpec:
     """`PYTHON main.py --port P --enable-cors-header --disable-auto-launch --listen A EXTRA…`.
 
     Workers get their own user, temp and database (never a shared SQLite file); input and
-    output stay shared. Never --cuda-device: it would replace CUDA_VISIBLE_DEVICES.
+    output stay shared. Never --cuda-device or --default-device (with their values, however
+    written): they would replace CUDA_VISIBLE_DEVICES.
     """
     address = listen or LOOPBACK
     argv = [
@@ -134,8 +139,10 @@ def build_launch(
     elif gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = resolve_gpu(gpu) if resolve_gpu else gpu
         env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
+    folders: tuple[str, ...] = ()
     if worker_dir is not None:
         env["COMFYUI_IS_WORKER"] = "1"
+        folders = (str(worker_dir / "user"), str(worker_dir / "tmp"))
         argv += [
             "--user-directory",
             str(worker_dir / "user"),
@@ -144,12 +151,18 @@ def build_launch(
             "--database-url",
             f"sqlite:///{worker_dir / 'user' / 'comfyui.db'}",
         ]
-    argv += [a for a in extra_args if a != "--cuda-device"]
-    return LaunchSpec(name, tuple(argv), env, str(install), port, gpu, address)
+    kept, note = without_gpu_pinning(extra_args, line)
+    argv += kept
+    return LaunchSpec(name, tuple(argv), env, str(install), port, gpu, address, folders, note)
 
 
 def launch_for(
-    config: FleetConfig, name: str, install: PurePath, python: PurePath, workers_root: PurePath
+    config: FleetConfig,
+    name: str,
+    install: PurePath,
+    python: PurePath,
+    workers_root: PurePath,
+    line: CommandLine | None = None,
 ) -> LaunchSpec:
     if name == "master":
         master: MasterConfig = config.master
@@ -162,6 +175,7 @@ def launch_for(
             master.listen,
             master.extra_args,
             None,
+            line=line,
         )
     worker = config.worker(name)
     if worker is None or worker.kind is not WorkerKind.LOCAL:
@@ -175,6 +189,7 @@ def launch_for(
         worker.listen,
         worker.extra_args,
         workers_root / _safe(worker.name),
+        line=line,
     )
 
 
@@ -183,6 +198,7 @@ def _safe(name: str) -> str:
 
 
 class CrashCause(StrEnum):
+    BAD_ARGUMENT = "bad launch argument"  # argparse refused the command line: never retried
     CUDA_OOM = "CUDA out of memory"
     PORT_IN_USE = "port already in use"
     MISSING_MODULE = "missing Python module"
@@ -223,7 +239,14 @@ class Crash:
     last_lines: tuple[str, ...]
 
     @property
+    def retryable(self) -> bool:
+        """Retrying a command line ComfyUI refused gives the same refusal."""
+        return self.cause is not CrashCause.BAD_ARGUMENT
+
+    @property
     def summary(self) -> str:
+        if self.cause is CrashCause.BAD_ARGUMENT:
+            return f"{self.cause.value}: {self.detail}"
         code = "" if self.exit_code is None else f" (exit code {self.exit_code})"
         return (
             f"{self.cause.value}{code}: {self.detail}"
@@ -232,9 +255,18 @@ class Crash:
         )
 
 
+ARGPARSE_EXIT = 2
+_ARGPARSE_ERROR = re.compile(r"^\S+: error: (.+)$")
+
+
 def classify_crash(exit_code: int | None, last_lines: Sequence[str]) -> Crash:
     """Why an instance died, from its exit code and its last log lines (newest last)."""
     tail = tuple(last_lines[-40:])
+    if exit_code == ARGPARSE_EXIT:  # argparse: usage, then "main.py: error: <reason>" last
+        for line in reversed(tail):
+            refused = _ARGPARSE_ERROR.match(line.strip())
+            if refused:
+                return Crash(CrashCause.BAD_ARGUMENT, exit_code, refused[1][:300], tail)
     for line in reversed(tail):
         for cause, pattern in _PATTERNS:
             match = pattern.search(line)

@@ -1,16 +1,17 @@
-"""From the config to exact launch specs: which ComfyUI, which Python, which GPU UUIDs."""
+"""From the config to exact launch specs: which ComfyUI, which Python, which GPU UUIDs, and
+which instances cannot be launched as configured (and why)."""
 
 from __future__ import annotations
 
-import os
-import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePath
 
+from app.core.comfy_args import instance_arg_problems, without_gpu_pinning
 from app.core.config import FleetConfig, WorkerKind
 from app.core.errors import ComfyFleetError
-from app.core.launch import LaunchSpec, RestartPolicy, choose_python, find_comfyui, launch_for
+from app.core.launch import CrashCause, LaunchSpec, RestartPolicy, launch_for
 from app.services.comfy_client import ComfyClient
+from app.services.comfy_install import HelpReader, find_install
 from app.services.gpus import GpuSnapshot
 from app.services.paths import AppPaths
 from app.services.supervisor import Supervisor
@@ -21,13 +22,16 @@ class NoComfyUI(ComfyFleetError):
 
 
 @dataclass(frozen=True)
+class Refusal:
+    spec: LaunchSpec
+    reason: str  # "bad launch argument: no flag --lowvarm: did you mean --lowvram?"
+
+
+@dataclass(frozen=True)
 class LaunchPlan:
-    specs: dict[str, LaunchSpec]
+    specs: dict[str, LaunchSpec]  # what can be launched
     notes: list[str] = field(default_factory=list)  # what was picked, and why
-
-
-def _exists(path: PurePath) -> bool:
-    return Path(path).is_file()
+    refused: dict[str, Refusal] = field(default_factory=dict)  # what ComfyUI would refuse
 
 
 def launchable_names(config: FleetConfig) -> list[str]:
@@ -36,34 +40,49 @@ def launchable_names(config: FleetConfig) -> list[str]:
 
 
 def plan_launches(
-    config: FleetConfig, data_dir: Path, gpus: GpuSnapshot | None = None
+    config: FleetConfig,
+    data_dir: Path,
+    gpus: GpuSnapshot | None = None,
+    help_reader: HelpReader | None = None,
 ) -> LaunchPlan:
     names = launchable_names(config)
     if not names:
         return LaunchPlan({}, ["nothing to launch: no ComfyUI folder and no local workers"])
-    found = find_comfyui(
-        config.master.comfyui_dir, os.environ.get("COMFYUI_PATH"), PurePath(Path.home()), _exists
-    )
-    if found is None:
+    install = find_install(config)
+    if install is None:
         raise NoComfyUI(
             "No ComfyUI found: set its folder (comfy-fleet master set --comfyui DIR) or "
             "COMFYUI_PATH; looked in ~/ComfyUI, the portable build and ComfyUI Desktop's folder."
         )
-    python = choose_python(found.path, config.master.python, sys.executable, _exists)
-    notes = [f"ComfyUI: {found.path} ({found.reason})", f"Python: {python.path} ({python.reason})"]
+    reader = help_reader or HelpReader()
+    line = reader.read(install)
+    notes = list(install.notes)
+    if line is None:
+        notes.append(f"{reader.problem}; extra args are checked at launch only")
     by_index = {str(g.index): g.uuid for g in (gpus.gpus if gpus else ())}
-
-    def resolve(gpu: str) -> str:  # pin by UUID: indexes differ between CUDA and NVML order
-        return by_index.get(gpu, gpu)
-
-    specs = {}
+    specs, refused = {}, {}
     for name in names:
-        spec = launch_for(config, name, found.path, python.path, PurePath(data_dir / "instances"))
-        if spec.gpu not in (None, "cpu"):
-            env = {**spec.env, "CUDA_VISIBLE_DEVICES": resolve(spec.gpu)}
-            spec = LaunchSpec(spec.name, spec.argv, env, spec.cwd, spec.port, spec.gpu, spec.listen)
+        spec = launch_for(
+            config, name, install.folder, install.python, PurePath(data_dir / "instances"), line
+        )
+        extra = config.master.extra_args if name == "master" else _worker_args(config, name)
+        kept, _ = without_gpu_pinning(extra, line)  # (left out of the spec, with a note)
+        problems = instance_arg_problems(kept, spec.gpu, line, worker=name != "master")
+        if problems:
+            refused[name] = Refusal(spec, f"{CrashCause.BAD_ARGUMENT.value}: {'; '.join(problems)}")
+            continue
+        if spec.note:
+            notes.append(f"{name}: {spec.note}")
+        if spec.gpu not in (None, "cpu"):  # pin by UUID: indexes differ in CUDA and NVML order
+            uuid = by_index.get(spec.gpu, spec.gpu)
+            spec = replace(spec, env={**spec.env, "CUDA_VISIBLE_DEVICES": uuid})
         specs[name] = spec
-    return LaunchPlan(specs, notes)
+    return LaunchPlan(specs, notes, refused)
+
+
+def _worker_args(config: FleetConfig, name: str) -> tuple[str, ...]:
+    worker = config.worker(name)
+    return worker.extra_args if worker else ()
 
 
 def state_file(paths: AppPaths) -> Path:

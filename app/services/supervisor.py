@@ -261,8 +261,32 @@ class Supervisor:
                     "share its VRAM and both slow down. Confirm to start it anyway."
                 )
 
+    def refuse(self, spec: LaunchSpec, reason: str) -> InstanceStatus:
+        """Record an instance that is not launched as configured (ComfyUI would refuse it)."""
+        current = self._instances.get(spec.name)
+        if current is not None and current.process is not None and current.process.alive():
+            return current.status
+        instance = current or _Instance(
+            spec,
+            InstanceStatus(spec.name, InstanceState.STOPPED, spec.port),
+            self.log_path(spec.name),
+        )
+        instance.spec = spec
+        self._instances[spec.name] = instance
+        self._set(
+            instance,
+            state=InstanceState.CRASHED,
+            pid=None,
+            last_crash=reason,
+            restart_in_s=None,
+            message="not started: fix its extra args",
+        )
+        return instance.status
+
     def _launch(self, instance: _Instance) -> None:
         spec = instance.spec
+        for folder in spec.folders:  # ComfyUI exits at once if --user-directory is missing
+            Path(folder).mkdir(parents=True, exist_ok=True)
         rotate_logs(instance.log_file)
         process = spawn(list(spec.argv), spec.cwd, spec.env, instance.log_file)
         instance.process = ProcessId.of(process.pid) or ProcessId(process.pid, self._clock())
@@ -416,6 +440,16 @@ class Supervisor:
         instance.exit_times.append(now)
         instance.failures += 1
         log.warning("%s exited: %s", instance.spec.name, crash.summary)
+        if not crash.retryable:
+            self._set(
+                instance,
+                state=InstanceState.CRASHED,
+                pid=None,
+                last_crash=crash.summary,
+                restart_in_s=None,
+                message="not restarted: it would be refused again; fix its extra args",
+            )
+            return
         if self.policy.is_crash_loop(instance.exit_times, now):
             self._set(
                 instance,

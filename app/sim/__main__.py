@@ -1,142 +1,53 @@
-"""`python -m app.sim [ComfyUI's flags]`: start one simulated ComfyUI instance."""
+"""`python -m app.sim [ComfyUI's flags]`: start one simulated ComfyUI instance.
+
+Its command line is read first, as ComfyUI reads its own before importing anything heavy, so a
+bad launch or `--help` answers at once.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-import json
 import os
-import signal
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
-from aiohttp import web
+from app.sim.settings import load_settings
 
-from app.sim.server import COMFYUI_VERSION, SimServer
-from app.sim.settings import SimSettings, load_settings
-from app.sim.simlog import SimLog
-
-START_FAILURES = {
-    "cuda-oom": [
-        "Traceback (most recent call last):",
-        '  File "/opt/ComfyUI/main.py", line 147, in <module>',
-        "    import comfy.model_management",
-        "torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 MiB. GPU 0 has a "
-        "total capacity of 23.64 GiB of which 3.12 MiB is free. Process 4312 has 23.63 GiB "
-        "memory in use.",
-    ],
-    "module-missing": [
-        "Traceback (most recent call last):",
-        '  File "/opt/ComfyUI/main.py", line 147, in <module>',
-        "    import execution",
-        "ModuleNotFoundError: No module named 'torchsde'",
-    ],
-    "custom-node": [
-        "Traceback (most recent call last):",
-        '  File "/opt/ComfyUI/nodes.py", line 2133, in load_custom_node',
-        "ImportError: cannot import name 'broken' from 'ComfyUI-Broken'",
-        "Cannot import /opt/ComfyUI/custom_nodes/ComfyUI-Broken module for custom nodes: "
-        "cannot import name 'broken'",
-        "   0.0 seconds (IMPORT FAILED): /opt/ComfyUI/custom_nodes/ComfyUI-Broken",
-        "Segmentation fault (core dumped)",
-    ],
-    "cuda-driver": [
-        "Traceback (most recent call last):",
-        '  File "/opt/ComfyUI/comfy/model_management.py", line 231, in get_torch_device',
-        "RuntimeError: CUDA driver initialization failed, you might not have a CUDA gpu. "
-        "(CUDA error: no CUDA-capable device is detected)",
-    ],
-}
+ROOT_ENV = "COMFYFLEET_SIM_ROOT"
 
 
-ENV_SHOWN = (
-    "CUDA_VISIBLE_DEVICES",
-    "CUDA_DEVICE_ORDER",
-    "PYTORCH_CUDA_ALLOC_CONF",
-    "COMFYUI_IS_WORKER",
-)
+@contextlib.contextmanager
+def _install(given: str | Path | None) -> Iterator[Path]:
+    """Where this instance's main.py lives: given (a simulated install), $COMFYFLEET_SIM_ROOT,
+    or else a folder of its own for this run, so instances never share files."""
+    named = Path(given) if given else None
+    if named is None and os.environ.get(ROOT_ENV):
+        named = Path(os.environ[ROOT_ENV])
+    if named is not None:
+        yield named.absolute()
+        return
+    with tempfile.TemporaryDirectory(prefix="comfyfleet-sim-") as folder:
+        yield Path(folder)
 
 
-def _bind_error(settings: SimSettings) -> list[str]:
-    return [
-        f"OSError: [Errno 98] error while attempting to bind on address "
-        f"('{settings.listen}', {settings.port}): address already in use"
-    ]
+def main(argv: list[str] | None = None, install_dir: str | Path | None = None) -> int:
+    with _install(install_dir) as install:
+        try:
+            settings = load_settings(list(sys.argv[1:] if argv is None else argv), install)
+        except ValueError as exc:  # a bad simulation knob (faults), not a ComfyUI flag
+            print(f"simulated ComfyUI: {exc}", file=sys.stderr)
+            return 2
+        import asyncio
 
+        from app.sim.instance import serve
+        from app.sim.simlog import SimLog
 
-def _startup_lines(settings: SimSettings) -> list[str]:
-    device = "cpu" if settings.cpu else f"cuda:0 {settings.device_name} : cudaMallocAsync"
-    lines = [
-        f"Setting output directory to: {settings.output}",
-        f"Setting input directory to: {settings.input}",
-        f"Setting user directory to: {settings.user}",
-        f"Total VRAM {settings.vram_total // 2**20} MB",
-        f"Device: {device}",
-        f"ComfyUI version: {COMFYUI_VERSION}",
-        f"Setting temp directory to: {settings.temp}",
-        "",
-        "Import times for custom nodes:",
-    ]
-    seen = {k: os.environ[k] for k in ENV_SHOWN if k in os.environ}
-    lines.insert(0, "Simulated ComfyUI environment: " + json.dumps(seen, sort_keys=True))
-    if settings.distributed:
-        lines.append(f"   0.0 seconds: {settings.base_dir}/custom_nodes/ComfyUI-Distributed")
-    return lines
-
-
-async def serve(settings: SimSettings, log: SimLog) -> int:
-    for line in _startup_lines(settings):
-        log.write(line)
-    if settings.faults.start_fail:
-        lines = (
-            _bind_error(settings)
-            if settings.faults.start_fail == "port-in-use"
-            else START_FAILURES[settings.faults.start_fail]
-        )
-        for line in lines:
-            log.write(line, "stderr")
-        return 1
-    await asyncio.sleep(settings.startup_s)  # a real instance takes 9-18 s; enough to be seen
-    for folder in (settings.output, settings.temp, settings.input, settings.user):
-        folder.mkdir(parents=True, exist_ok=True)
-    runner = web.AppRunner(
-        SimServer(settings, log).app(), handle_signals=False, shutdown_timeout=1.0
-    )
-    await runner.setup()
-    site = web.TCPSite(runner, settings.listen, settings.port)
-    try:
-        await site.start()
-    except OSError:
-        for line in _bind_error(settings):
-            log.write(line, "stderr")
-        await runner.cleanup()
-        return 1
-    shown = "127.0.0.1" if settings.listen in ("0.0.0.0", "::") else settings.listen
-    log.write(f"Starting server\n\nTo see the GUI go to: http://{shown}:{settings.port}")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for name in ("SIGTERM", "SIGINT"):
-        # On Windows there are no loop signal handlers: Ctrl-C arrives as KeyboardInterrupt.
-        if hasattr(signal, name):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(getattr(signal, name), stop.set)
-    await stop.wait()
-    log.write("Stopped server")
-    await runner.cleanup()
-    return 0
-
-
-def main(argv: list[str] | None = None, base_dir: Path | None = None) -> int:
-    base = base_dir or Path(os.environ.get("COMFYFLEET_SIM_ROOT") or Path.cwd())
-    try:
-        settings = load_settings(list(sys.argv[1:] if argv is None else argv), base)
-    except ValueError as exc:
-        print(f"simulated ComfyUI: {exc}", file=sys.stderr)
-        return 2
-    try:
-        return asyncio.run(serve(settings, SimLog()))
-    except KeyboardInterrupt:
-        return 0
+        try:
+            return asyncio.run(serve(settings, SimLog()))
+        except KeyboardInterrupt:
+            return 0
 
 
 if __name__ == "__main__":

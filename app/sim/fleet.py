@@ -24,11 +24,10 @@ import os
 import sys
 
 sys.path.insert(0, {repo!r})
-os.environ.setdefault("COMFYFLEET_SIM_ROOT", os.path.dirname(os.path.abspath(__file__)))
 
 from app.sim.__main__ import main
 
-sys.exit(main())
+sys.exit(main(install_dir=os.path.dirname(os.path.abspath(__file__))))
 """
 
 

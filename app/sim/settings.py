@@ -12,6 +12,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.sim import comfy_cli
+
 GIB = 1024**3
 DEFAULT_MODELS: dict[str, list[str]] = {
     "checkpoints": ["sd_xl_base_1.0.safetensors"],
@@ -103,19 +105,14 @@ class SimSettings:
 
     @property
     def distributed_config(self) -> Path:
+        """In the extension's own folder, as ComfyUI-Distributed keeps it: custom_nodes/ of
+        the install, or of --base-directory."""
         return self.base_dir / "custom_nodes" / "ComfyUI-Distributed" / "gpu_config.json"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="main.py", description="Simulated ComfyUI")
-    parser.add_argument("--port", type=int, default=8188)
-    parser.add_argument("--listen", nargs="?", const="0.0.0.0,::", default="127.0.0.1")
-    parser.add_argument("--enable-cors-header", nargs="?", const="*", default=None)
-    parser.add_argument("--disable-auto-launch", action="store_true")
-    parser.add_argument("--cpu", action="store_true")
-    for flag in ("output", "temp", "input", "user"):
-        parser.add_argument(f"--{flag}-directory", type=Path)
-    parser.add_argument("--database-url")
+def sim_parser() -> argparse.ArgumentParser:
+    """The simulation's own knobs; everything else goes to ComfyUI's recorded parser."""
+    parser = argparse.ArgumentParser(prog="main.py", add_help=False, allow_abbrev=False)
     parser.add_argument("--sim-name")
     parser.add_argument("--sim-device")
     parser.add_argument("--sim-vram-gb", type=float)
@@ -126,10 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def load_settings(argv: list[str], base_dir: Path) -> SimSettings:
-    args, _unknown = build_parser().parse_known_args(argv)  # ComfyUI tolerates extra args too
+def load_settings(argv: list[str], install_dir: Path) -> SimSettings:
+    """ComfyUI's flags as the real parser takes them (bad ones exit 2 with its usage and
+    reason), the simulation's `--sim-*` knobs beside them. `install_dir` is where main.py is."""
+    knobs, comfy_argv = sim_parser().parse_known_args(argv)
+    args = comfy_cli.parse(comfy_argv)
     env = os.environ
-    file_values = _sim_json(base_dir)
+    file_values = _sim_json(install_dir)
 
     def pick(flag: object, env_name: str, key: str, default: object) -> object:
         if flag is not None:
@@ -139,38 +139,43 @@ def load_settings(argv: list[str], base_dir: Path) -> SimSettings:
         return file_values.get(key, default)
 
     listen = str(args.listen).split(",")[0]
+    base_dir = Path(args.base_directory).absolute() if args.base_directory else install_dir
+
+    def folder(value: str | None) -> Path | None:
+        return Path(value).absolute() if value else None
+
     return SimSettings(
         port=args.port,
         listen="127.0.0.1" if listen in ("", "localhost") else listen,
         cors=args.enable_cors_header is not None,
         cpu=args.cpu,
         base_dir=base_dir,
-        output_dir=args.output_directory,
-        temp_dir=args.temp_directory,
-        input_dir=args.input_directory,
-        user_dir=args.user_directory,
+        output_dir=folder(args.output_directory),
+        temp_dir=folder(args.temp_directory),
+        input_dir=folder(args.input_directory),
+        user_dir=folder(args.user_directory),
         database_url=args.database_url,
         argv=("main.py", *argv),
-        name=str(pick(args.sim_name, "COMFYFLEET_SIM_NAME", "name", f"127.0.0.1:{args.port}")),
+        name=str(pick(knobs.sim_name, "COMFYFLEET_SIM_NAME", "name", f"127.0.0.1:{args.port}")),
         device_name=str(
-            pick(args.sim_device, "COMFYFLEET_SIM_DEVICE", "device", SimSettings.device_name)
+            pick(knobs.sim_device, "COMFYFLEET_SIM_DEVICE", "device", SimSettings.device_name)
         ),
         vram_total=int(
-            float(str(pick(args.sim_vram_gb, "COMFYFLEET_SIM_VRAM_GB", "vram_gb", 24))) * GIB
+            float(str(pick(knobs.sim_vram_gb, "COMFYFLEET_SIM_VRAM_GB", "vram_gb", 24))) * GIB
         ),
         time_scale=float(
-            str(pick(args.sim_time_scale, "COMFYFLEET_SIM_TIME_SCALE", "time_scale", 1.0))
+            str(pick(knobs.sim_time_scale, "COMFYFLEET_SIM_TIME_SCALE", "time_scale", 1.0))
         ),
         startup_s=float(
-            str(pick(args.sim_startup_s, "COMFYFLEET_SIM_STARTUP_S", "startup_s", 0.2))
+            str(pick(knobs.sim_startup_s, "COMFYFLEET_SIM_STARTUP_S", "startup_s", 0.2))
         ),
         models=_models(env.get("COMFYFLEET_SIM_MODELS"), file_values.get("models")),
         distributed=not (
-            args.sim_no_distributed
+            knobs.sim_no_distributed
             or env.get("COMFYFLEET_SIM_NO_DISTRIBUTED")
             or file_values.get("distributed") is False
         ),
-        faults=parse_faults(str(pick(args.sim_faults, "COMFYFLEET_SIM_FAULTS", "faults", ""))),
+        faults=parse_faults(str(pick(knobs.sim_faults, "COMFYFLEET_SIM_FAULTS", "faults", ""))),
     )
 
 

@@ -22,6 +22,7 @@ from app.core.tunnel import (
     release_asset,
     token_key,
 )
+from app.services.comfy_install import HelpReader
 from app.services.gpus import GpuMonitor
 from app.services.launch_plan import launchable_names, plan_launches
 from app.services.paths import AppPaths
@@ -56,6 +57,7 @@ class FleetControl:
         self.change_port: Callable[[str, int], bool] = lambda name, port: False
         self.save_config: Callable[[FleetConfig], bool] = lambda config: False
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._help = HelpReader()
 
     def launchable(self, name: str) -> bool:
         return name in launchable_names(self.config)
@@ -87,7 +89,14 @@ class FleetControl:
 
     async def _start(self, name: str, allow_shared_gpu: bool = False) -> None:
         try:
-            plan = plan_launches(self.config, self._paths.data_dir, self._gpus.latest)
+            plan = await asyncio.to_thread(  # (asks the install's main.py --help, once)
+                plan_launches, self.config, self._paths.data_dir, self._gpus.latest, self._help
+            )
+            refusal = plan.refused.get(name)
+            if refusal is not None:
+                self.supervisor.refuse(refusal.spec, refusal.reason)
+                self.error(f"Cannot start {name}: {refusal.reason}")
+                return
             if name not in plan.specs:
                 self.error(f"{name} is not launched by ComfyFleet (remote, cloud or disabled).")
                 return

@@ -41,7 +41,13 @@ from app.ui.gpu_panel import GpuPanel
 from app.ui.log_viewer import LogViewer
 from app.ui.tunnel_menu import TunnelMenu
 from app.ui.worker_dialog import Checker, WorkerDialog
-from app.ui.worker_table import Column, FleetTableModel, FleetTableView, rows_from_config
+from app.ui.worker_table import (
+    CRASHED_STATES,
+    Column,
+    FleetTableModel,
+    FleetTableView,
+    rows_from_config,
+)
 
 GETTING_STARTED = """
 <h3>Welcome to ComfyFleet</h3>
@@ -228,12 +234,11 @@ class MainWindow(QMainWindow):
     def show_instance(self, status: InstanceStatus) -> None:
         previous = next((r.instance for r in self.model.rows() if r.name == status.name), None)
         self.model.update_instance(status)
-        crashed = status.state in (InstanceState.RESTARTING, InstanceState.CRASH_LOOP)
+        crashed = status.state in CRASHED_STATES
         changed = previous is None or previous.state != status.state
         if crashed and changed and status.last_crash:
-            self.notify(
-                Notice.CRASH, f"{status.name} crashed", f"{status.last_crash}. {status.message}"
-            )
+            body = f"{status.last_crash}. {status.message}"
+            self.notify(Notice.CRASH, f"{status.name} crashed", body)
         back = status.state is InstanceState.READY and status.restarts > 0
         if back and changed and previous is not None:
             self.notify(

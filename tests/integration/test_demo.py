@@ -10,9 +10,9 @@ from typing import Any
 import psutil
 import pytest
 
-from app.services.storage import ConfigStore
 from app import demo
 from app.demo import start_demo_fleet
+from app.services.storage import ConfigStore
 from app.sim.fleet import SimInstance, http_json
 from tests.waiting import wait_until
 

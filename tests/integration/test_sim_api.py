@@ -374,7 +374,7 @@ async def test_websocket_feature_flags_handshake(sim: SimInstance) -> None:
 async def test_argv_and_pinned_gpu_are_reported(sim_factory: Callable[..., SimInstance]) -> None:
     pinned = sim_factory(
         "pinned",
-        args=["--some-extra", "value"],
+        args=["--preview-method", "auto"],
         env={"CUDA_VISIBLE_DEVICES": "GPU-9664e333-53f7-c99e"},
     )
     cpu = sim_factory("cpu", args=["--cpu"])
@@ -382,7 +382,7 @@ async def test_argv_and_pinned_gpu_are_reported(sim_factory: Callable[..., SimIn
         stats = await get_json(session, f"{pinned.url}/system_stats")
         cpu_stats = await get_json(session, f"{cpu.url}/system_stats")
     assert "CUDA_VISIBLE_DEVICES=GPU-9664e333-53f7-c99e" in stats["devices"][0]["name"]
-    assert stats["system"]["argv"][-2:] == ["--some-extra", "value"]
+    assert stats["system"]["argv"][-2:] == ["--preview-method", "auto"]
     assert stats["system"]["argv"][0] == "main.py"
     assert cpu_stats["devices"][0]["type"] == "cpu" and cpu_stats["devices"][0]["index"] is None
 

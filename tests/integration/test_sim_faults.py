@@ -137,6 +137,7 @@ async def test_vram_full(sim_factory: Callable[..., SimInstance]) -> None:
 def test_simulated_install_runs_with_comfyuis_command_line(tmp_path: Path) -> None:
     install = create_sim_install(tmp_path / "ComfyUI", device="NVIDIA H100 80GB HBM3", vram_gb=80)
     port = free_port()
+    (tmp_path / "user").mkdir()  # real ComfyUI refuses a --user-directory that does not exist
     argv = [
         "main.py",
         "--port",

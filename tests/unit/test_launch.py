@@ -66,7 +66,7 @@ def test_worker_command_line_and_environment() -> None:
         8189,
         "GPU-b",
         None,
-        ["--preview-method", "auto", "--cuda-device"],
+        ["--cuda-device", "1", "--preview-method", "auto", "--cuda-device=2"],
         PurePath("/d/gpu1"),
     )
     assert spec.argv[:9] == (
@@ -80,8 +80,12 @@ def test_worker_command_line_and_environment() -> None:
         "127.0.0.1",
         "--user-directory",
     )
-    assert "--cuda-device" not in spec.argv
+    assert "--cuda-device" not in spec.argv and "1" not in spec.argv  # the flag and its value
     assert spec.argv[-2:] == ("--preview-method", "auto")
+    assert (
+        spec.note == "left out --cuda-device 1 --cuda-device=2: the GPU is chosen in the GPU field"
+    )
+    assert spec.folders == ("/d/gpu1/user", "/d/gpu1/tmp")  # made before the launch
     assert "sqlite:////d/gpu1/user/comfyui.db" in spec.argv
     assert "--output-directory" not in spec.argv  # output and input stay shared
     assert spec.env == {
@@ -142,6 +146,15 @@ def test_crash_causes(code: int, lines: list[str], cause: CrashCause) -> None:
     crash = classify_crash(code, lines)
     assert crash.cause is cause
     assert f"exit code {code}" in crash.summary
+
+
+def test_an_argparse_refusal_is_a_bad_argument_that_is_not_retried() -> None:
+    usage = "usage: main.py [-h] [--listen [IP]] [--port PORT]"
+    crash = classify_crash(2, [usage, "main.py: error: unrecognized arguments: 1"])
+    assert crash.cause is CrashCause.BAD_ARGUMENT and not crash.retryable
+    assert crash.summary == "bad launch argument: unrecognized arguments: 1"
+    assert classify_crash(1, ["x"]).retryable
+    assert classify_crash(2, ["no argparse line here"]).cause is CrashCause.UNKNOWN
 
 
 def test_missing_module_names_it() -> None:

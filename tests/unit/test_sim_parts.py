@@ -38,7 +38,7 @@ def test_fault_list_parses_every_mode() -> None:
         parse_faults("start-fail=bored")
 
 
-def test_settings_take_comfyui_flags_and_tolerate_unknown_ones(tmp_path: Path) -> None:
+def test_settings_take_comfyui_flags_and_the_sims_knobs(tmp_path: Path) -> None:
     argv = [
         "--port",
         "8190",
@@ -49,8 +49,8 @@ def test_settings_take_comfyui_flags_and_tolerate_unknown_ones(tmp_path: Path) -
         "/o",
         "--temp-directory",
         "/t",
-        "--future-flag",
-        "x",
+        "--sim-name",
+        "w1",
         "--database-url",
         "sqlite:///db",
     ]
@@ -59,6 +59,29 @@ def test_settings_take_comfyui_flags_and_tolerate_unknown_ones(tmp_path: Path) -
     assert settings.output == Path("/o") and settings.temp == Path("/t/temp")
     assert settings.argv == ("main.py", *argv)
     assert settings.database_url == "sqlite:///db"
+    assert settings.name == "w1"
+
+
+def test_unknown_flags_are_refused_as_comfyui_refuses_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        load_settings(["--port", "8190", "--future-flag", "x"], tmp_path)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: main.py [-h]")
+    assert err.splitlines()[-1] == "main.py: error: unrecognized arguments: --future-flag x"
+
+
+def test_base_directory_moves_the_data_and_the_extensions_config(tmp_path: Path) -> None:
+    install, base = tmp_path / "install", tmp_path / "base"
+    settings = load_settings(["--base-directory", str(base)], install)
+    assert settings.output == base / "output" and settings.user == base / "user"
+    assert settings.distributed_config == (
+        base / "custom_nodes" / "ComfyUI-Distributed" / "gpu_config.json"
+    )
+    plain = load_settings([], install)
+    assert plain.distributed_config.parent == install / "custom_nodes" / "ComfyUI-Distributed"
 
 
 def test_sim_json_is_overridden_by_env_and_flags(
