@@ -22,7 +22,7 @@ from app.core.tunnel import (
     release_asset,
     token_key,
 )
-from app.services.comfy_install import HelpReader
+from app.services.comfy_install import HelpReader, check_instance_args
 from app.services.gpus import GpuMonitor
 from app.services.launch_plan import launchable_names, plan_launches
 from app.services.paths import AppPaths
@@ -58,6 +58,11 @@ class FleetControl:
         self.save_config: Callable[[FleetConfig], bool] = lambda config: False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._help = HelpReader()
+
+    async def check_args(self, config: FleetConfig, name: str) -> None:
+        """Raise ConfigError if ComfyUI would refuse the instance's extra args (asks the
+        install's own --help, off the GUI thread)."""
+        await asyncio.to_thread(check_instance_args, config, name, self._help)
 
     def launchable(self, name: str) -> bool:
         return name in launchable_names(self.config)

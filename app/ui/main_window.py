@@ -352,7 +352,7 @@ class MainWindow(QMainWindow):
         return self.model.row(self.table.source_row(rows[0])).name
 
     def _add_worker(self) -> None:
-        dialog = WorkerDialog(self._config, self._checker)
+        dialog = WorkerDialog(self._config, self._checker, args_check=self.control.check_args)
         if dialog.exec() and dialog.result_config is not None:
             self.apply_config(dialog.result_config)
 
@@ -360,7 +360,9 @@ class MainWindow(QMainWindow):
         worker = self._config.worker(self.selected_name() or "")
         if worker is None:
             return
-        dialog = WorkerDialog(self._config, self._checker, worker)
+        dialog = WorkerDialog(
+            self._config, self._checker, worker, args_check=self.control.check_args
+        )
         if dialog.exec() and dialog.result_config is not None:
             self.apply_config(dialog.result_config)
 

@@ -30,6 +30,7 @@ from app.core.errors import ConfigError
 from app.core.net import base_url, join_args, parse_cloud_address, split_args
 
 Checker = Callable[[str], Awaitable[str]]
+ArgsCheck = Callable[[FleetConfig, str], Awaitable[None]]  # raises ConfigError
 HOST_HINTS = {
     WorkerKind.LOCAL: "127.0.0.1 (this machine)",
     WorkerKind.REMOTE: "LAN host name or IP, e.g. 192.168.1.20",
@@ -39,12 +40,17 @@ HOST_HINTS = {
 
 class WorkerDialog(QDialog):
     def __init__(
-        self, config: FleetConfig, checker: Checker, worker: WorkerConfig | None = None
+        self,
+        config: FleetConfig,
+        checker: Checker,
+        worker: WorkerConfig | None = None,
+        args_check: ArgsCheck | None = None,
     ) -> None:
         super().__init__()
         self.setWindowTitle("Edit worker" if worker else "Add worker")
         self._config = config
         self._checker = checker
+        self._args_check = args_check
         self._original = worker
         self._task: asyncio.Task[None] | None = None
         self.result_worker: WorkerConfig | None = None
@@ -84,6 +90,7 @@ class WorkerDialog(QDialog):
         )
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
+        self.ok_button = buttons.button(QDialogButtonBox.StandardButton.Ok)
         layout = QVBoxLayout(self)
         layout.addLayout(form)
         layout.addWidget(self.test_button)
@@ -167,10 +174,30 @@ class WorkerDialog(QDialog):
 
     def accept(self) -> None:
         try:
-            self.result_config, self.result_worker = self.config_with_worker()
+            config, worker = self.config_with_worker()
         except ConfigError as exc:
             self.report.setText(f"✘ {exc}")
             return
+        if self._args_check is None or not worker.extra_args:
+            self._done(config, worker)
+            return
+        self.report.setText("Checking the extra args against ComfyUI's own command line…")
+        self.ok_button.setEnabled(False)
+        self._task = asyncio.ensure_future(self._check_then_accept(config, worker))
+
+    async def _check_then_accept(self, config: FleetConfig, worker: WorkerConfig) -> None:
+        assert self._args_check is not None
+        try:
+            await self._args_check(config, worker.name)
+        except ConfigError as exc:
+            self.report.setText(f"✘ {exc}")
+            return
+        finally:
+            self.ok_button.setEnabled(True)
+        self._done(config, worker)
+
+    def _done(self, config: FleetConfig, worker: WorkerConfig) -> None:
+        self.result_config, self.result_worker = config, worker
         super().accept()
 
     def _test(self) -> None:

@@ -149,3 +149,33 @@ async def test_dialog_test_connection_reports_what_it_found(
     assert "ComfyUI-Distributed answers" in reports[0] and "48.0 GiB" in reports[0]
     assert "NOT installed" in reports[1]
     assert reports[2].startswith("✘") and "--listen" in reports[2]
+
+
+@pytest.mark.asyncio
+async def test_worker_dialog_refuses_extra_args_comfyui_would_refuse(
+    qapp: QApplication, tmp_path: Path
+) -> None:
+    from app.services.comfy_install import HelpReader, check_instance_args
+    from app.sim.fleet import create_sim_install
+
+    install = create_sim_install(tmp_path / "ComfyUI")
+    config = FleetConfig(master=MasterConfig(comfyui_dir=str(install)))
+    reader = HelpReader()
+
+    async def check(new: FleetConfig, name: str) -> None:
+        check_instance_args(new, name, reader)
+
+    async def never(url: str) -> str:
+        raise AssertionError("not called")
+
+    dialog = WorkerDialog(config, never, args_check=check)
+    dialog.name.setText("w1")
+    dialog.extra_args.setText("--lowvarm")
+    dialog.accept()
+    await until(lambda: dialog.ok_button.isEnabled() and "✘" in dialog.report.text())
+    assert "no flag --lowvarm: did you mean --lowvram?" in dialog.report.text()
+    assert dialog.result_worker is None
+    dialog.extra_args.setText("--lowvram")
+    dialog.accept()
+    await until(lambda: dialog.result_worker is not None)
+    assert dialog.result_worker is not None and dialog.result_worker.extra_args == ("--lowvram",)
