@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from app import APP_ID
 from app.core.config import FleetConfig
@@ -26,3 +27,15 @@ def load_config(paths: AppPaths) -> tuple[ConfigStore, FleetConfig]:
     if result.problem:
         print(f"{APP_ID}: warning: {result.problem}", file=sys.stderr)
     return store, result.config
+
+
+def read_text_file(path: Path, what: str) -> str:
+    """A UTF-8 text file, or a one-line reason it cannot be read."""
+    try:
+        return path.read_bytes().decode("utf-8")
+    except OSError as exc:
+        raise ComfyFleetError(f"cannot read {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ComfyFleetError(
+            f"{path} is not a UTF-8 text file (byte {exc.start}): is it really {what}?"
+        ) from None

@@ -130,6 +130,17 @@ async def _watch(config: FleetConfig, as_json: bool) -> None:
         sys.stdout.flush()
 
 
+def positive_int(text: str) -> int:
+    """argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is less than 1")
+    return value
+
+
 def add_supervisor_commands(commands: Any) -> None:
     up = commands.add_parser("up", help="start and supervise local instances until Ctrl-C")
     up.add_argument("names", nargs="*", metavar="NAME", help="only these (default: all)")
@@ -140,7 +151,7 @@ def add_supervisor_commands(commands: Any) -> None:
     logs = commands.add_parser("logs", help="an instance's log")
     logs.add_argument("name", metavar="NAME")
     logs.add_argument("--follow", "-f", action="store_true", help="keep printing new lines")
-    logs.add_argument("--lines", "-n", type=int, default=200)
+    logs.add_argument("--lines", "-n", type=positive_int, default=200, help="how many (≥ 1)")
     propose = commands.add_parser("propose", help="master on GPU 0 and a worker per other GPU")
     propose.add_argument("--apply", action="store_true", help="save the proposal")
 

@@ -4,20 +4,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import signal
 import sys
+from collections.abc import Awaitable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
-from app.cli.common import EXIT_FAILURE, EXIT_OK
+from app.cli.common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, read_text_file
 from app.core.config import FleetConfig
 from app.core.errors import ComfyFleetError
-from app.core.runs import Phase, Progress
+from app.core.runs import Participant, Phase, Progress, RunResult
 from app.core.workflow import PreflightResult, Workflow, load_workflow, missing_models_script
+from app.services.comfy_client import classify
 from app.services.job_service import JOBS_HTTP_TIMEOUT, JobService
-from app.services.jobs import RunRejected, save_outputs
+from app.services.jobs import Run, RunRejected, save_outputs
+
+T = TypeVar("T")
 
 
 def add_job_commands(commands: Any) -> None:
@@ -34,51 +40,118 @@ def add_job_commands(commands: Any) -> None:
 
 
 def run_command(args: argparse.Namespace, config: FleetConfig) -> int:
-    try:
-        workflow = load_workflow(args.workflow.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ComfyFleetError(f"cannot read {args.workflow}: {exc.strerror}") from None
+    workflow = load_workflow(read_text_file(args.workflow, "a workflow (.json)"))
     names = [n.strip() for n in args.workers.split(",") if n.strip()] if args.workers else None
-    return asyncio.run(_run(args, config, workflow, names))
+    return _readable(config, _run(args, config, workflow, names))
+
+
+def _readable(config: FleetConfig, job: Coroutine[Any, Any, int]) -> int:
+    """Run a job; a network failure no layer below explained becomes one line, not a trace."""
+    try:
+        return asyncio.run(job)
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise ComfyFleetError(
+            f"the master at {config.master.url}: {classify(exc).message}"
+        ) from None
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived."""
+
+
+def stop_on_signals() -> asyncio.Event:
+    """Ctrl-C and SIGTERM set the event instead of killing the command mid-run."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for name in ("SIGINT", "SIGTERM"):
+        with contextlib.suppress(NotImplementedError, AttributeError):
+            loop.add_signal_handler(getattr(signal, name), stop.set)
+    return stop
+
+
+async def unless_stopped(awaitable: Awaitable[T], stop: asyncio.Event) -> T:
+    """The awaitable's result, or Interrupted (and the awaitable cancelled) if `stop` is set
+    first."""
+    task = asyncio.ensure_future(awaitable)
+    waiter = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if not task.done():
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        raise Interrupted
+    return task.result()
 
 
 async def _run(
     args: argparse.Namespace, config: FleetConfig, workflow: Workflow, names: list[str] | None
 ) -> int:
+    stop = stop_on_signals()
     async with aiohttp.ClientSession(timeout=JOBS_HTTP_TIMEOUT) as session:
         service = JobService(session, config)
-        master, workers = service.participants(names)
-        missing = await service.sync_or_explain()
-        if missing:
-            print(f"warning: {missing}", file=sys.stderr)
-            workers = []
-        checks = await service.preflight(workflow, [master, *workers])
-        failing = {c.participant for c in checks if not c.ok}
-        if failing:
-            _print_preflight(checks)
-            if "master" in failing or not args.drop_failing:
-                print("Preflight failed; nothing was sent (--drop-failing leaves workers out).")
-                return EXIT_FAILURE
-            workers = [w for w in workers if w.name not in failing]
-        listener = (lambda p: None) if args.json else _print_progress
-        run = service.start([master, *workers], listener, use_extension=not missing)
         try:
-            result = await run.execute(workflow)
+            participants = await unless_stopped(_prepare(args, service, workflow, names), stop)
+        except Interrupted:
+            print("Stopped before anything was sent.", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        if participants is None:
+            return EXIT_FAILURE
+        listener = (lambda p: None) if args.json else _print_progress
+        run = service.start(participants, listener, use_extension=service.extension_present)
+        try:
+            result = await unless_stopped(run.execute(workflow), stop)
+        except Interrupted:
+            return await _interrupt(run)
         except RunRejected as exc:
             print(f"The workflow was rejected:\n{exc}", file=sys.stderr)
             return EXIT_FAILURE
         for warning in result.warnings:
             print(f"warning: {warning}", file=sys.stderr)
+        saved = await save_outputs(session, config.master.url, result, args.out) if args.out else []
         if args.out:
-            saved = await save_outputs(session, master.url, result, args.out)
             print(f"saved {len(saved)} image(s) into {args.out}", file=sys.stderr)
-    if args.json:
-        print(json.dumps(result.as_json(), indent=2))
-    else:
-        for output in result.outputs:
-            print(f"{output.image.filename}\t{output.participant or '?'}\tseed {output.seed}")
+    _print_result(result, saved, args.json)
     master_part = result.participants[0]
     return EXIT_OK if master_part.phase is Phase.DONE else EXIT_FAILURE
+
+
+async def _prepare(
+    args: argparse.Namespace, service: JobService, workflow: Workflow, names: list[str] | None
+) -> list[Participant] | None:
+    """Sync, preflight, drop failing workers: who runs it, or None (nothing sent, said why)."""
+    master, workers = service.participants(names)
+    missing = await service.sync_or_explain()
+    if missing:
+        print(f"warning: {missing}", file=sys.stderr)
+        workers = []
+    checks = await service.preflight(workflow, [master, *workers])
+    failing = {c.participant for c in checks if not c.ok}
+    if failing:
+        _print_preflight(checks)
+        if "master" in failing or not args.drop_failing:
+            print("Preflight failed; nothing was sent (--drop-failing leaves workers out).")
+            return None
+        workers = [w for w in workers if w.name not in failing]
+    return [master, *workers]
+
+
+async def _interrupt(run: Run) -> int:
+    print("Interrupting every participant's part of the run…", file=sys.stderr, flush=True)
+    for stopped in await run.interrupt():
+        print(f"  {stopped.describe()}", file=sys.stderr)
+    return EXIT_INTERRUPTED
+
+
+def _print_result(result: RunResult, saved: list[Path], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result.as_json([str(path) for path in saved]), indent=2))
+        return
+    for number, output in enumerate(result.outputs):
+        where = f"\t{saved[number]}" if saved else ""
+        print(f"{output.image.filename}\t{output.participant or '?'}\tseed {output.seed}{where}")
 
 
 def _print_preflight(checks: list[PreflightResult]) -> None:
@@ -94,7 +167,13 @@ def _print_progress(progress: Progress) -> None:
 
 
 def test_fleet_command(args: argparse.Namespace, config: FleetConfig) -> int:
-    reports = asyncio.run(_test_fleet(config))
+    reports: list[Any] = []
+
+    async def canary() -> int:
+        reports.extend(await _test_fleet(config))
+        return EXIT_OK
+
+    _readable(config, canary())
     if args.json:
         print(json.dumps({"participants": [r.as_json() for r in reports]}, indent=2))
     else:

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from app.cli.common import EXIT_OK, UsageError, load_config
+from app.cli.common import EXIT_OK, UsageError, load_config, read_text_file
 from app.core.codec import to_data
 from app.core.config import (
     CLOUD_PORT,
@@ -19,8 +19,14 @@ from app.core.config import (
     validate_config,
 )
 from app.core.distributed import merge_distributed_config
-from app.core.errors import ConfigError
-from app.core.net import join_args, parse_cloud_address, split_args
+from app.core.errors import ComfyFleetError, ConfigError
+from app.core.net import (
+    CLOUD_PORT_ONLY,
+    join_args,
+    normalize_host,
+    parse_cloud_address,
+    split_args,
+)
 from app.services.comfy_install import HelpReader, check_instance_args
 from app.services.paths import AppPaths
 from app.services.storage import ConfigStore
@@ -93,9 +99,9 @@ def config_command(args: argparse.Namespace, paths: AppPaths) -> int:
         print(json.dumps(to_data(config), indent=2) if args.json else describe_config(config))
         return EXIT_OK
     try:
-        data = json.loads(args.file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UsageError(f"FILE: cannot read {args.file}: {exc.strerror}") from None
+        data = json.loads(read_text_file(args.file, "ComfyUI-Distributed's gpu_config.json"))
+    except ComfyFleetError as exc:
+        raise UsageError(f"FILE: {exc}") from None
     except json.JSONDecodeError as exc:
         raise UsageError(f"FILE: {args.file} is not JSON (line {exc.lineno})") from None
     result = merge_distributed_config(config, data, _install_dir_of(args.file))
@@ -117,6 +123,8 @@ def master_command(args: argparse.Namespace, paths: AppPaths) -> int:
     changes: dict[str, Any] = {}
     if args.comfyui is not None:
         changes["comfyui_dir"] = _existing_comfyui(args.comfyui)
+    if args.host is not None:
+        args.host = normalize_host(args.host)
     for name in ("python", "host", "port", "listen", "gpu"):
         value = getattr(args, name)
         if value is not None:
@@ -179,8 +187,10 @@ def _apply_options(
         if worker.kind is WorkerKind.CLOUD:
             changes["host"], changes["port"] = parse_cloud_address(args.host)
         else:
-            changes["host"] = args.host
+            changes["host"] = normalize_host(args.host)
     if args.port is not None:
+        if worker.kind is WorkerKind.CLOUD and args.port != CLOUD_PORT:
+            raise ConfigError("port", CLOUD_PORT_ONLY.format(address=f"port {args.port}"))
         changes["port"] = args.port
     elif args.action == "add":
         changes.setdefault("port", _default_port(worker.kind, config))

@@ -15,6 +15,7 @@ import psutil
 from app.core.config import FleetConfig
 from app.core.errors import ComfyFleetError
 from app.core.launch import GpuInfo, propose_fleet
+from app.core.names import file_stem
 from app.services.comfy_client import ComfyClient
 from app.services.gpus import GpuReader
 from app.services.launch_plan import make_supervisor, plan_launches, state_file
@@ -125,7 +126,7 @@ def down_command(paths: AppPaths, timeout_s: float = 15.0) -> int:
 
 
 def logs_command(args: argparse.Namespace, paths: AppPaths) -> int:
-    path = paths.log_dir / "instances" / f"{args.name}.log"
+    path = paths.log_dir / "instances" / f"{file_stem(args.name)}.log"
     if not path.exists():
         print(f"comfy-fleet: error: name: no log for {args.name!r} at {path}", file=sys.stderr)
         return 2

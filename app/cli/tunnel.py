@@ -15,6 +15,7 @@ from typing import Any
 
 from app.core.config import FleetConfig, NamedTunnel, WorkerKind, validate_config
 from app.core.errors import ConfigError
+from app.core.names import file_stem
 from app.core.tunnel import EXPOSURE, PINNED_SHA256, PINNED_VERSION, release_asset, token_key
 from app.services.paths import AppPaths
 from app.services.processes import ProcessId, interrupt, wait_gone
@@ -57,7 +58,7 @@ def tunnel_command(
     args: argparse.Namespace, paths: AppPaths, store: ConfigStore, config: FleetConfig
 ) -> int:
     target = getattr(args, "target", None)
-    state_file = paths.state_dir / (f"tunnel-{target}.json" if target else "tunnel.json")
+    state_file = paths.state_dir / (f"tunnel-{file_stem(target)}.json" if target else "tunnel.json")
     if args.action == "status":
         return _status(state_file, args.json)
     if args.action == "stop":
@@ -131,7 +132,7 @@ def _start(
         worker = config.worker(args.target)
         if worker is None or worker.kind is not WorkerKind.LOCAL:
             raise ConfigError("--for", f"{args.target!r} is not a local worker")
-        port, log_name = worker.port, f"tunnel-{worker.name}.log"
+        port, log_name = worker.port, f"tunnel-{file_stem(worker.name)}.log"
     runner = TunnelRunner(state_file, paths.log_dir / log_name, master.url)
     binary = find_cloudflared(config.tunnel.cloudflared_path, paths.data_dir)
     start = functools.partial(

@@ -78,3 +78,63 @@ def _convert_scalar(tp: Any, data: Any, path: str) -> Any:
 
 def _join(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
+
+
+def unknown_keys(cls: type[Any], data: Any) -> dict[str, Any]:
+    """What `data` holds that `cls` does not know (written by a newer version, say), nested
+    the same way; items of a list of dataclasses are matched by their `name`."""
+    if not dataclasses.is_dataclass(cls) or not isinstance(data, dict):
+        return {}
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    extra: dict[str, Any] = {k: v for k, v in data.items() if k not in known}
+    for name in known & data.keys():
+        inner = _dataclass_in(hints[name])
+        value = data[name]
+        if inner is None:
+            continue
+        if isinstance(value, list):
+            items = {
+                str(item.get("name")): found
+                for item in value
+                if isinstance(item, dict) and (found := unknown_keys(inner, item))
+            }
+            if items:
+                extra[name] = {ITEMS: items}
+        elif found := unknown_keys(inner, value):
+            extra[name] = found
+    return extra
+
+
+ITEMS = "__by_name__"
+
+
+def _dataclass_in(tp: Any) -> type[Any] | None:
+    """The dataclass a field holds, alone or as the items of a tuple."""
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        return tp
+    if typing.get_origin(tp) is tuple:
+        item = typing.get_args(tp)[0]
+        return item if dataclasses.is_dataclass(item) and isinstance(item, type) else None
+    return None
+
+
+def with_unknown(data: Any, extra: dict[str, Any]) -> Any:
+    """`data` (from to_data) with the unknown keys put back where they were."""
+    if not isinstance(data, dict):
+        return data
+    merged = dict(data)
+    for key, value in extra.items():
+        if key not in merged:
+            merged[key] = value
+        elif isinstance(value, dict) and ITEMS in value and isinstance(merged[key], list):
+            by_name = value[ITEMS]
+            merged[key] = [
+                with_unknown(item, by_name.get(str(item.get("name")), {}))
+                if isinstance(item, dict)
+                else item
+                for item in merged[key]
+            ]
+        elif isinstance(value, dict):
+            merged[key] = with_unknown(merged[key], value)
+    return merged

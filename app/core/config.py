@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from app.core.errors import ConfigError
-from app.core.net import base_url, is_loopback, validate_host
+from app.core.net import CLOUD_HTTPS_PORT, base_url, is_loopback, validate_host
 
 SCHEMA_VERSION = 1
 LOOPBACK = "127.0.0.1"
 DEFAULT_MASTER_PORT = 8188
 FIRST_WORKER_PORT = 8189  # ComfyUI-Distributed numbers its local workers from here
-CLOUD_PORT = 443
+CLOUD_PORT = CLOUD_HTTPS_PORT
 MAX_NAME_LENGTH = 64
 RESERVED_NAMES = frozenset({"master"})
 
@@ -148,6 +148,8 @@ def validate_gpu(value: str | None, field_name: str = "gpu") -> None:
 def validate_name(name: str, field_name: str = "name") -> None:
     if not name.strip():
         raise ConfigError(field_name, "a worker needs a name")
+    if name != name.strip():
+        raise ConfigError(field_name, f"{name!r} starts or ends with spaces")
     if len(name) > MAX_NAME_LENGTH:
         raise ConfigError(field_name, f"names are at most {MAX_NAME_LENGTH} characters")
     if any(not ch.isprintable() for ch in name):

@@ -27,6 +27,7 @@ class Failure(StrEnum):
     SERVER_ERROR = "server_error"
     NOT_COMFYUI = "not_comfyui"
     NETWORK = "network"
+    BAD_ADDRESS = "bad_address"
 
 
 # What most often fixes each failure, in words a user can act on.
@@ -43,6 +44,7 @@ FIXES = {
     Failure.SERVER_ERROR: "ComfyUI answered with an error: look at its log",
     Failure.NOT_COMFYUI: "something else answers on that port: check the address",
     Failure.NETWORK: "the network failed: check the address and the connection",
+    Failure.BAD_ADDRESS: "this address cannot be used: correct the host and port in its settings",
 }
 
 

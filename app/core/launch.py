@@ -18,6 +18,7 @@ from app.core.config import (
     WorkerConfig,
     WorkerKind,
 )
+from app.core.names import file_stem
 
 Exists = Callable[[PurePath], bool]
 
@@ -188,13 +189,9 @@ def launch_for(
         worker.gpu,
         worker.listen,
         worker.extra_args,
-        workers_root / _safe(worker.name),
+        workers_root / file_stem(worker.name),
         line=line,
     )
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
 class CrashCause(StrEnum):

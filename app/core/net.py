@@ -14,6 +14,11 @@ _RUNPOD_POD_ID = re.compile(r"^[a-z0-9]{8,24}$")
 RUNPOD_PROXY_SUFFIX = ".proxy.runpod.net"
 HTTPS_SUFFIXES = (".trycloudflare.com", RUNPOD_PROXY_SUFFIX)
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+CLOUD_HTTPS_PORT = 443
+CLOUD_PORT_ONLY = (
+    "{address}: a cloud worker is reached at https://HOST on port 443, as ComfyUI-Distributed "
+    "reaches it; for another port or plain http, add it as a remote worker"
+)
 
 
 def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -21,6 +26,15 @@ def _ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
         return ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return None
+
+
+def normalize_host(text: str) -> str:
+    """A host as the user may write it: spaces trimmed, an IPv6 address without its URL
+    brackets (`[::1]` → `::1`; the brackets come back in URLs)."""
+    host = text.strip()
+    if host.startswith("[") and host.endswith("]") and _ip(host) is not None:
+        return host[1:-1]
+    return host
 
 
 def validate_host(host: str, field_name: str = "host") -> None:
@@ -49,6 +63,7 @@ def uses_https(host: str, port: int, cloud: bool = False) -> bool:
 
 def base_url(host: str, port: int, cloud: bool = False) -> str:
     """The URL a ComfyUI instance answers on, by ComfyUI-Distributed's rules."""
+    host = normalize_host(host)
     shown = f"[{host}]" if ":" in host else host
     if uses_https(host, port, cloud):
         return f"https://{shown}"
@@ -59,16 +74,23 @@ def parse_cloud_address(text: str, comfy_port: int = 8188) -> tuple[str, int]:
     """Accept a host, an https URL, or a bare Runpod pod id; return (host, port)."""
     text = text.strip()
     if "://" in text:
-        parts = urlsplit(text)
+        try:
+            parts = urlsplit(text)
+            port = parts.port
+        except ValueError as exc:
+            raise ConfigError("host", f"{text!r} is not a URL: {exc}") from None
         if not parts.hostname:
             raise ConfigError("host", f"{text!r} has no host name")
-        return parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)
+        if port not in (None, CLOUD_HTTPS_PORT) or parts.scheme != "https":
+            raise ConfigError("host", CLOUD_PORT_ONLY.format(address=text))
+        return parts.hostname, CLOUD_HTTPS_PORT
     if _RUNPOD_POD_ID.match(text):
         return f"{text}-{comfy_port}{RUNPOD_PROXY_SUFFIX}", 443
     if re.match(r"^[a-z0-9]{8,24}-\d{2,5}$", text):
         return f"{text}{RUNPOD_PROXY_SUFFIX}", 443
-    validate_host(text)
-    return text, 443
+    host = normalize_host(text)
+    validate_host(host)
+    return host, CLOUD_HTTPS_PORT
 
 
 def split_args(text: str, field_name: str = "extra_args") -> tuple[str, ...]:

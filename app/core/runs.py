@@ -59,6 +59,29 @@ class Progress:
 
 
 @dataclass(frozen=True)
+class Stopped:
+    """What an interrupt did on one participant: its running part stopped, its waiting ones
+    taken out of its queue (prompt ids), or why it could not be asked."""
+
+    name: str
+    interrupted: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    left: int = 0  # items of the run still in its queue when the interrupt gave up
+    error: str = ""
+
+    def describe(self) -> str:
+        if self.error:
+            return f"{self.name}: could not be asked ({self.error})"
+        done = []
+        if self.interrupted:
+            done.append(f"interrupted {len(self.interrupted)} running")
+        if self.removed:
+            done.append(f"removed {len(self.removed)} waiting")
+        said = ", ".join(done) or "nothing of this run was there"
+        return f"{self.name}: {said}" + (f"; {self.left} still in its queue" if self.left else "")
+
+
+@dataclass(frozen=True)
 class Output:
     image: ImageRef
     participant: str  # "" when it cannot be told
@@ -77,14 +100,18 @@ class RunResult:
     def delivered(self, name: str) -> bool:
         return any(o.participant == name for o in self.outputs)
 
-    def as_json(self) -> dict[str, object]:
+    def as_json(self, saved: Sequence[str] = ()) -> dict[str, object]:
+        """`saved`: where each output was written, in order (with `run --out`)."""
+        outputs: list[dict[str, object]] = [
+            {"file": o.image.filename, "participant": o.participant, "seed": o.seed}
+            for o in self.outputs
+        ]
+        for output, path in zip(outputs, saved, strict=False):
+            output["saved"] = path
         return {
             "prompt_id": self.prompt_id,
             "worker_count": self.worker_count,
-            "outputs": [
-                {"file": o.image.filename, "participant": o.participant, "seed": o.seed}
-                for o in self.outputs
-            ],
+            "outputs": outputs,
             "skipped": list(self.skipped),
         }
 

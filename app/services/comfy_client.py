@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from app.core.errors import ComfyFleetError
 from app.core.health import (
     Failure,
     NotComfyUI,
@@ -87,6 +88,8 @@ class ComfyClient:
                 stats, queue = await self._probe_http.get_all(urls)
         except (aiohttp.ClientError, OSError, TimeoutError, BadHttp) as exc:
             return ProbeResult(error=classify(exc))
+        except ValueError as exc:  # a URL no request can be made of
+            return ProbeResult(error=bad_address(exc))
         return probe_result(urls, stats, queue, (time.perf_counter() - started) * 1000)
 
     async def get_json(self, url: str) -> Any:
@@ -134,6 +137,10 @@ def _raise_for_status(code: int, path: str) -> None:
 
 
 NOT_HTTP = "the server does not speak HTTP as ComfyUI does"
+
+
+def bad_address(exc: BaseException) -> ProbeError:
+    return ProbeError(Failure.BAD_ADDRESS, f"bad address ({exc})")
 
 
 def classify(exc: BaseException) -> ProbeError:
@@ -184,3 +191,25 @@ async def check_connection(client: ComfyClient, base_url: str) -> str:
         f"✔ ComfyUI {stats.comfyui_version} on {stats.device}; {vram}; {extension}; "
         f"{result.latency_ms:.0f} ms"
     )
+
+
+async def what_answers(session: aiohttp.ClientSession, base_url: str) -> ProbeError | None:
+    """What the monitor's probe would say of `base_url` (None: a ComfyUI answers there), for
+    the jobs' own session: one classification for `status` and the jobs alike."""
+    urls = probe_urls(base_url)
+    answers = []
+    try:
+        for url in urls:
+            async with session.get(url, allow_redirects=False) as response:
+                answers.append((response.status, await response.read()))
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        return classify(exc)
+    return probe_result(urls, answers[0], answers[1], 0.0).error
+
+
+class MasterUnusable(ComfyFleetError):
+    """The master cannot take a job: unreachable, not ComfyUI, or it answered an error."""
+
+
+def unusable(url: str, error: ProbeError) -> MasterUnusable:
+    return MasterUnusable(f"the master at {url}: {error.message}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Iterable
@@ -13,6 +14,7 @@ import aiohttp
 from app.core.config import FleetConfig, WorkerConfig, WorkerKind
 from app.core.errors import ComfyFleetError
 from app.core.net import join_args
+from app.services.comfy_client import MasterUnusable, classify, unusable, what_answers
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +64,35 @@ def _differs(wanted: dict[str, Any], have: dict[str, Any]) -> bool:
 
 
 async def read_config(session: aiohttp.ClientSession, url: str) -> dict[str, Any]:
-    """The master's Distributed config; ExtensionMissing when the route does not exist."""
-    async with session.get(f"{url}/distributed/config") as response:
-        if response.status == 404:
-            raise ExtensionMissing(url)
-        response.raise_for_status()
-        data: dict[str, Any] = await response.json()
-    return data
+    """The master's Distributed config. ExtensionMissing when a ComfyUI without the extension
+    answers; MasterUnusable (in the monitor's words) when it cannot be used at all."""
+    route = f"{url}/distributed/config"
+    try:
+        async with session.get(route) as response:
+            status, body = response.status, await response.read()
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise unusable(url, classify(exc)) from None
+    data = _json_object(body) if status == 200 else None
+    if data is not None:
+        return data
+    problem = await what_answers(session, url)
+    if problem is not None:
+        raise unusable(url, problem)
+    if status == 404:
+        raise ExtensionMissing(url)
+    said = body.decode("utf-8", "replace").strip().splitlines()[:1] or ["(empty)"]
+    how = f"HTTP {status}" if status != 200 else "not JSON"
+    raise MasterUnusable(
+        f"the master at {url} answered {how} on /distributed/config: {said[0][:200]}"
+    )
+
+
+def _json_object(body: bytes) -> dict[str, Any] | None:
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return data if isinstance(data, dict) else None
 
 
 async def sync_workers(
@@ -102,6 +126,10 @@ async def sync_workers(
 
 
 async def _post(session: aiohttp.ClientSession, url: str, **body: Any) -> None:
-    async with session.post(url, json=body) as response:
-        if response.status != 200:
-            raise ComfyFleetError(f"{url} answered HTTP {response.status}: {await response.text()}")
+    try:
+        async with session.post(url, json=body) as response:
+            if response.status != 200:
+                text = (await response.text(errors="replace"))[:300]
+                raise ComfyFleetError(f"{url} answered HTTP {response.status}: {text}")
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise ComfyFleetError(f"{url}: {classify(exc).message}") from None

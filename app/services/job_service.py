@@ -13,6 +13,7 @@ import aiohttp
 
 from app.core.config import FleetConfig
 from app.core.errors import ComfyFleetError
+from app.core.health import Failure
 from app.core.runs import MASTER, Participant, Phase, Progress, RunResult
 from app.core.workflow import (
     Capabilities,
@@ -22,6 +23,7 @@ from app.core.workflow import (
     model_refs,
     preflight,
 )
+from app.services.comfy_client import what_answers
 from app.services.distributed_sync import (
     ExtensionMissing,
     SyncReport,
@@ -36,6 +38,8 @@ JOBS_HTTP_TIMEOUT = aiohttp.ClientTimeout(total=None, connect=5, sock_read=120)
 CANARY_MARGIN_S = 30.0  # beyond the master's own wait for workers
 DEFAULT_WORKER_TIMEOUT_S = 60.0
 LACKS_EXTENSION = "the worker lacks the ComfyUI-Distributed extension: install it there"
+# Left to the run to report ("offline: …"), as it reports every unreachable participant.
+OFFLINE_FAILURES = frozenset({Failure.REFUSED, Failure.DNS, Failure.TIMEOUT, Failure.NETWORK})
 UNREACHABLE_MASTER = (
     "finished its part but its images never reached the master: the master's address{where} is "
     "not reachable from that worker — start a tunnel for the master, set the master host in "
@@ -66,6 +70,7 @@ class JobService:
     def __init__(self, session: aiohttp.ClientSession, config: FleetConfig) -> None:
         self.session = session
         self.config = config
+        self.extension_present = True  # as the last sync found it
 
     def participants(
         self, names: Sequence[str] | None = None
@@ -93,7 +98,9 @@ class JobService:
         try:
             await self.sync()
         except ExtensionMissing as exc:
+            self.extension_present = False
             return str(exc)
+        self.extension_present = True
         return ""
 
     async def preflight(
@@ -147,30 +154,35 @@ class JobService:
             ]
         wait = float(settings.get("worker_timeout_seconds") or DEFAULT_WORKER_TIMEOUT_S)
         # A worker without the extension rejects its part and the master would wait `wait` s.
-        bare = [
-            w.name
-            for w, ok in zip(
-                workers,
-                await asyncio.gather(*(self._lacks_extension(w) for w in workers)),
-                strict=True,
+        unfit = {
+            w.name: why
+            for w, why in zip(
+                workers, await asyncio.gather(*(self._unfit(w) for w in workers)), strict=True
             )
-            if ok
-        ]
-        run = Run(self.session, master, [w for w in workers if w.name not in bare], listener)
+            if why
+        }
+        run = Run(self.session, master, [w for w in workers if w.name not in unfit], listener)
         result = await run.execute(canary_workflow(random.randrange(2**31)), wait + CANARY_MARGIN_S)
         reports = {p.name: await self._canary_report(p, result) for p in result.participants}
-        for name in bare:
-            reports[name] = CanaryReport(name, False, None, LACKS_EXTENSION)
+        for name, why in unfit.items():
+            reports[name] = CanaryReport(name, False, None, why)
         return [reports[p.name] for p in (master, *workers)]
 
-    async def _lacks_extension(self, worker: Participant) -> bool:
+    async def _unfit(self, worker: Participant) -> str:
+        """Why the canary is not sent to this worker ("" when it is): something that is not
+        ComfyUI answers there (as `status` says), or a ComfyUI without the extension."""
+        status = 0
         try:
             await self._get(f"{worker.url}/distributed/system_info")
+            return ""
         except aiohttp.ClientResponseError as exc:
-            return exc.status == 404
-        except (aiohttp.ClientError, TimeoutError):
-            pass  # offline: the run says so
-        return False
+            status = exc.status
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            pass
+        problem = await what_answers(self.session, worker.url)
+        if problem is None:
+            return LACKS_EXTENSION if status == 404 else ""
+        return "" if problem.failure in OFFLINE_FAILURES else problem.message
 
     async def _canary_report(self, progress: Progress, result: RunResult) -> CanaryReport:
         delivered = result.delivered(progress.name)

@@ -9,7 +9,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,7 @@ import aiohttp
 
 from app.core import fingerprint
 from app.core.errors import ComfyFleetError
+from app.core.names import file_name, file_stem
 from app.core.runs import (
     MASTER,
     ImageRef,
@@ -25,11 +26,12 @@ from app.core.runs import (
     Phase,
     Progress,
     RunResult,
+    Stopped,
     attribute_by_order,
     seed_for,
 )
 from app.core.workflow import Rejection, Workflow, base_seed, rejection_from_answer
-from app.services.comfy_client import classify
+from app.services.comfy_client import MasterUnusable, classify, unusable
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +39,34 @@ Listener = Callable[[Progress], None]
 CONNECT_TIMEOUT_S = 3.0
 CONNECT_ATTEMPTS = 3
 SETTLE_S = 5.0  # after the master is done, how long workers still running may take to say so
+INTERRUPT_SETTLE_S = 5.0  # how long an interrupt keeps asking until the run's items are gone
+INTERRUPT_POLL_S = 0.2
+
+
+@dataclass
+class _Asked:
+    """What the interrupt rounds did on one participant."""
+
+    interrupted: set[str] = field(default_factory=set)
+    removed: set[str] = field(default_factory=set)
+    left: int = 0
+    error: str = ""
+
+    def settle(self, items: list[tuple[str, bool]], error: str) -> None:
+        """Items seen in this round were acted on; the next round shows whether they left."""
+        self.error = error
+        for prompt_id, running in items:
+            (self.interrupted if running else self.removed).add(prompt_id)
+        self.left = len(items)
+
+    def stopped(self, name: str) -> Stopped:
+        return Stopped(
+            name,
+            tuple(sorted(self.interrupted)),
+            tuple(sorted(self.removed)),
+            self.left,
+            self.error,
+        )
 
 
 class RunRejected(ComfyFleetError):
@@ -106,9 +136,21 @@ class Run:
             await self._close()
         return await self._result(workflow, prompt_id, worker_count, reachable)
 
-    async def interrupt(self) -> None:
-        """Stop every participant's part of this run, not only the master's."""
-        await asyncio.gather(*(self._interrupt(w) for w in self._watches.values()))
+    async def interrupt(self, settle_s: float = INTERRUPT_SETTLE_S) -> list[Stopped]:
+        """Stop every participant's part of this run, not only the master's; asks again until
+        none of it is left in any queue (a worker may get its part a moment later)."""
+        asked = {name: _Asked() for name in self._watches}
+        deadline = asyncio.get_running_loop().time() + settle_s
+        while True:
+            rounds = await asyncio.gather(*(self._interrupt(w) for w in self._watches.values()))
+            for watch, (left, error) in zip(self._watches.values(), rounds, strict=True):
+                asked[watch.participant.name].settle(left, error)
+            if all(a.left == 0 for a in asked.values()):
+                break
+            if asyncio.get_running_loop().time() >= deadline:
+                break
+            await asyncio.sleep(INTERRUPT_POLL_S)
+        return [a.stopped(name) for name, a in asked.items()]
 
     async def _connect(self, watch: _Watch) -> None:
         """The participant's websocket; a proxy's one-off error (Runpod's 5xx) gets retries."""
@@ -143,15 +185,24 @@ class Run:
                 f"{self.master.url}/prompt",
                 {"prompt": workflow, "client_id": self.client_id},
             )
-        async with self._session.post(url, json=body) as response:
-            text = await response.text()
-            try:
-                answer: Any = json.loads(text)
-            except ValueError:
-                answer = text
-            if response.status != 200:
-                raise RunRejected(rejection_from_answer(response.status, answer))
-        return str(answer["prompt_id"]), int(answer.get("worker_count", 0))
+        try:
+            async with self._session.post(url, json=body) as response:
+                status, text = response.status, await response.text(errors="replace")
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise unusable(self.master.url, classify(exc)) from None
+        try:
+            answer: Any = json.loads(text)
+        except ValueError:
+            answer = text
+        if status != 200:
+            raise RunRejected(rejection_from_answer(status, answer))
+        if not isinstance(answer, dict) or not isinstance(answer.get("prompt_id"), str):
+            raise MasterUnusable(
+                f"the master at {self.master.url} accepted the run but gave no prompt id: "
+                f"{text.strip()[:200] or '(empty answer)'}"
+            )
+        count = answer.get("worker_count", 0)
+        return answer["prompt_id"], count if isinstance(count, int) else 0
 
     async def _read(self, watch: _Watch) -> None:
         assert watch.socket is not None
@@ -208,9 +259,11 @@ class Run:
             if watch.socket is not None:
                 await watch.socket.close()
 
-    async def _interrupt(self, watch: _Watch) -> None:
+    async def _interrupt(self, watch: _Watch) -> tuple[list[tuple[str, bool]], str]:
+        """One round on one participant: this run's items in its queue (id, running) after
+        asking; or the error that stopped the asking."""
         url = watch.participant.url
-        with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError):
+        try:
             async with self._session.get(f"{url}/queue") as response:
                 queue = await response.json()
             mine = [
@@ -224,6 +277,9 @@ class Run:
                 await self._session.post(f"{url}/queue", json={"delete": pending})
             for pid in (pid for pid, running in mine if running):
                 await self._session.post(f"{url}/interrupt", json={"prompt_id": pid})
+        except (aiohttp.ClientError, TimeoutError, ValueError, AttributeError) as exc:
+            return [], classify(exc).detail if not isinstance(exc, ValueError) else str(exc)
+        return mine, ""
 
     async def _result(
         self, workflow: Workflow, prompt_id: str, worker_count: int, sent: list[Participant]
@@ -272,14 +328,22 @@ class Run:
         )
 
     async def _history_images(self, prompt_id: str) -> list[ImageRef]:
-        async with self._session.get(f"{self.master.url}/history/{prompt_id}") as response:
-            history = (await response.json()).get(prompt_id, {})
-        return [
-            ImageRef(str(i["filename"]), str(i.get("subfolder", "")), str(i.get("type", "output")))
-            for node in history.get("outputs", {}).values()
-            for i in node.get("images", [])
-            if i.get("type", "output") == "output"
-        ]
+        try:
+            async with self._session.get(f"{self.master.url}/history/{prompt_id}") as response:
+                history = (await response.json()).get(prompt_id, {})
+            return [
+                ImageRef(
+                    str(i["filename"]), str(i.get("subfolder", "")), str(i.get("type", "output"))
+                )
+                for node in history.get("outputs", {}).values()
+                for i in node.get("images", [])
+                if i.get("type", "output") == "output"
+            ]
+        except (aiohttp.ClientError, OSError, TimeoutError, ValueError, AttributeError) as exc:
+            raise MasterUnusable(
+                f"the run finished, but the master's /history/{prompt_id} could not be read: "
+                f"{exc or type(exc).__name__}"
+            ) from None
 
     async def _match_pixels(self, outputs: list[ImageRef], order: list[str]) -> list[str]:
         """The master's outputs against each worker's own previews; the rest are the master's."""
@@ -319,11 +383,13 @@ async def save_outputs(
     saved = []
     for output in result.outputs:
         data = await fetch_image(session, url, output.image)
-        stem = "_".join(p for p in (output.participant or "unknown", str(output.seed or "")) if p)
-        target = folder / f"{stem}_{output.image.filename}"
+        who = file_stem(output.participant or "unknown")
+        stem = "_".join(p for p in (who, str(output.seed or "")) if p)
+        name = file_name(output.image.filename)
+        target = folder / f"{stem}_{name}"
         number = 1
         while target.exists():
-            target = folder / f"{stem}_{number}_{output.image.filename}"
+            target = folder / f"{stem}_{number}_{name}"
             number += 1
         await asyncio.to_thread(target.write_bytes, data)
         saved.append(target)

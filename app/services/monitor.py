@@ -21,7 +21,13 @@ from app.core.health import (
     WorkerState,
     apply_probe,
 )
-from app.services.comfy_client import ComfyClient, classify, probe_result, probe_urls
+from app.services.comfy_client import (
+    ComfyClient,
+    bad_address,
+    classify,
+    probe_result,
+    probe_urls,
+)
 from app.services.probe_http import Answer, Outcome
 
 log = logging.getLogger(__name__)
@@ -215,14 +221,27 @@ class FleetMonitor:
         loop = asyncio.get_running_loop()
         now = loop.time()
         timeout = self.client.timeout_s
-        for watch in list(self._watches.values()):
-            probe = watch.probe
+        try:
+            for watch in list(self._watches.values()):
+                self._step(watch, now, timeout)
+        finally:  # whatever one watch did, the others are probed on
+            self._ticker = loop.call_at(self._next_slot(now), self._tick) if self._watches else None
+
+    def _step(self, watch: _Watch, now: float, timeout: float) -> None:
+        probe = watch.probe
+        try:
             if probe is None:
                 if watch.due <= now:
                     watch.probe = _Probe(self, watch, now + timeout)
             elif now >= probe.deadline:
                 probe.finish(ProbeResult(error=ProbeError(Failure.TIMEOUT, "no answer in time")))
-        self._ticker = loop.call_at(self._next_slot(now), self._tick) if self._watches else None
+        except ValueError as exc:  # an address no request can be made of: this worker alone
+            watch.probe = None
+            self.probed(watch, ProbeResult(error=bad_address(exc)))
+        except Exception:
+            watch.probe = None
+            log.exception("probing %s failed", watch.target.name)
+            watch.due = now + self._schedule.offline_max_s
 
     def probed(self, watch: _Watch, result: ProbeResult) -> None:
         if self._watches.get(watch.target.name) is not watch:

@@ -24,7 +24,13 @@ class SecretStore:
         self._backend = backend
 
     def _keyring(self) -> KeyringBackend:
-        return self._backend or keyring.get_keyring()
+        """The given backend, else the system's; one that keeps nothing safe is refused."""
+        if self._backend is not None:
+            return self._backend
+        chosen = keyring.get_keyring()
+        if not is_safe(chosen):
+            raise SecretStoreError(_explain(keyring.errors.NoKeyringError()))
+        return chosen
 
     def get(self, name: str) -> str | None:
         try:
@@ -53,6 +59,19 @@ class SecretStore:
         return True
 
 
+# Backends keyring may pick that keep no secret safely: none at all, or a plain file.
+UNSAFE_MODULES = ("keyring.backends.fail", "keyring.backends.null", "keyrings.alt")
+
+
+def is_safe(backend: KeyringBackend) -> bool:
+    """A system keyring (Secret Service, KWallet, macOS Keychain, Windows Credential Locker);
+    a chainer is safe when any backend it chains is."""
+    inner = getattr(backend, "backends", None)
+    if inner is not None:
+        return any(is_safe(b) for b in inner)
+    return not type(backend).__module__.startswith(UNSAFE_MODULES)
+
+
 def _explain(exc: Exception) -> str:
     if isinstance(exc, keyring.errors.KeyringLocked):
         return "The system keyring is locked: unlock it and try again."
@@ -61,23 +80,3 @@ def _explain(exc: Exception) -> str:
         "Install and start a Secret Service (GNOME Keyring or KWallet) and try again; "
         "ComfyFleet never falls back to a plain-text file."
     )
-
-
-class MemoryKeyring(KeyringBackend):
-    """An in-memory backend for tests and demos."""
-
-    priority = 1
-
-    def __init__(self) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
-        self._secrets: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self._secrets.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self._secrets[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        if self._secrets.pop((service, username), None) is None:
-            raise keyring.errors.PasswordDeleteError(username)

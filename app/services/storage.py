@@ -9,8 +9,9 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from app.core.codec import from_data, to_data
+from app.core.codec import from_data, to_data, unknown_keys, with_unknown
 from app.core.config import SCHEMA_VERSION, FleetConfig, validate_config
 from app.core.errors import ConfigError, ConfigFileError
 
@@ -40,6 +41,11 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def parse_config(text: str) -> FleetConfig:
+    return _parse(text)[0]
+
+
+def _parse(text: str) -> tuple[FleetConfig, dict[str, Any]]:
+    """The config, and what the file holds that this version does not know (kept on save)."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -54,11 +60,11 @@ def parse_config(text: str) -> FleetConfig:
         )
     config = from_data(FleetConfig, data)
     validate_config(config)
-    return config
+    return config, unknown_keys(FleetConfig, data)
 
 
-def dump_config(config: FleetConfig) -> str:
-    return json.dumps(to_data(config), indent=2) + "\n"
+def dump_config(config: FleetConfig, unknown: dict[str, Any] | None = None) -> str:
+    return json.dumps(with_unknown(to_data(config), unknown or {}), indent=2) + "\n"
 
 
 class ConfigStore:
@@ -66,8 +72,11 @@ class ConfigStore:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._unknown: dict[str, Any] = {}  # keys of a newer version, written back on save
 
     def load(self) -> LoadResult:
+        if self.path.is_dir():
+            raise ConfigFileError(f"{self.path} is a folder, not a config file: pass a file path")
         try:
             raw = self.path.read_bytes()
         except FileNotFoundError:
@@ -75,7 +84,7 @@ class ConfigStore:
         except OSError as exc:
             raise ConfigFileError(f"Cannot read {self.path}: {exc.strerror}") from exc
         try:
-            return LoadResult(parse_config(raw.decode("utf-8")))
+            config, self._unknown = _parse(raw.decode("utf-8"))
         except (ConfigError, UnicodeDecodeError) as exc:
             backup = self._move_aside()
             problem = (
@@ -84,11 +93,16 @@ class ConfigStore:
             )
             log.warning("%s", problem)
             return LoadResult(FleetConfig(), problem, backup)
+        if self._unknown:
+            log.info(
+                "%s has settings of a newer version (kept): %s", self.path, list(self._unknown)
+            )
+        return LoadResult(config)
 
     def save(self, config: FleetConfig) -> None:
         validate_config(config)
         try:
-            atomic_write_text(self.path, dump_config(config))
+            atomic_write_text(self.path, dump_config(config, self._unknown))
         except OSError as exc:
             raise ConfigFileError(f"Cannot write {self.path}: {exc.strerror}") from exc
 

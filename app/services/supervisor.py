@@ -26,6 +26,7 @@ import psutil
 
 from app.core.errors import ComfyFleetError
 from app.core.launch import Crash, CrashCause, LaunchSpec, RestartPolicy, classify_crash
+from app.core.names import file_stem
 from app.core.net import base_url
 from app.services.comfy_client import ComfyClient
 from app.services.processes import ProcessId, check_port, interrupt, kill_tree, spawn
@@ -147,7 +148,7 @@ class Supervisor:
         return list(instance.lines) if instance else []
 
     def log_path(self, name: str) -> Path:
-        return self.logs_dir / f"{name}.log"
+        return self.logs_dir / f"{file_stem(name)}.log"
 
     # commands
 

@@ -46,15 +46,36 @@ class TunnelError(ComfyFleetError):
         self.failure = failure
 
 
+class CloudflaredUnusable(ComfyFleetError):
+    """A cloudflared was found but cannot be run; the message says what is wrong with it."""
+
+
 def find_cloudflared(configured: str | None, data_dir: Path) -> Path | None:
-    """The configured path, then PATH, then the app's data folder."""
-    if configured and Path(configured).is_file():
-        return Path(configured)
+    """The configured path, then PATH, then the app's data folder; None when there is none.
+    A cloudflared that is there but cannot run raises CloudflaredUnusable."""
+    if configured:
+        return _runnable(Path(configured).expanduser(), "the configured cloudflared")
     on_path = shutil.which("cloudflared")
     if on_path:
         return Path(on_path)
+    for folder in os.environ.get("PATH", "").split(os.pathsep):
+        candidate = Path(folder or ".") / EXE
+        if candidate.is_file():  # which() skipped it: it cannot be executed
+            return _runnable(candidate, "cloudflared on PATH")
     bundled = data_dir / "bin" / EXE
-    return bundled if bundled.is_file() else None
+    return _runnable(bundled, "the downloaded cloudflared") if bundled.exists() else None
+
+
+def _runnable(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise CloudflaredUnusable(f"{what} ({path}) does not exist: fix the path in the settings")
+    if path.is_dir():
+        raise CloudflaredUnusable(f"{what} ({path}) is a folder, not the cloudflared program")
+    if not os.access(path, os.X_OK):
+        raise CloudflaredUnusable(
+            f"{what} ({path}) is not executable: make it so (chmod +x {path}) or choose another"
+        )
+    return path
 
 
 async def download_cloudflared(

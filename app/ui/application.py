@@ -19,7 +19,7 @@ from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
 from app import APP_ID, APP_NAME
 from app.core.config import AppSettings, FleetConfig, Notice
-from app.core.errors import ComfyFleetError
+from app.core.errors import ComfyFleetError, ConfigFileError
 from app.core.health import ProbeSchedule
 from app.services.autostart import Autostart
 from app.services.comfy_client import ComfyClient, check_connection
@@ -267,6 +267,16 @@ async def _run(desktop: DesktopApp) -> None:
         await desktop.stop()
 
 
+def load_or_explain(store: ConfigStore) -> LoadResult:
+    """The config; one that cannot be read at all (a folder, no permission) is said in the
+    window, which then starts on defaults (and says so again if a save fails)."""
+    try:
+        return store.load()
+    except ConfigFileError as exc:
+        log.warning("%s", exc)
+        return LoadResult(FleetConfig(), f"{exc}. ComfyFleet started with default settings.")
+
+
 def run_app(paths: AppPaths, demo_workers: int | None = None) -> int:
     qt_app = create_qt_app(sys.argv)
     simulation = demo_workers is not None
@@ -278,7 +288,7 @@ def run_app(paths: AppPaths, demo_workers: int | None = None) -> int:
         print(f"{APP_NAME} is already running; its window was brought to the front.")
         return 0
     try:
-        loaded = ConfigStore(paths.config_file).load()
+        loaded = load_or_explain(ConfigStore(paths.config_file))
         desktop = DesktopApp(qt_app, paths, loaded, simulation)
         install_signal_handlers(qt_app, desktop.quit)
         collect_garbage_on_gui_thread(qt_app)

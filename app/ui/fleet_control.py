@@ -162,7 +162,11 @@ class FleetControl:
             if found is None:
                 return
             hostname, token = found
-        binary = find_cloudflared(settings.cloudflared_path, self._paths.data_dir)
+        try:
+            binary = find_cloudflared(settings.cloudflared_path, self._paths.data_dir)
+        except ComfyFleetError as exc:
+            self.error(f"The tunnel cannot start: {exc}")
+            return
         if binary is None:
             binary = await self._offer_download()
             if binary is None:

@@ -27,7 +27,7 @@ from app.core.config import (
     validate_config,
 )
 from app.core.errors import ConfigError
-from app.core.net import base_url, join_args, parse_cloud_address, split_args
+from app.core.net import base_url, join_args, normalize_host, parse_cloud_address, split_args
 
 Checker = Callable[[str], Awaitable[str]]
 ArgsCheck = Callable[[FleetConfig, str], Awaitable[None]]  # raises ConfigError
@@ -128,6 +128,7 @@ class WorkerDialog(QDialog):
             self.host.setText("127.0.0.1")
         elif self.host.text() == "127.0.0.1" and kind is WorkerKind.CLOUD:
             self.host.clear()
+        self.port.setEnabled(kind is not WorkerKind.CLOUD)  # always 443, as Distributed uses it
         if kind is WorkerKind.CLOUD:
             self.port.setValue(CLOUD_PORT)
         elif self.port.value() == CLOUD_PORT:
@@ -155,7 +156,7 @@ class WorkerDialog(QDialog):
             base,
             name=self.name.text().strip(),
             kind=kind,
-            host=self.host.text().strip(),
+            host=normalize_host(self.host.text()),
             port=self.port.value(),
             gpu=(self.gpu.text().strip() or None) if local else None,
             extra_args=split_args(self.extra_args.text(), "extra args") if local else (),

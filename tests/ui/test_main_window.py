@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 from PySide6.QtCore import QEvent, Qt
 from PySide6.QtGui import QHelpEvent
-from PySide6.QtWidgets import QApplication, QSystemTrayIcon, QToolTip
+from PySide6.QtWidgets import QApplication, QLabel, QSystemTrayIcon, QToolTip
 from pytestqt.qtbot import QtBot
 
 from app.core.config import FleetConfig
@@ -85,6 +85,23 @@ def test_problem_banner_names_the_backup(
         app.window.show()
         assert app.window.problem.isVisible()
         assert loaded.backup is not None and loaded.backup.exists()
+    finally:
+        app.instance.close()
+        app.window.close()
+
+
+def test_a_config_path_that_is_a_folder_opens_on_defaults_and_says_so(
+    qapp: QApplication, app_paths: AppPaths
+) -> None:
+    from app.ui.application import load_or_explain
+
+    app_paths.config_file.mkdir(parents=True)
+    app = DesktopApp(qapp, app_paths, load_or_explain(ConfigStore(app_paths.config_file)))
+    try:
+        app.window.show()
+        assert app.window.problem.isVisible()
+        label = app.window.problem.findChild(QLabel)
+        assert label is not None and "is a folder, not a config file" in label.text()
     finally:
         app.instance.close()
         app.window.close()

@@ -15,11 +15,12 @@ from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 from app.core.config import FleetConfig, MasterConfig, TunnelSettings
 from app.core.tunnel import PINNED_SHA256, PINNED_VERSION, release_asset
 from app.services.processes import ProcessId
-from app.services.secrets import MemoryKeyring, SecretStore
+from app.services.secrets import SecretStore
 from app.services.storage import ConfigStore
 from app.sim.fleet import SimInstance, http_json
 from app.ui.named_tunnel_dialog import NamedTunnelDialog
 from tests.fakes import cloudflared_script, install_cloudflared
+from tests.fakes.memory_keyring import MemoryKeyring
 from tests.local_server import local_server
 from tests.ui.helpers import desktop_with
 from tests.waiting import until
