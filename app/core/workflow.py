@@ -33,6 +33,8 @@ MODEL_INPUTS: dict[str, str] = {
     "clip_name1": "text_encoders",
     "clip_name2": "text_encoders",
     "clip_name3": "text_encoders",
+    "clip_name4": "text_encoders",
+    "audio_encoder_name": "audio_encoders",
     "style_model_name": "style_models",
     "gligen_name": "gligen",
     "hypernetwork_name": "hypernetworks",

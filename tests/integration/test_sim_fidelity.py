@@ -213,3 +213,51 @@ async def test_event_order_and_history_match_the_recordings(
         _assert_same_events(
             _recorded_sequence(run, "runtime_error", "master"), events, "runtime_error"
         )
+
+
+def recorded_model_inputs() -> dict[tuple[str, str], str]:
+    """Which folder each loader input lists, as the recordings show it: the models a shipped
+    template declares (file → folder) are the values of those inputs in the real prompts."""
+    found: dict[tuple[str, str], str] = {}
+    for case in sorted((RECORDINGS / "ui_workflows").glob("t*/ui.json")):
+        ui = json.loads(case.read_text())
+        nodes = ui["nodes"] + [
+            n for sub in (ui.get("definitions") or {}).get("subgraphs", []) for n in sub["nodes"]
+        ]
+        models = list(ui.get("models") or []) + [
+            m for n in nodes for m in (n.get("properties") or {}).get("models") or []
+        ]
+        folders = {m["name"]: m["directory"] for m in models}
+        prompt = json.loads(case.with_name("api.json").read_text())
+        for node in prompt.values():
+            for name, value in node["inputs"].items():
+                if isinstance(value, str) and value in folders:
+                    found[(node["class_type"], name)] = folders[value]
+    upscale = json.loads((RECORDINGS / "cpu" / "object_info.json").read_text())[
+        "UpscaleModelLoader"
+    ]
+    assert "tiny_compact_x2.safetensors" in upscale["input"]["required"]["model_name"][1]["options"]
+    found[("UpscaleModelLoader", "model_name")] = "upscale_models"
+    return found
+
+
+def test_model_folders_are_the_recorded_ones() -> None:
+    from app.sim.catalogue import MODEL_INPUTS
+
+    assert recorded_model_inputs() == MODEL_INPUTS
+
+
+@pytest.mark.asyncio
+async def test_model_lists_are_this_instances_files_and_the_recorded_specials(
+    sim_factory: Callable[..., SimInstance],
+) -> None:
+    models = {"vae": ["mine.safetensors"], "upscale_models": []}
+    sim = sim_factory("models", env={"COMFYFLEET_SIM_MODELS": json.dumps(models)})
+    async with aiohttp.ClientSession() as session:
+        vae = await get_json(session, f"{sim.url}/object_info/VAELoader")
+        upscale = await get_json(session, f"{sim.url}/object_info/UpscaleModelLoader")
+    assert vae["VAELoader"]["input"]["required"]["vae_name"][0] == [
+        "mine.safetensors",
+        "pixel_space",
+    ]
+    assert upscale["UpscaleModelLoader"]["input"]["required"]["model_name"][1]["options"] == []

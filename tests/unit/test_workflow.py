@@ -14,6 +14,7 @@ from app.core.workflow import (
     canary_workflow,
     load_workflow,
     missing_models_script,
+    model_folder,
     model_refs,
     preflight,
     rejection_from_answer,
@@ -156,3 +157,10 @@ def test_attribution_by_order_and_seeds() -> None:
     ]
     assert [seed_for(10, order[1:], n) for n in order] == [10, 11, 12]
     assert seed_for(None, order[1:], "w1") is None
+
+
+def test_the_preflights_model_folders_agree_with_the_recordings() -> None:
+    from tests.integration.test_sim_fidelity import recorded_model_inputs
+
+    for (class_type, name), folder in recorded_model_inputs().items():
+        assert model_folder(class_type, name) == folder, (class_type, name)
