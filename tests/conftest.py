@@ -3,17 +3,71 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from app.sim.fleet import SimInstance, start_sim
+from tests.netguard_site import netguard
 
 REPO = Path(__file__).resolve().parents[1]
 RECORDINGS = REPO.parent / "shared" / "recordings"
+GUARD_SITE = Path(__file__).resolve().parent / "netguard_site"
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Every Python a test starts (the CLI, the app) guards its network use as well."""
+    paths = [str(GUARD_SITE), *filter(None, [os.environ.get("PYTHONPATH")])]
+    os.environ["PYTHONPATH"] = os.pathsep.join(paths)
+    handle, log = tempfile.mkstemp(prefix="comfyfleet-netguard-", suffix=".log")
+    os.close(handle)
+    os.environ[netguard.LOG_ENV] = log
+
+
+def _remote_connections() -> list[str]:
+    """Connections of this process (uvloop's too, which bypass Python's socket module) and
+    its children that lead off this machine."""
+    found = []
+    me = psutil.Process()
+    for process in (me, *me.children(recursive=True)):
+        try:
+            connections = process.net_connections(kind="inet")
+        except psutil.Error:
+            continue
+        for conn in connections:
+            if conn.raddr and not netguard.allowed(conn.raddr.ip):
+                found.append(f"pid {process.pid} connected to {conn.raddr.ip}:{conn.raddr.port}")
+    return found
+
+
+@pytest.fixture(autouse=True)
+def network_guard(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """Fail any test that reaches beyond loopback or resolves a name other than localhost.
+
+    uvloop connects in C, out of the socket module's reach: the monitor thread's uvloop is one
+    whose connections pass the same checks."""
+    seen: list[str] = []
+    monkeypatch.setattr(
+        "app.services.monitor_thread.new_loop", netguard.guarded_uvloop(seen.append)
+    )
+    log = Path(os.environ[netguard.LOG_ENV])
+    start = log.stat().st_size
+    uninstall = netguard.install(seen.append)
+    try:
+        yield seen
+    finally:
+        uninstall()
+    with log.open(encoding="utf-8") as handle:
+        handle.seek(start)
+        seen += handle.read().splitlines()
+    seen += _remote_connections()
+    if seen:
+        pytest.fail("reached beyond this machine: " + "; ".join(dict.fromkeys(seen)))
 
 
 @pytest.fixture(autouse=True)

@@ -45,7 +45,7 @@ def test_workers_add_edit_list_remove(tmp_path: Path) -> None:
     )
     assert (
         comfy_fleet(
-            "worker", "add", "remote", "--name", "lan", "--host", "192.168.1.20", config=cfg
+            "worker", "add", "remote", "--name", "lan", "--host", "127.0.0.20", config=cfg
         ).returncode
         == 0
     )
@@ -60,7 +60,7 @@ def test_workers_add_edit_list_remove(tmp_path: Path) -> None:
     listed = json.loads(comfy_fleet("worker", "list", "--json", config=cfg).stdout)
     assert [(w["name"], w["kind"], w["url"], w["enabled"]) for w in listed] == [
         ("gpu1", "local", "http://127.0.0.1:8189", True),
-        ("lan", "remote", "http://192.168.1.20:8288", False),
+        ("lan", "remote", "http://127.0.0.20:8288", False),
         ("pod", "cloud", "https://abcd1234efgh-8188.proxy.runpod.net", True),
     ]
     assert listed[0]["extra_args"] == ["--preview-method", "auto"]

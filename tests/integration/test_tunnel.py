@@ -208,7 +208,7 @@ def test_cli_tunnel_for_a_local_worker_leaves_the_master_host_alone(
             master=MasterConfig(port=sim.port),
             workers=(
                 WorkerConfig("gpu1", WorkerKind.LOCAL, port=worker.port),
-                WorkerConfig("lan", WorkerKind.REMOTE, host="192.168.1.5", port=8188),
+                WorkerConfig("lan", WorkerKind.REMOTE, host="127.0.0.5", port=8188),
             ),
             tunnel=TunnelSettings(cloudflared_path=str(cloudflared), confirm_exposure=False),
         )

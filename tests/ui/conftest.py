@@ -17,11 +17,11 @@ def fleet_config() -> FleetConfig:
         master=MasterConfig(comfyui_dir="/opt/ComfyUI", gpu="0"),
         workers=(
             WorkerConfig("gpu1", WorkerKind.LOCAL, port=8189, gpu="1"),
-            WorkerConfig("lan-box", WorkerKind.REMOTE, host="192.168.1.20", port=8188),
+            WorkerConfig("lan-box", WorkerKind.REMOTE, host="127.0.0.20", port=8188),
             WorkerConfig(
                 "runpod",
                 WorkerKind.CLOUD,
-                host="abc-8188.proxy.runpod.net",
+                host="pod-a.invalid",
                 port=443,
                 enabled=False,
             ),

@@ -51,8 +51,8 @@ def test_window_lists_master_then_workers(desktop: DesktopApp, qtbot: QtBot) -> 
     assert _cells(desktop, Column.ADDRESS) == [
         "http://127.0.0.1:8188",
         "http://127.0.0.1:8189",
-        "http://192.168.1.20:8188",
-        "https://abc-8188.proxy.runpod.net",
+        "http://127.0.0.20:8188",
+        "https://pod-a.invalid",
     ]
     assert _cells(desktop, Column.DEVICE) == ["GPU 0", "GPU 1", "—", "—"]
     assert _cells(desktop, Column.DETAIL) == ["starting", "starting", "starting", "disabled"]
@@ -276,7 +276,7 @@ def test_tooltips_are_made_when_asked(desktop: DesktopApp, qtbot: QtBot) -> None
     )
     assert table.viewportEvent(event)
     assert "lan-box" in QToolTip.text()
-    assert "http://192.168.1.20:8188" in QToolTip.text()
+    assert "http://127.0.0.20:8188" in QToolTip.text()
 
 
 def test_simulation_is_labelled_in_the_title(qapp: QApplication, saved_paths: AppPaths) -> None:

@@ -130,7 +130,7 @@ def _with_workers(*workers: WorkerConfig, master: MasterConfig | None = None) ->
         (_with_workers(WorkerConfig("", WorkerKind.LOCAL)), "name", "needs a name"),
         (_with_workers(WorkerConfig("master", WorkerKind.LOCAL)), "name", "reserved"),
         (
-            _with_workers(WorkerConfig("a", WorkerKind.LOCAL, host="10.0.0.5")),
+            _with_workers(WorkerConfig("a", WorkerKind.LOCAL, host="192.0.2.5")),
             "worker 'a' host",
             "this machine",
         ),

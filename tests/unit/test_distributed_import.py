@@ -49,7 +49,7 @@ def test_import_every_worker_type_and_field() -> None:
             {
                 "id": "2",
                 "name": "lan",
-                "host": "192.168.1.20",
+                "host": "192.0.2.20",
                 "port": 8188,
                 "cuda_device": None,
                 "enabled": False,
