@@ -1,9 +1,9 @@
 """The monitor's HTTP: keep-alive GETs on plain asyncio protocols, nothing more.
 
 Probing 200 workers once a second is 400 small GETs a second. A general client (aiohttp)
-spends about 160 µs of CPU on each; this one parses just what a probe needs (status line,
-Content-Length or chunked body, keep-alive) for a fraction of that
-(tests/benchmarks/bench_monitor.py). Everything else in the app uses aiohttp.
+spends about 160 µs of CPU on each; this one writes prepared requests and reads the answers
+with llhttp (httptools) for a fraction of that (tests/benchmarks/bench_monitor.py).
+Everything else in the app uses aiohttp.
 """
 
 from __future__ import annotations
@@ -11,19 +11,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import re
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import cast
 from urllib.parse import urlsplit
 
-MAX_HEADER_BYTES = 64 * 1024
+import httptools
+
 MAX_BODY_BYTES = 16 * 1024 * 1024
+MAX_LENGTH_DIGITS = len(str(MAX_BODY_BYTES))
 IDLE_PER_HOST = 4
 MAX_ROUTES = 4096
-_STATUS = re.compile(rb"HTTP/1\.[0-9] ([0-9]{3})[^\r\n]*")
-_HEADER = re.compile(rb"\r\n(content-length|transfer-encoding|connection)[ \t]*:([^\r\n]*)", re.I)
 
 
 class BadHttp(Exception):
@@ -52,11 +51,16 @@ Callback = Callable[[Outcome], None]
 
 
 class _Connection(asyncio.Protocol):
-    """One keep-alive connection; the GETs written on it are answered in order."""
+    """One keep-alive connection; the GETs written on it are answered in order.
+
+    Answers are read by llhttp (httptools, as uvicorn reads requests): status, framing
+    (Content-Length or chunked), keep-alive; anything it refuses is BadHttp.
+    """
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
-        self.buffer = bytearray()
+        self.parser = httptools.HttpResponseParser(self)
+        self.body = bytearray()
         self.on_answer: Callback | None = None
         self.expected = 0
         self.answers: list[Answer] = []
@@ -69,19 +73,37 @@ class _Connection(asyncio.Protocol):
     def expect(self, count: int, callback: Callback) -> None:
         self.expected, self.answers, self.on_answer = count, [], callback
 
+    # llhttp's callbacks
+
+    def on_message_begin(self) -> None:
+        self.body = bytearray()
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if len(value) > MAX_LENGTH_DIGITS and name.lower() == b"content-length":
+            raise BadHttp("too large a Content-Length")  # (llhttp itself refuses bad ones)
+
+    def on_body(self, body: bytes) -> None:
+        self.body += body
+        if len(self.body) > MAX_BODY_BYTES:
+            raise BadHttp("answer too large")
+
+    def on_message_complete(self) -> None:
+        self.keep_alive = self.parser.should_keep_alive()
+        self.answers.append((self.parser.get_status_code(), bytes(self.body)))
+
+    # the transport's
+
     def data_received(self, data: bytes) -> None:
-        self.buffer += data
-        while self.on_answer is not None and len(self.answers) < self.expected:
-            try:
-                answer = self._parse()
-            except BadHttp as exc:
-                self._deliver(exc)
-                return
-            if answer is None:
-                return
-            self.answers.append(answer)
-        if self.on_answer is not None:
-            self._deliver(self.answers)
+        if self.on_answer is None:
+            return  # nothing asked (or already given up on): what comes now is not ours
+        try:
+            self.parser.feed_data(data)
+        except (httptools.HttpParserError, BadHttp) as exc:
+            self.keep_alive = False
+            self._deliver(_bad_http(exc))
+            return
+        if len(self.answers) >= self.expected:
+            self._deliver(self.answers[: self.expected])
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.open = False
@@ -98,69 +120,14 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             self.transport.close()
 
-    def _parse(self) -> tuple[int, bytes] | None:
-        buffer = self.buffer
-        end = buffer.find(b"\r\n\r\n")
-        if end < 0:
-            if len(buffer) > MAX_HEADER_BYTES:
-                raise BadHttp("headers too long")
-            return None
-        status = _STATUS.match(buffer)
-        if status is None:
-            first = bytes(buffer[: buffer.find(b"\r\n")]).split(b" ", 1)[0]
-            raise BadHttp(f"not an HTTP answer: {first[:60].decode('latin-1')!r}")
-        code = int(status[1])  # (read now: the buffer changes below)
-        length, chunked, self.keep_alive = None, False, True
-        # only the three headers a probe needs, read in place (the status line's end on)
-        for name, value in _HEADER.findall(buffer, status.end(), end + 2):
-            name, value = name.lower(), value.strip().lower()
-            if name == b"content-length":
-                length = int(value) if value.isdigit() else -1
-            elif name == b"transfer-encoding":
-                chunked = b"chunked" in value
-            else:
-                self.keep_alive = value != b"close"
-        start = end + 4
-        if chunked:
-            body, used = _dechunk(buffer, start)
-        elif length is not None:
-            if not 0 <= length <= MAX_BODY_BYTES:
-                raise BadHttp("bad or too large Content-Length")
-            if len(buffer) - start < length:
-                return None
-            body, used = bytes(buffer[start : start + length]), start + length
-        else:
-            raise BadHttp("an answer without a length")  # ComfyUI always sends one
-        if body is None:
-            return None
-        del buffer[:used]
-        return code, body
 
-
-def _dechunk(buffer: bytearray, start: int) -> tuple[bytes | None, int]:
-    body = bytearray()
-    position = start
-    while True:
-        line_end = buffer.find(b"\r\n", position)
-        if line_end < 0:
-            return None, 0
-        try:
-            size = int(bytes(buffer[position:line_end]).split(b";")[0], 16)
-        except ValueError:
-            raise BadHttp("bad chunk size") from None
-        chunk_start = line_end + 2
-        if size == 0:
-            trailer_end = buffer.find(b"\r\n\r\n", line_end)
-            if trailer_end < 0 and buffer[chunk_start : chunk_start + 2] != b"\r\n":
-                return None, 0
-            used = chunk_start + 2 if trailer_end < 0 else trailer_end + 4
-            return bytes(body), used
-        if len(buffer) < chunk_start + size + 2:
-            return None, 0
-        body += buffer[chunk_start : chunk_start + size]
-        if len(body) > MAX_BODY_BYTES:
-            raise BadHttp("answer too large")
-        position = chunk_start + size + 2
+def _bad_http(exc: Exception) -> BadHttp:
+    if isinstance(exc, BadHttp):
+        return exc
+    cause = exc.__cause__ or exc.__context__  # an error raised in a callback comes wrapped
+    if isinstance(cause, BadHttp):
+        return cause
+    return BadHttp(f"not an HTTP answer ({exc})")
 
 
 class Request:

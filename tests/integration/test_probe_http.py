@@ -8,7 +8,11 @@ from collections.abc import AsyncIterator, Callable
 import pytest
 import pytest_asyncio
 
+from app.core.health import Failure, WorkerHealth, WorkerState
+from app.services.comfy_client import NOT_HTTP, ComfyClient
+from app.services.monitor import FleetMonitor, MonitorTarget
 from app.services.probe_http import BadHttp, ProbeHttp
+from app.sim.fleet import SimInstance
 
 pytestmark = pytest.mark.asyncio
 
@@ -51,8 +55,9 @@ async def test_content_length_in_pieces_and_keep_alive(client: ProbeHttp) -> Non
         writer.close()
 
     server, url = await serve(handler)
-    async with server:
+    async with server:  # (from 3.12 on, leaving it waits for the handlers: close the client)
         answers = [await client.get(f"{url}/system_stats") for _ in range(3)]
+        client.close()
     assert answers == [(200, b'{"ok": true}')] * 3
     assert connections == 1  # kept alive
 
@@ -125,5 +130,37 @@ async def test_pipelined_gets_are_answered_in_order_on_one_connection(client: Pr
     async with server:
         client.request((f"{url}/system_stats", f"{url}/prompt"), collect)
         await done.wait()
+        client.close()
     assert answers == [[(200, b"stats"), (500, b"queue")]]
     assert connections == 1
+
+
+async def test_a_worker_that_does_not_speak_http_is_not_http_for_it_alone(
+    sim_factory: Callable[..., SimInstance],
+) -> None:
+    async def garbage(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\n")
+        await writer.drain()
+
+    good = sim_factory("good")
+    server, url = await serve(garbage)
+    client = ComfyClient()
+    monitor = FleetMonitor(client)
+    heard: dict[str, list[WorkerHealth]] = {"good": [], "bad": []}
+    monitor.subscribe(lambda h: heard[h.name].append(h))
+    async with server:
+        monitor.set_targets(
+            [MonitorTarget("bad", "remote", url), MonitorTarget("good", "remote", good.url)]
+        )
+        try:
+            while sum(h.state is WorkerState.ONLINE for h in heard["good"]) < 2 or not any(
+                h.state is WorkerState.OFFLINE for h in heard["bad"]
+            ):
+                await asyncio.sleep(0.05)
+        finally:
+            await monitor.stop()
+            await client.close()
+    bad = next(h for h in heard["bad"] if h.state is WorkerState.OFFLINE)
+    assert bad.failure is Failure.NOT_COMFYUI and bad.error is not None
+    assert bad.error.startswith(NOT_HTTP)
