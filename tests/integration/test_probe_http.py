@@ -20,7 +20,16 @@ Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], object]
 
 
 async def serve(handler: Handler) -> tuple[asyncio.Server, str]:
-    server = await asyncio.start_server(handler, "127.0.0.1", 0)  # type: ignore[arg-type]
+    """A raw server; each connection is closed when its handler is done (from 3.12 on,
+    leaving `async with server` waits until every connection is closed)."""
+
+    async def closing(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await handler(reader, writer)  # type: ignore[misc]
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(closing, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     return server, f"http://127.0.0.1:{port}"
 

@@ -1,0 +1,74 @@
+"""Questions to the user that are awaited, never `exec()`-ed.
+
+A dialog's `exec()` (and QMessageBox.question/warning/…) runs a nested Qt event loop; inside a
+coroutine on qasync that re-enters other asyncio tasks and breaks them (REFERENCE §6). Here a
+dialog is opened with `open()` and its answer comes back through a future resolved by the
+dialog's `finished` signal, so the event loop stays the one loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TypeVar
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QDialog, QMessageBox, QWidget
+
+from app import APP_NAME
+
+Button = QMessageBox.StandardButton
+D = TypeVar("D", bound=QDialog)
+
+
+async def answer_of(dialog: QDialog) -> int:
+    """Open `dialog` (window-modal) and wait for it to finish; its result code."""
+    future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    def finished(result: int) -> None:
+        if not future.done():
+            future.set_result(result)
+
+    dialog.finished.connect(finished)
+    dialog.setWindowModality(Qt.WindowModality.WindowModal)
+    dialog.open()
+    try:
+        return await future
+    finally:
+        dialog.finished.disconnect(finished)
+        if dialog.isVisible():  # the coroutine was cancelled while the dialog was open
+            dialog.reject()
+
+
+async def ask(
+    parent: QWidget | None,
+    text: str,
+    buttons: Button = Button.Yes | Button.No,
+    default: Button = Button.No,
+    icon: QMessageBox.Icon = QMessageBox.Icon.Question,
+) -> Button:
+    """The button the user chose (Escape or closing the box counts as the default)."""
+    box = QMessageBox(icon, APP_NAME, text, buttons, parent)
+    box.setObjectName("question")
+    box.setDefaultButton(default)
+    box.setEscapeButton(default)
+    try:
+        await answer_of(box)
+        clicked = box.clickedButton()
+        return box.standardButton(clicked) if clicked is not None else default
+    finally:
+        box.deleteLater()
+
+
+async def confirm(parent: QWidget | None, text: str, default_yes: bool = False) -> bool:
+    default = Button.Yes if default_yes else Button.No
+    return await ask(parent, text, default=default) == Button.Yes
+
+
+def tell(parent: QWidget | None, text: str, warning: bool = True) -> QMessageBox:
+    """Show a message without waiting for it (nothing depends on its answer)."""
+    icon = QMessageBox.Icon.Warning if warning else QMessageBox.Icon.Information
+    box = QMessageBox(icon, APP_NAME, text, Button.Ok, parent)
+    box.setObjectName("message")
+    box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    box.open()
+    return box
