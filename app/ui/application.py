@@ -213,6 +213,38 @@ class DesktopApp:
             await self._jobs_session.close()
 
     def quit(self) -> None:
+        """Leave, asking first if a run is in progress (it is interrupted everywhere)."""
+        if self.jobs_window is None or self.jobs_window.run is None:
+            self.quit_now()
+            return
+        task = asyncio.ensure_future(self._quit_after_asking())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _quit_after_asking(self) -> None:
+        assert self.jobs_window is not None
+        if await self.jobs_window.stop_run_if_asked():
+            self.quit_now()
+
+    def quit_on_signal(self) -> None:
+        """SIGTERM/Ctrl-C: nobody to ask; a run in progress is interrupted, then the app ends."""
+        run = self.jobs_window.run if self.jobs_window is not None else None
+        if run is None:
+            self.quit_now()
+            return
+        task = asyncio.ensure_future(self._interrupt_then_quit())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _interrupt_then_quit(self) -> None:
+        try:
+            assert self.jobs_window is not None
+            await asyncio.wait_for(self.jobs_window.interrupt(), 8)
+        except (TimeoutError, ComfyFleetError, aiohttp.ClientError, OSError) as exc:
+            log.warning("the run was not interrupted everywhere before quitting: %s", exc)
+        self.quit_now()
+
+    def quit_now(self) -> None:
         """Leave: _run stops the services, then the event loop ends."""
         self.window.save_geometry()
         if self.tray is not None:
@@ -290,7 +322,7 @@ def run_app(paths: AppPaths, demo_workers: int | None = None) -> int:
     try:
         loaded = load_or_explain(ConfigStore(paths.config_file))
         desktop = DesktopApp(qt_app, paths, loaded, simulation)
-        install_signal_handlers(qt_app, desktop.quit)
+        install_signal_handlers(qt_app, desktop.quit_on_signal)
         collect_garbage_on_gui_thread(qt_app)
         log.info("%s started with config %s", APP_NAME, paths.config_file)
         with asyncio.Runner(loop_factory=functools.partial(qasync.QEventLoop, qt_app)) as runner:

@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 from PySide6.QtCore import QSize, Qt, QUrl
-from PySide6.QtGui import QDesktopServices, QIcon, QImage, QPixmap
+from PySide6.QtGui import QCloseEvent, QDesktopServices, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -37,6 +37,7 @@ from app.core.runs import Participant, Phase, Progress, RunResult
 from app.core.workflow import PreflightResult, Workflow, load_workflow
 from app.services.job_service import CanaryReport, JobService
 from app.services.jobs import Run, RunRejected, fetch_image, save_outputs
+from app.ui.ask import confirm
 from app.ui.preflight_dialog import PreflightDialog
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,7 @@ class JobsWindow(QMainWindow):
         ):
             self.buttons[name].clicked.connect(slot)
         self.saved_to: Path | None = None
+        self._closing = False
         self.notify: Callable[[Notice, str, str], None] = lambda notice, title, text: None
         self.ask_drop_failing: Callable[[list[PreflightResult]], bool] = lambda checks: (
             PreflightDialog(checks, self).ask()
@@ -271,8 +273,38 @@ class JobsWindow(QMainWindow):
 
     async def interrupt(self) -> None:
         if self.run is not None:
-            self.message.setText("Interrupting every participant…")
-            await self.run.interrupt()
+            self.message.setText("Interrupting every participant's part of the run…")
+            stopped = await self.run.interrupt()
+            self.message.setText("Interrupted.\n" + "\n".join(s.describe() for s in stopped))
+
+    async def stop_run_if_asked(self) -> bool:
+        """No run, or the user agreed to interrupt it (and it was, on every participant)."""
+        if self.run is None:
+            return True
+        self.show()
+        self.raise_()
+        question = (
+            f"{self.workflow_name} is running on {len(self.run.workers) + 1} participant(s).\n\n"
+            "Interrupt it on every participant?"
+        )
+        if not await confirm(self, question):
+            return False
+        await self.interrupt()
+        return True
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        """Closing during a run asks first, then interrupts the run everywhere."""
+        if self.run is None or self._closing:
+            event.accept()
+            return
+        event.ignore()
+        self._spawn(self._close_after_asking())
+
+    async def _close_after_asking(self) -> None:
+        if await self.stop_run_if_asked():
+            self._closing = True
+            self.close()
+            self._closing = False
 
     async def test_fleet(self) -> None:
         self._set_busy(True)

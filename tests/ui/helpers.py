@@ -5,13 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QMessageBox
 
 from app.core.config import FleetConfig
 from app.services.paths import resolve_paths
 from app.services.storage import ConfigStore
 from app.ui.application import DesktopApp
 from app.ui.worker_table import Column
+from tests.waiting import until
 
 
 def cell(app: DesktopApp, name: str, column: Column) -> str:
@@ -28,3 +29,25 @@ def desktop_with(
     paths = resolve_paths(folder / "fleet.json")
     ConfigStore(paths.config_file).save(config)
     return DesktopApp(qapp, paths, ConfigStore(paths.config_file).load(), **options)
+
+
+def open_question() -> QMessageBox | None:
+    """The question box the app is waiting on, if one is open."""
+    for widget in QApplication.topLevelWidgets():
+        if (
+            isinstance(widget, QMessageBox)
+            and widget.isVisible()
+            and widget.objectName() == "question"
+        ):
+            return widget
+    return None
+
+
+async def answer(button: QMessageBox.StandardButton, timeout: float = 30) -> str:
+    """Wait for the app's question, click `button`; the question's text."""
+    await until(lambda: open_question() is not None, timeout)
+    box = open_question()
+    assert box is not None
+    text = box.text()
+    box.button(button).click()
+    return text

@@ -101,3 +101,49 @@ async def test_run_gallery_history_preflight_and_canary(
         assert "lacks the ComfyUI-Distributed extension" in states["bare"]
     finally:
         await app.stop()
+
+
+async def test_closing_or_quitting_during_a_run_asks_then_interrupts_everywhere(
+    qapp: QApplication, sim_factory: Callable[..., SimInstance], tmp_path: Path
+) -> None:
+    from PySide6.QtWidgets import QMessageBox
+
+    from tests.integration.test_cli_jobs import _slow_distributed
+    from tests.ui.helpers import answer
+
+    scale = ["--sim-time-scale", "0.4"]
+    master = sim_factory("master", args=["--sim-name", "master", *scale])
+    w1 = sim_factory("w1", args=["--sim-name", "w1", *scale])
+    config = FleetConfig(
+        master=MasterConfig(port=master.port),
+        workers=(WorkerConfig("w1", WorkerKind.REMOTE, port=w1.port),),
+    )
+    app = desktop_with(
+        qapp, tmp_path, config, gpu_reader=GpuReader(FakeNvml.recorded("cpu", "t0_idle"))
+    )
+    await app.start()
+    try:
+        app.open_jobs()
+        window = app.jobs_window
+        assert window is not None
+        path = tmp_path / "slow.json"
+        path.write_text(json.dumps(_slow_distributed()))
+        assert window.open_workflow(path)
+        window.buttons["Run"].click()
+
+        def busy() -> bool:
+            return all(http_json(f"{sim.url}/queue")["queue_running"] for sim in (master, w1))
+
+        await until(busy, timeout=60)
+        window.close()
+        assert "Interrupt it on every participant?" in await answer(QMessageBox.StandardButton.No)
+        assert window.isVisible() and window.run is not None  # kept, still running
+        app.quit()
+        await answer(QMessageBox.StandardButton.Yes)
+        await until(lambda: app.quit_requested.is_set(), timeout=30)
+        for sim in (master, w1):
+            assert http_json(f"{sim.url}/queue") == {"queue_running": [], "queue_pending": []}
+        assert "master: interrupted 1 running" in window.message.text()
+        assert "w1: interrupted 1 running" in window.message.text()
+    finally:
+        await app.stop()
