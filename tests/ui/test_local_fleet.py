@@ -105,3 +105,35 @@ async def test_start_crash_logs_stop_and_quit(qapp: QApplication, tmp_path: Path
     assert (
         not psutil.pid_exists(running) or psutil.Process(running).status() == psutil.STATUS_ZOMBIE
     )  # Quit stopped it
+
+
+@pytest.mark.asyncio
+async def test_a_bad_launch_argument_is_shown_and_notified_not_retried(
+    qapp: QApplication, tmp_path: Path
+) -> None:
+    install = create_sim_install(tmp_path / "ComfyUI")
+    config = FleetConfig(
+        master=MasterConfig(comfyui_dir=str(install), port=free_port(), gpu="cpu"),
+        workers=(
+            WorkerConfig(
+                "w1", WorkerKind.LOCAL, port=free_port(), gpu="cpu", extra_args=("--lowvarm",)
+            ),
+        ),
+    )
+    app = desktop_with(qapp, tmp_path, config)
+    notes: list[str] = []
+    app.window.notify = lambda notice, title, text: notes.append(f"{title}: {text}")
+    app.control.error = notes.append
+    await app.start()
+    try:
+        select(app, "w1")
+        trigger(app, "start")
+        await until(lambda: "bad launch argument" in cell(app, "w1", Column.DETAIL))
+        assert "no flag --lowvarm: did you mean --lowvram?" in cell(app, "w1", Column.DETAIL)
+        assert any(n.startswith("w1 crashed: bad launch argument") for n in notes)
+        status = app.supervisor.status("w1")
+        assert status is not None and status.state is InstanceState.CRASHED and status.pid is None
+    finally:
+        await app.stop()
+        app.instance.close()
+        app.window.close()
