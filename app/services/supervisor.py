@@ -274,14 +274,7 @@ class Supervisor:
         )
         instance.spec = spec
         self._instances[spec.name] = instance
-        self._set(
-            instance,
-            state=InstanceState.CRASHED,
-            pid=None,
-            last_crash=reason,
-            restart_in_s=None,
-            message="not started: fix its extra args",
-        )
+        self._give_up(instance, InstanceState.CRASHED, reason, "not started: fix its extra args")
         return instance.status
 
     def _launch(self, instance: _Instance) -> None:
@@ -442,25 +435,13 @@ class Supervisor:
         instance.failures += 1
         log.warning("%s exited: %s", instance.spec.name, crash.summary)
         if not crash.retryable:
-            self._set(
-                instance,
-                state=InstanceState.CRASHED,
-                pid=None,
-                last_crash=crash.summary,
-                restart_in_s=None,
-                message="not restarted: it would be refused again; fix its extra args",
-            )
+            message = "not restarted: it would be refused again; fix its extra args"
+            self._give_up(instance, InstanceState.CRASHED, crash.summary, message)
             return
         if self.policy.is_crash_loop(instance.exit_times, now):
-            self._set(
-                instance,
-                state=InstanceState.CRASH_LOOP,
-                pid=None,
-                last_crash=crash.summary,
-                restart_in_s=None,
-                message=f"{self.policy.loop_exits} exits in "
-                f"{self.policy.loop_window_s / 60:.0f} min: not restarting",
-            )
+            minutes = self.policy.loop_window_s / 60
+            message = f"{self.policy.loop_exits} exits in {minutes:.0f} min: not restarting"
+            self._give_up(instance, InstanceState.CRASH_LOOP, crash.summary, message)
             return
         delay = self.policy.delay(instance.failures)
         self._set(
@@ -472,6 +453,11 @@ class Supervisor:
             message=f"restarting in {delay:g} s",
         )
         self._track(instance, self._restart_later(instance, delay))
+
+    def _give_up(self, instance: _Instance, state: InstanceState, crash: str, message: str) -> None:
+        self._set(
+            instance, state=state, pid=None, last_crash=crash, restart_in_s=None, message=message
+        )
 
     async def _restart_later(self, instance: _Instance, delay: float) -> None:
         await asyncio.sleep(delay)

@@ -31,6 +31,7 @@ from app.services.monitor import targets_from_config
 from app.services.monitor_thread import MonitorThread
 from app.services.paths import AppPaths
 from app.services.storage import ConfigStore, LoadResult
+from app.services.tasks import OwnedTasks
 from app.services.tunnel import TunnelRunner
 from app.ui.bridge import FleetBridge
 from app.ui.fleet_control import FleetControl
@@ -117,7 +118,11 @@ class DesktopApp:
         self.jobs_window: JobsWindow | None = None
         self.window.open_jobs = self.open_jobs
         self.window.config_saved = self._config_saved
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = OwnedTasks(self.show_failure)
+
+    def show_failure(self, what: str, error: BaseException) -> None:
+        """A background task failed: said in the window, not only in the log."""
+        self.window.statusBar().showMessage(f"{what} failed: {error}", 30000)
 
     def notify(self, notice: Notice, title: str, text: str) -> None:
         """A desktop notification, if the user wants this kind; else the status bar."""
@@ -167,9 +172,7 @@ class DesktopApp:
             self.jobs_window.set_config(config)
         kept = {stable_id(w) for w in config.workers}
         removed = [stable_id(w) for w in previous.workers if stable_id(w) not in kept]
-        task = asyncio.ensure_future(self._sync(config, removed))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._sync(config, removed), "syncing ComfyUI-Distributed")
 
     async def _sync(self, config: FleetConfig, removed: list[str]) -> None:
         try:
@@ -217,9 +220,7 @@ class DesktopApp:
         if self.jobs_window is None or self.jobs_window.run is None:
             self.quit_now()
             return
-        task = asyncio.ensure_future(self._quit_after_asking())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._quit_after_asking(), "quitting")
 
     async def _quit_after_asking(self) -> None:
         assert self.jobs_window is not None
@@ -232,9 +233,7 @@ class DesktopApp:
         if run is None:
             self.quit_now()
             return
-        task = asyncio.ensure_future(self._interrupt_then_quit())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks.spawn(self._interrupt_then_quit(), "interrupting the run before quitting")
 
     async def _interrupt_then_quit(self) -> None:
         try:

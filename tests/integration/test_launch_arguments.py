@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from pathlib import Path
@@ -22,7 +20,7 @@ from app.services.launch_plan import plan_launches
 from app.services.storage import ConfigStore
 from app.services.supervisor import InstanceState, Supervisor
 from app.sim.fleet import create_sim_install, free_port
-from tests.integration.cli_helpers import comfy_fleet
+from tests.integration.cli_helpers import comfy_fleet, read_until, start_up
 from tests.integration.test_supervisor import Watcher
 
 
@@ -77,19 +75,9 @@ def test_the_plan_refuses_what_comfyui_would_and_drops_gpu_pinning(tmp_path: Pat
 def test_up_starts_the_rest_and_names_the_bad_argument(tmp_path: Path) -> None:
     config_file = tmp_path / "fleet.json"
     ConfigStore(config_file).save(_fleet(tmp_path, "--lowvarm"))
-    up = subprocess.Popen(
-        [sys.executable, "-m", "app", "--config", str(config_file), "up"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert up.stdout is not None
-    seen: list[str] = []
+    up = start_up(config_file)
     try:
-        while not any("master: ready" in line for line in seen):
-            line = up.stdout.readline()
-            assert line, "".join(seen)
-            seen.append(line)
+        seen = read_until(up, lambda lines: any("master: ready" in line for line in lines))
         status = json.loads(comfy_fleet("status", "--json", config=config_file).stdout)
     finally:
         up.send_signal(signal.SIGINT)

@@ -25,7 +25,7 @@ from app.services.processes import PortBusy
 from app.services.storage import ConfigStore
 from app.services.supervisor import GpuInUse, InstanceState, InstanceStatus, Supervisor
 from app.sim.fleet import SimInstance, create_sim_install, free_port, http_json
-from tests.integration.cli_helpers import comfy_fleet
+from tests.integration.cli_helpers import comfy_fleet, read_until, start_up
 from tests.waiting import wait_until
 
 WORKER_GPU = "GPU-9664e333-53f7-c99e-3697-bff5cb199420"
@@ -321,18 +321,9 @@ async def test_a_recycled_pid_is_left_alone(fleet: FleetConfig, tmp_path: Path) 
 def test_up_prints_states_and_down_stops_everything(fleet: FleetConfig, tmp_path: Path) -> None:
     config_file = tmp_path / "fleet.json"
     ConfigStore(config_file).save(fleet)
-    up = subprocess.Popen(
-        [sys.executable, "-m", "app", "--config", str(config_file), "up"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    up = start_up(config_file)
     assert up.stdout is not None
-    seen: list[str] = []
-    while sum("ready" in line for line in seen) < 2:
-        line = up.stdout.readline()
-        assert line, "".join(seen)
-        seen.append(line)
+    seen = read_until(up, lambda lines: sum("ready" in line for line in lines) >= 2)
     assert any("ComfyUI:" in line and "configured folder" in line for line in seen)
     logs = comfy_fleet("logs", "gpu1", config=config_file)
     assert "To see the GUI go to" in logs.stdout

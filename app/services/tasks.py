@@ -1,0 +1,45 @@
+"""Background tasks that are owned: kept until done, cancelled together, and never failing
+unseen (a failure is logged and handed to whoever shows it)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+FailureListener = Callable[[str, BaseException], None]
+
+
+class OwnedTasks:
+    def __init__(self, on_failure: FailureListener | None = None) -> None:
+        self._tasks: dict[asyncio.Task[Any], str] = {}
+        self._on_failure = on_failure
+
+    def spawn(self, coroutine: Coroutine[Any, Any, T], what: str) -> asyncio.Task[T]:
+        """Run `coroutine` in the background; `what` names it in a failure's message."""
+        task = asyncio.ensure_future(coroutine)
+        self._tasks[task] = what
+        task.add_done_callback(self._done)
+        return task
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        what = self._tasks.pop(task, "a background task")
+        if task.cancelled() or task.exception() is None:
+            return
+        error = task.exception()
+        assert error is not None
+        log.error("%s failed", what, exc_info=error)
+        if self._on_failure is not None:
+            self._on_failure(what, error)
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    async def cancel_all(self) -> None:
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
