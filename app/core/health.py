@@ -124,6 +124,7 @@ class WorkerHealth:
     pid: int | None = None
     restarts: int = 0
     last_crash: str | None = None
+    seen_at: float | None = None  # the last answer: what is shown of an offline worker is that old
 
     @property
     def vram_used(self) -> int | None:
@@ -150,10 +151,21 @@ class WorkerHealth:
         }
 
 
-def apply_probe(previous: WorkerHealth, result: ProbeResult, now: float) -> WorkerHealth:
-    """The next health of a worker after one probe: offline after a single miss."""
+# Failures that may be one-offs (a slow answer, a proxy's hiccup): a worker that was up goes
+# offline only when the next probe fails too. Anything else (refused, DNS …) counts at once.
+TRANSIENT = frozenset({Failure.TIMEOUT, Failure.SERVER_ERROR, Failure.NETWORK})
+
+
+def apply_probe(
+    previous: WorkerHealth, result: ProbeResult, now: float, misses: int = 1
+) -> WorkerHealth:
+    """The next health of a worker after one probe; `misses`: failed probes in a row, this
+    one included. One transient failure of a worker that was up changes nothing shown."""
     if result.error is not None or result.stats is None:
         error = result.error or ProbeError(Failure.NETWORK, "no answer")
+        up = previous.state in (WorkerState.ONLINE, WorkerState.BUSY)
+        if up and misses < 2 and error.failure in TRANSIENT:
+            return replace(previous, checked_at=now)
         return replace(
             previous,
             state=WorkerState.OFFLINE,
@@ -184,6 +196,7 @@ def apply_probe(previous: WorkerHealth, result: ProbeResult, now: float) -> Work
         pid=previous.pid,
         restarts=previous.restarts,
         last_crash=previous.last_crash,
+        seen_at=now,
     )
 
 
@@ -197,7 +210,7 @@ class ProbeSchedule:
     def next_delay(self, health: WorkerHealth, misses: int, rng: random.Random) -> float:
         if health.state is WorkerState.OFFLINE:
             base = min(self.offline_max_s, self.idle_s * (2 ** max(0, misses - 1)))
-        elif health.state is WorkerState.BUSY:
+        elif health.state is WorkerState.BUSY or misses:  # (a one-off miss is soon checked)
             base = self.busy_s
         else:
             base = self.idle_s

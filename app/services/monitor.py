@@ -249,7 +249,7 @@ class FleetMonitor:
         watch.misses = 0 if result.ok else watch.misses + 1
         name = watch.target.name
         previous = self._health.get(name) or initial_health(watch.target)
-        health = apply_probe(previous, result, self._clock())
+        health = apply_probe(previous, result, self._clock(), watch.misses)
         self._publish(health)
         delay = self._schedule.next_delay(health, watch.misses, self._rng)
         assert self._loop is not None  # (get_running_loop costs a getpid() per call)
