@@ -16,6 +16,7 @@ FIRST_WORKER_PORT = 8189  # ComfyUI-Distributed numbers its local workers from h
 CLOUD_PORT = CLOUD_HTTPS_PORT
 MAX_NAME_LENGTH = 64
 RESERVED_NAMES = frozenset({"master"})
+THEMES = ("system", "light", "dark")
 
 _GPU_SPEC = re.compile(r"^(cpu|\d{1,3}|(GPU|MIG)-[0-9A-Fa-f-]{8,})$")
 
@@ -108,6 +109,7 @@ class AppSettings:
     notify_restart: bool = True
     notify_tunnel_ready: bool = True
     notify_run_finished: bool = True
+    theme: str = "system"  # or "light" / "dark": "system" follows the desktop's scheme
 
     def notifies(self, event: Notice) -> bool:
         return bool(getattr(self, f"notify_{event.value}"))
@@ -204,5 +206,7 @@ def validate_config(config: FleetConfig) -> None:
             local_ports[worker.port] = f"worker {worker.name!r}"
     for tunnel in config.tunnel.named:
         validate_host(tunnel.hostname, f"tunnel {tunnel.name!r} hostname")
+    if config.app.theme not in THEMES:
+        raise ConfigError("app.theme", f"{config.app.theme!r} is not one of {', '.join(THEMES)}")
     if config.app.poll_interval_s <= 0 or config.app.ready_timeout_s <= 0:
         raise ConfigError("app", "intervals and timeouts must be positive")

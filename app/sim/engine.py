@@ -145,6 +145,7 @@ class Engine:
         item = QueueItem(self._number, str(uuid.uuid4()), prompt, extra_data, outputs)
         self._number += 1
         self.pending.append(item)
+        self.log.write("got prompt")  # (as recorded in the log routes' events)
         self._wake.set()
         await self.send_status()
         return item

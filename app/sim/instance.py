@@ -110,7 +110,8 @@ async def serve(settings: SimSettings, log: SimLog) -> int:
         await runner.cleanup()
         return 1
     shown = "127.0.0.1" if settings.listen in ("0.0.0.0", "::") else settings.listen
-    log.write(f"Starting server\n\nTo see the GUI go to: http://{shown}:{settings.port}")
+    log.write("Starting server\n")  # two entries, as recorded: "Starting server\n\n", then …
+    log.write(f"To see the GUI go to: http://{shown}:{settings.port}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for name in ("SIGTERM", "SIGINT"):

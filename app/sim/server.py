@@ -18,6 +18,7 @@ from app.sim.catalogue import build_catalogue
 from app.sim.distributed import Distributed
 from app.sim.engine import Engine
 from app.sim.events import EventHub
+from app.sim.internal_logs import InternalLogs
 from app.sim.settings import SimSettings
 from app.sim.simlog import SimLog
 from app.sim.validation import validate_prompt
@@ -58,6 +59,7 @@ class SimServer:
         self.engine = Engine(settings, self.catalogue, self.events, log)
         self.distributed = Distributed(self.engine) if settings.distributed else None
         self.engine.on_job_done = self._after_job
+        self.internal_logs = InternalLogs(log, self.events)
         self._worker: asyncio.Task[None] | None = None
 
     def _after_job(self, done: int) -> None:
@@ -75,6 +77,7 @@ class SimServer:
         routes = self._routes() + (self.distributed.routes() if self.distributed else [])
         app.add_routes(routes)
         app.add_routes([web.route(r.method, "/api" + r.path, r.handler) for r in routes])
+        app.add_routes(self.internal_logs.routes())  # (never under /api, as recorded)
         app.on_startup.append(self._start)
         app.on_cleanup.append(self._stop)
         return app

@@ -32,15 +32,19 @@ from app.services.monitor_thread import MonitorThread
 from app.services.paths import AppPaths
 from app.services.storage import ConfigStore, LoadResult
 from app.services.tasks import OwnedTasks
-from app.services.tunnel import TunnelRunner
+from app.ui.ask import DialogAsker, answer_of
 from app.ui.bridge import FleetBridge
+from app.ui.config_keeper import ConfigKeeper
 from app.ui.fleet_control import FleetControl
 from app.ui.icons import app_icon
 from app.ui.jobs_window import JobsWindow
+from app.ui.log_viewer import LogSources
 from app.ui.main_window import MainWindow
 from app.ui.settings_dialog import SettingsDialog
 from app.ui.single_instance import InstanceServer, activate_running, instance_key
+from app.ui.theme import Theme
 from app.ui.tray import FleetTray
+from app.ui.tunnel_control import TunnelControl
 
 log = logging.getLogger(__name__)
 
@@ -59,74 +63,87 @@ class DesktopApp:
     ) -> None:
         self.qt_app = qt_app
         self.paths = paths
-        app_settings = loaded.config.app
+        config = loaded.config
+        self.theme = Theme(qt_app, config.app.theme)
         self.client = ComfyClient()
+        settings = config.app
         self.monitor = MonitorThread(
             ProbeSchedule(
-                app_settings.poll_interval_s,
-                app_settings.busy_poll_interval_s,
-                app_settings.offline_backoff_max_s,
+                settings.poll_interval_s,
+                settings.busy_poll_interval_s,
+                settings.offline_backoff_max_s,
             ),
         )
         self.gpus = GpuMonitor(gpu_reader or GpuReader())
-        self.supervisor = make_supervisor(loaded.config, paths, self.client)
-        master = loaded.config.master
-        self.tunnel = TunnelRunner(
-            paths.state_dir / "tunnel.json",
-            paths.log_dir / "tunnel.log",
-            master.url,
-        )
-        self.control = FleetControl(self.supervisor, paths, self.gpus, loaded.config, self.tunnel)
+        self.supervisor = make_supervisor(config, paths, self.client)
+        self.keeper = ConfigKeeper(ConfigStore(paths.config_file), config)
+        self.asker = DialogAsker()
+        self.control = FleetControl(self.supervisor, paths, self.gpus, self.keeper, self.asker)
+        self.tunnels = TunnelControl(paths, self.keeper, self.asker)
+        self._jobs_session: aiohttp.ClientSession | None = None
+        self.logs = LogSources(self.supervisor, self.keeper, self.jobs_session)
         self.bridge = FleetBridge(self.monitor, self.gpus, self.supervisor)
-        settings = QSettings(str(paths.window_state), QSettings.Format.IniFormat)
         self.window = MainWindow(
-            ConfigStore(paths.config_file),
-            loaded.config,
-            settings,
+            self.keeper,
+            QSettings(str(paths.window_state), QSettings.Format.IniFormat),
             self.monitor,
             lambda url: check_connection(self.client, url),
             self.control,
+            self.tunnels,
+            self.logs,
             simulation=simulation,
             startup_problem=loaded.problem,
         )
+        self.asker.fallback = self.window
         self.window.setWindowIcon(app_icon())
-        self.bridge.healthChanged.connect(self.window.show_health)
-        self.bridge.gpusChanged.connect(self.window.show_gpus)
-        self.bridge.instanceChanged.connect(self.window.show_instance)
-        self.bridge.lineAdded.connect(self.window.add_log_line)
-        self.tunnel.on_status(self.bridge.tunnelChanged.emit)
-        self.bridge.tunnelChanged.connect(self.window.show_tunnel)
+        self._wire()
         self.tray: FleetTray | None = None
         if QSystemTrayIcon.isSystemTrayAvailable():
-            self.tray = FleetTray(self.window, self.quit, self.control)
+            self.tray = FleetTray(self.window, self.quit, self.control, self.tunnels)
             self.bridge.healthChanged.connect(lambda _: self._show_tray_health())
             self.tray.show()
         # Without a tray, closing the window must quit: never leave an invisible app behind.
         # Quitting goes through quit() so that the services stop before the loop does.
         qt_app.setQuitOnLastWindowClosed(False)
-        self.window.close_hides = lambda: (
-            self.tray is not None and self.tray.isVisible() and self._config.app.minimize_to_tray
-        )
-        self.window.notify = self.notify
-        self.window.open_settings = self.open_settings
+        self._follow_settings(config)
         self.autostart = autostart or Autostart()
-        self.window.on_quit = self.quit
         self.quit_requested = asyncio.Event()
         self.instance = InstanceServer(instance_key(paths.config_file), self.window.bring_to_front)
-        self._config = loaded.config
-        self._jobs_session: aiohttp.ClientSession | None = None
         self.jobs_window: JobsWindow | None = None
-        self.window.open_jobs = self.open_jobs
-        self.window.config_saved = self._config_saved
         self._tasks = OwnedTasks(self.show_failure)
+
+    def _wire(self) -> None:
+        window, bridge = self.window, self.bridge
+        bridge.healthChanged.connect(window.show_health)
+        bridge.gpusChanged.connect(window.show_gpus)
+        bridge.instanceChanged.connect(window.show_instance)
+        bridge.lineAdded.connect(self.logs.add_local_line)
+        self.tunnels.on_status(bridge.tunnelChanged.emit)
+        bridge.tunnelChanged.connect(window.show_tunnel)
+        window.quitRequested.connect(self.quit)
+        window.jobsRequested.connect(self.open_jobs)
+        window.settingsRequested.connect(self.open_settings)
+        window.noticeRaised.connect(self.notify)
+        self.keeper.changed.connect(self._config_saved)
+
+    @property
+    def _config(self) -> FleetConfig:
+        return self.keeper.config
+
+    def _follow_settings(self, config: FleetConfig) -> None:
+        tray = self.tray is not None and self.tray.isVisible()
+        self.window.set_close_to_tray(tray and config.app.minimize_to_tray)
+        if config.app.theme != self.theme.choice:
+            self.theme.apply(config.app.theme)
 
     def show_failure(self, what: str, error: BaseException) -> None:
         """A background task failed: said in the window, not only in the log."""
         self.window.statusBar().showMessage(f"{what} failed: {error}", 30000)
 
-    def notify(self, notice: Notice, title: str, text: str) -> None:
-        """A desktop notification, if the user wants this kind; else the status bar."""
-        if not self._config.app.notifies(notice):
+    def notify(self, notice: Notice | None, title: str, text: str) -> None:
+        """A desktop notification, if the user wants this kind (None: always); else the
+        status bar."""
+        if notice is not None and not self._config.app.notifies(notice):
             return
         if self.tray is not None and self.tray.isVisible():
             self.tray.showMessage(title, text)
@@ -134,11 +151,17 @@ class DesktopApp:
             self.window.statusBar().showMessage(f"{title}: {text}", 15000)
 
     def open_settings(self) -> None:
+        self._tasks.spawn(self._settings_dialog(), "changing the settings")
+
+    async def _settings_dialog(self) -> None:
         dialog = SettingsDialog(
             self._config.app, self.autostart.location, self.tray is not None, self.window
         )
-        if dialog.exec():
-            self.apply_settings(dialog.result_settings())
+        try:
+            if await answer_of(dialog):
+                self.apply_settings(dialog.result_settings())
+        finally:
+            dialog.deleteLater()
 
     def apply_settings(self, settings: AppSettings) -> bool:
         """Save the settings; start-at-login is written (or removed) where this desktop reads it."""
@@ -147,7 +170,7 @@ class DesktopApp:
         except OSError as exc:
             self.window.statusBar().showMessage(f"Start at login not changed: {exc}", 15000)
             settings = dataclasses.replace(settings, start_at_login=self.autostart.enabled())
-        return self.window.apply_config(dataclasses.replace(self._config, app=settings))
+        return self.keeper.apply(dataclasses.replace(self._config, app=settings))
 
     def jobs_session(self) -> aiohttp.ClientSession:
         """The jobs' own HTTP session: long reads and websockets, unlike the monitor's probes."""
@@ -167,7 +190,7 @@ class DesktopApp:
 
     def _config_saved(self, previous: FleetConfig, config: FleetConfig) -> None:
         """Keep the master's ComfyUI-Distributed in step with the workers configured here."""
-        self._config = config
+        self._follow_settings(config)
         if self.jobs_window is not None:
             self.jobs_window.set_config(config)
         kept = {stable_id(w) for w in config.workers}
@@ -208,7 +231,9 @@ class DesktopApp:
                     self.control.start(name)
 
     async def stop(self) -> None:
+        await self.tunnels.shutdown()  # restores the master's host
         await self.control.shutdown()  # Quit stops what the app started
+        await self.logs.close()
         await self.monitor.stop()
         await self.gpus.stop()
         await self.client.close()

@@ -9,15 +9,14 @@ dialog's `finished` signal, so the event loop stays the one loop.
 from __future__ import annotations
 
 import asyncio
-from typing import TypeVar
+from pathlib import Path
 
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QDialog, QMessageBox, QWidget
+from PySide6.QtWidgets import QApplication, QDialog, QFileDialog, QMessageBox, QWidget
 
 from app import APP_NAME
 
 Button = QMessageBox.StandardButton
-D = TypeVar("D", bound=QDialog)
 
 
 async def answer_of(dialog: QDialog) -> int:
@@ -72,3 +71,44 @@ def tell(parent: QWidget | None, text: str, warning: bool = True) -> QMessageBox
     box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
     box.open()
     return box
+
+
+async def choose_path(
+    parent: QWidget | None,
+    caption: str,
+    mode: QFileDialog.FileMode = QFileDialog.FileMode.ExistingFile,
+    name_filter: str = "",
+    save_as: str = "",
+) -> Path | None:
+    """A file or folder the user picks (None: cancelled); `save_as` makes it a save dialog."""
+    dialog = QFileDialog(parent, caption)
+    dialog.setFileMode(QFileDialog.FileMode.AnyFile if save_as else mode)
+    if save_as:
+        dialog.setAcceptMode(QFileDialog.AcceptMode.AcceptSave)
+        dialog.selectFile(save_as)
+    if mode is QFileDialog.FileMode.Directory:
+        dialog.setOption(QFileDialog.Option.ShowDirsOnly, True)
+    if name_filter:
+        dialog.setNameFilter(name_filter)
+    try:
+        if await answer_of(dialog) != QDialog.DialogCode.Accepted or not dialog.selectedFiles():
+            return None
+        return Path(dialog.selectedFiles()[0])
+    finally:
+        dialog.deleteLater()
+
+
+class DialogAsker:
+    """Questions and messages for the services' faces, over the window the user is in."""
+
+    def __init__(self, fallback: QWidget | None = None) -> None:
+        self.fallback = fallback
+
+    def _parent(self) -> QWidget | None:
+        return QApplication.activeWindow() or self.fallback
+
+    async def confirm(self, text: str, default_yes: bool = False) -> bool:
+        return await confirm(self._parent(), text, default_yes)
+
+    def tell(self, text: str) -> None:
+        tell(self._parent(), text)

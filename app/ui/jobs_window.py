@@ -6,7 +6,7 @@ import asyncio
 import html
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from app.core.runs import Participant, Phase, Progress, RunResult
 from app.core.workflow import PreflightResult, Workflow, load_workflow
 from app.services.job_service import CanaryReport, JobService
 from app.services.jobs import Run, RunRejected, fetch_image, save_outputs
-from app.ui.ask import confirm
+from app.ui.ask import choose_path, confirm
 from app.ui.preflight_dialog import PreflightDialog
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ class JobsWindow(QMainWindow):
         self.saved_to: Path | None = None
         self._closing = False
         self.notify: Callable[[Notice, str, str], None] = lambda notice, title, text: None
-        self.ask_drop_failing: Callable[[list[PreflightResult]], bool] = lambda checks: (
+        self.ask_drop_failing: Callable[[list[PreflightResult]], Awaitable[bool]] = lambda checks: (
             PreflightDialog(checks, self).ask()
         )
         self._layout()
@@ -194,11 +194,14 @@ class JobsWindow(QMainWindow):
         ]
 
     def choose_workflow(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(
-            self, "Open workflow (API format)", "", "Workflow (*.json)"
+        self._spawn(self._choose_workflow())
+
+    async def _choose_workflow(self) -> None:
+        path = await choose_path(
+            self, "Open workflow (API format)", name_filter="Workflow (*.json)"
         )
-        if path:
-            self.open_workflow(Path(path))
+        if path is not None:
+            self.open_workflow(path)
 
     def open_workflow(self, path: Path) -> bool:
         try:
@@ -266,7 +269,7 @@ class JobsWindow(QMainWindow):
         checks = await service.preflight(workflow, participants)
         if all(c.ok for c in checks):
             return participants
-        if not self.ask_drop_failing(checks):
+        if not await self.ask_drop_failing(checks):
             return None
         failing = {c.participant for c in checks if not c.ok}
         return [p for p in participants if p.name not in failing]
@@ -418,10 +421,9 @@ class JobsWindow(QMainWindow):
         if result is None:
             return
         if folder is None:
-            chosen = QFileDialog.getExistingDirectory(self, "Save all images into")
-            if not chosen:
+            folder = await choose_path(self, "Save all images into", QFileDialog.FileMode.Directory)
+            if folder is None:
                 return
-            folder = Path(chosen)
         url = self.config.master.url
         saved = await save_outputs(self._session(), url, result, folder)
         self.saved_to = folder

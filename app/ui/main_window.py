@@ -1,13 +1,12 @@
-"""The main window: the live fleet table, a GPU panel, and plain-words guidance."""
+"""The main window: the fleet table (name, state and why first), the selected instance's
+details, the GPU panel, and a status bar that sums the fleet up."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QSettings, Qt, QTimer
-from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication
+from PySide6.QtCore import QByteArray, QEvent, QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QCloseEvent, QGuiApplication
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDockWidget,
@@ -16,45 +15,44 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QMainWindow,
-    QMessageBox,
     QScrollArea,
-    QToolBar,
-    QToolButton,
+    QSplitter,
     QVBoxLayout,
     QWidget,
 )
 
 from app import APP_NAME
 from app.core.config import FleetConfig, Notice
-from app.core.errors import ComfyFleetError
 from app.core.health import WorkerHealth
 from app.core.tunnel import TunnelState
 from app.services.gpus import GpuSnapshot
 from app.services.monitor import targets_from_config
 from app.services.monitor_thread import MonitorThread
-from app.services.storage import ConfigStore
 from app.services.supervisor import InstanceState, InstanceStatus
+from app.services.tasks import OwnedTasks
 from app.services.tunnel import TunnelStatus
-from app.ui.delegates import StatusLightDelegate, VramBarDelegate
+from app.ui.ask import Button, answer_of, ask, choose_path, tell
+from app.ui.config_keeper import ConfigKeeper
+from app.ui.delegates import ActivityDelegate, StatusLightDelegate, VramBarDelegate
+from app.ui.details_pane import DetailsPane
 from app.ui.fleet_control import FleetControl
+from app.ui.fleet_toolbar import FleetToolbar
 from app.ui.gpu_panel import GpuPanel
-from app.ui.log_viewer import LogViewer
+from app.ui.history import FleetHistory
+from app.ui.log_viewer import LogSources, LogViewer
+from app.ui.row_text import CRASHED_STATES, Column, rows_from_config
+from app.ui.summary import fleet_summary
+from app.ui.tunnel_control import TunnelControl
 from app.ui.tunnel_menu import TunnelMenu
 from app.ui.worker_dialog import Checker, WorkerDialog
-from app.ui.worker_table import (
-    CRASHED_STATES,
-    Column,
-    FleetTableModel,
-    FleetTableView,
-    rows_from_config,
-)
+from app.ui.worker_table import FleetTableModel, FleetTableView
 
 GETTING_STARTED = """
 <h3>Welcome to ComfyFleet</h3>
 <p>No ComfyUI is set up yet. ComfyFleet runs your ComfyUI master and one worker per GPU,
 and watches remote and cloud workers.</p>
 <ol>
-<li><b>Set ComfyUI folder…</b> (above) if ComfyUI is installed on this machine, or leave the
+<li><b>ComfyUI folder…</b> (above) if ComfyUI is installed on this machine, or leave the
 master as it is if ComfyUI already runs at the address below (ComfyUI Desktop, another box).</li>
 <li><b>Add worker…</b> for each GPU, LAN box or cloud pod (a Runpod pod id is enough), or import
 ComfyUI-Distributed's settings: <code>comfy-fleet config import-distributed gpu_config.json</code>.
@@ -66,70 +64,98 @@ SIMULATION = (
     "<b>Simulation.</b> This is a demo fleet of simulated ComfyUI instances on this machine's "
     "loopback ports; no GPU or model is used. It stops when you quit."
 )
+TICK_MS = 2000
+# Fixed widths of the columns after the reason (the reason takes what is left, then scrolls).
+WIDTHS = {
+    Column.STATUS: 28,
+    Column.NAME: 150,
+    Column.STATE: 96,
+    Column.REASON: 300,
+    Column.ACTIVITY: 96,
+    Column.VRAM: 190,
+    Column.QUEUE: 60,
+}
 
 
 class MainWindow(QMainWindow):
+    quitRequested = Signal()
+    jobsRequested = Signal(bool)  # True: run Test fleet at once
+    settingsRequested = Signal()
+    noticeRaised = Signal(object, str, str)  # Notice (None: always said), title, text
+
     def __init__(
         self,
-        store: ConfigStore,
-        config: FleetConfig,
+        keeper: ConfigKeeper,
         settings: QSettings,
         monitor: MonitorThread,
         checker: Checker,
         control: FleetControl,
+        tunnels: TunnelControl,
+        logs: LogSources,
         *,
         simulation: bool = False,
         startup_problem: str | None = None,
     ) -> None:
         super().__init__()
-        self._store = store
-        self._config = config
+        self.keeper = keeper
         self._settings = settings
         self._monitor = monitor
         self._checker = checker
         self.control = control
-        control.confirm = self._confirm
-        control.error = self._warn
-        control.change_port = self._change_port
-        control.save_config = self.apply_config
-        self.tunnel_label = QLabel()
-        self.log_viewers: list[LogViewer] = []
-        self.notify: Callable[[Notice, str, str], None] = lambda notice, title, text: (
-            self.statusBar().showMessage(f"{title}: {text}", 15000)
+        self.tunnels = tunnels
+        self._logs = logs
+        self._tasks = OwnedTasks(
+            lambda what, exc: self.statusBar().showMessage(f"{what} failed: {exc}", 30000)
         )
-        self.close_hides: Callable[[], bool] = lambda: False
-        self.on_quit: Callable[[], None] = lambda: None
-        self.open_jobs: Callable[[bool], None] = lambda test_fleet: None
-        self.open_settings: Callable[[], None] = lambda: None
-        self.config_saved: Callable[[FleetConfig, FleetConfig], None] = lambda old, new: None
-        self._fitted_to_data = False
+        self._close_to_tray = False
         self._announced: str | None = None
+        self._followed: str | None = None
+        self.log_viewers: list[LogViewer] = []
+        self.history = FleetHistory()
         self.setWindowTitle(f"{APP_NAME} — Simulation (demo fleet)" if simulation else APP_NAME)
         self.setObjectName("MainWindow")
 
         self.model = FleetTableModel()
         self.table = self._build_table()
+        self.details = DetailsPane(self.history, self._log_tail)
         self.getting_started = self._banner(GETTING_STARTED, "gettingStarted")
         self.simulation = self._banner(SIMULATION, "simulation")
         self.simulation.setVisible(simulation)
         self.problem = self._banner(startup_problem or "", "problem")
         self.problem.setVisible(bool(startup_problem))
+        self.splitter = QSplitter(Qt.Orientation.Vertical)
+        self.splitter.addWidget(self.table)
+        self.splitter.addWidget(self.details)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 2)
         central = QWidget()
         layout = QVBoxLayout(central)
         for widget in (self.simulation, self.problem, self.getting_started):
             layout.addWidget(widget)
-        layout.addWidget(self.table, 1)
+        layout.addWidget(self.splitter, 1)
         self.setCentralWidget(central)
         self.gpu_panel = GpuPanel()
-        self._build_dock()
-        self._build_toolbar(simulation)
-        self.statusBar().showMessage(f"Config: {store.path}")
+        self.gpu_dock = self._build_dock()
+        self.toolbar = FleetToolbar(self, simulation)
+        self.addToolBar(self.toolbar)
+        self._connect_toolbar()
+        self.summary = QLabel()
+        self.summary.setObjectName("fleetSummary")
+        self.tunnel_label = QLabel()
+        self.statusBar().addWidget(self.summary, 1)
         self.statusBar().addPermanentWidget(self.tunnel_label)
-        self._show_config(config)
+        self.summary.setToolTip(f"Config: {keeper.store.path}")
+        keeper.changed.connect(self._config_changed)
+        keeper.failed.connect(lambda text: tell(self, text))
+        control.on_start(lambda name: self._monitor.probe_now(name))
+        logs.lineAdded.connect(self._log_line)
+        self._show_config(keeper.config)
         self._restore_geometry()
         self._ticker = QTimer(self)
         self._ticker.timeout.connect(self._tick)
-        self._ticker.start(2000)
+        self._ticker.start(TICK_MS)
+
+    # building
 
     def _build_table(self) -> FleetTableView:
         table = FleetTableView(self.model)
@@ -138,25 +164,23 @@ class MainWindow(QMainWindow):
         table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         table.setAlternatingRowColors(True)
         table.setWordWrap(False)
+        table.setTextElideMode(Qt.TextElideMode.ElideRight)
         table.verticalHeader().hide()
         table.setItemDelegateForColumn(Column.STATUS, StatusLightDelegate(table))
         table.setItemDelegateForColumn(Column.VRAM, VramBarDelegate(table))
-        # Interactive widths, fitted once per config: ResizeToContents would measure every
-        # row on every update, which stalls the window with a few hundred workers.
+        table.setItemDelegateForColumn(Column.ACTIVITY, ActivityDelegate(table))
+        # Fixed widths: ResizeToContents would measure every row on every update, which stalls
+        # the window with a few hundred workers.
         header = table.horizontalHeader()
         header.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(True)
         header.setMinimumSectionSize(28)
+        for column, width in WIDTHS.items():
+            table.setColumnWidth(column, width)
         table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         table.doubleClicked.connect(lambda _: self._edit_worker())
+        table.selectionModel().selectionChanged.connect(lambda *_: self._selection_changed())
         return table
-
-    def _fit_columns(self) -> None:
-        self.table.resizeColumnsToContents()
-        self.table.setColumnWidth(Column.STATUS, 28)
-        self.table.setColumnWidth(Column.VRAM, 190)
-        for column in (Column.UTIL, Column.QUEUE, Column.LATENCY, Column.UPTIME):
-            self.table.setColumnWidth(column, max(self.table.columnWidth(column), 72))
 
     def _banner(self, html: str, name: str) -> QFrame:
         frame = QFrame()
@@ -169,83 +193,77 @@ class MainWindow(QMainWindow):
         QVBoxLayout(frame).addWidget(label)
         return frame
 
-    def _build_dock(self) -> None:
+    def _build_dock(self) -> QDockWidget:
         dock = QDockWidget("GPUs", self)
         dock.setObjectName("gpuDock")
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.gpu_panel)
-        scroll.setMinimumWidth(300)
+        scroll.setMinimumWidth(200)
         dock.setWidget(scroll)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        return dock
 
-    def _build_toolbar(self, simulation: bool) -> None:
-        toolbar = QToolBar("Fleet")
-        toolbar.setObjectName("fleetToolbar")
-        toolbar.setMovable(False)
-        actions: list[tuple[str, Callable[[], None]] | None] = [
-            ("Add worker…", self._add_worker),
-            ("Edit…", self._edit_worker),
-            ("Remove", self._remove_worker),
-            ("Check now", lambda: self._monitor.probe_now()),
-            None,
-            ("Start", lambda: self._on_selected(self.control.start)),
-            ("Stop", lambda: self._on_selected(self.control.stop)),
-            ("Restart", lambda: self._on_selected(self.control.restart)),
-            ("Logs", lambda: self._on_selected(self.show_logs)),
-            None,
-            ("Tunnel", self.control.toggle_tunnel),
-            None,
-            ("Start all", self.control.start_all),
-            ("Stop all", self.control.stop_all),
-            None,
-            ("Jobs…", lambda: self.open_jobs(False)),
-            ("Test fleet", lambda: self.open_jobs(True)),
-            None,
-            ("Settings…", lambda: self.open_settings()),
-        ]
-        if not simulation:
-            actions.insert(0, ("Set ComfyUI folder…", self._choose_comfyui))
-        for item in actions:
-            if item is None:
-                toolbar.addSeparator()
-                continue
-            action = QAction(item[0], self)
-            action.setObjectName(item[0].rstrip("…").replace(" ", "_").lower())
-            action.triggered.connect(item[1])
-            toolbar.addAction(action)
-        self.addToolBar(toolbar)
-        self.tunnel_menu = TunnelMenu(self.control, lambda: self._config, self.apply_config, self)
-        tunnel = self.findChild(QAction, "tunnel")
-        assert tunnel is not None
-        tunnel.setMenu(self.tunnel_menu)  # click: start/stop; the arrow: which tunnel
-        button = toolbar.widgetForAction(tunnel)
-        if isinstance(button, QToolButton):
-            button.setPopupMode(QToolButton.ToolButtonPopupMode.MenuButtonPopup)
+    def _connect_toolbar(self) -> None:
+        control = self.control
+        self.toolbar.handle(
+            {
+                "add_worker": self._add_worker,
+                "edit": self._edit_worker,
+                "remove": self._remove_worker,
+                "start": lambda: self._on_selected(control.start),
+                "stop": lambda: self._on_selected(control.stop),
+                "restart": lambda: self._on_selected(control.restart),
+                "logs": lambda: self._on_selected(self.show_logs),
+                "start_all": control.start_all,
+                "stop_all": control.stop_all,
+                "tunnel": self.tunnels.toggle,
+                "jobs": lambda: self.jobsRequested.emit(False),
+                "test_fleet": lambda: self.jobsRequested.emit(True),
+                "check_now": lambda: self._monitor.probe_now(),
+                "gpus": lambda: self.gpu_dock.setVisible(not self.gpu_dock.isVisible()),
+                "settings": self.settingsRequested.emit,
+            }
+        )
+        if "set_comfyui_folder" in self.toolbar.actions_by_key:
+            self.toolbar.handle({"set_comfyui_folder": self._choose_comfyui})
+        self.tunnel_menu = TunnelMenu(self.tunnels, self.keeper, self)
+        self.toolbar.use_menu("tunnel", self.tunnel_menu)
+        self._selection_changed()
+
+    def changeEvent(self, event: QEvent) -> None:
+        if event.type() == QEvent.Type.PaletteChange:
+            self.toolbar.recolor()
+        super().changeEvent(event)
 
     # live data
 
     def show_health(self, healths: list[WorkerHealth]) -> None:
         self.model.update_healths(healths)
-        if not self._fitted_to_data and any(h.device for h in healths):
-            self._fitted_to_data = True  # once: the first answers bring the long names
-            self._fit_columns()
+        if self.details.row is not None and any(h.name == self.details.row.name for h in healths):
+            self._show_details()
 
     def show_instance(self, status: InstanceStatus) -> None:
         previous = next((r.instance for r in self.model.rows() if r.name == status.name), None)
         self.model.update_instance(status)
-        crashed = status.state in CRASHED_STATES
         changed = previous is None or previous.state != status.state
-        if crashed and changed and status.last_crash:
+        if changed and status.state in (InstanceState.READY, InstanceState.STARTING):
+            self._monitor.probe_now(status.name)  # say what it is now, not in a poll's time
+        if status.state in CRASHED_STATES and changed and status.last_crash:
             body = f"{status.last_crash}. {status.message}"
-            self.notify(Notice.CRASH, f"{status.name} crashed", body)
+            self.noticeRaised.emit(Notice.CRASH, f"{status.name} crashed", body)
         back = status.state is InstanceState.READY and status.restarts > 0
         if back and changed and previous is not None:
-            self.notify(
+            self.noticeRaised.emit(
                 Notice.RESTART,
                 f"{status.name} is back",
                 f"ready again after restart {status.restarts} ({status.last_crash or 'stopped'})",
             )
+        self._show_details()
+
+    def show_gpus(self, snapshot: GpuSnapshot) -> None:
+        self.model.update_gpus(snapshot.gpus)
+        self.gpu_panel.add_gpu_snapshot(snapshot)
 
     def show_tunnel(self, status: TunnelStatus) -> None:
         """Ready: the URL goes to the clipboard, a notification and the status bar."""
@@ -259,91 +277,47 @@ class MainWindow(QMainWindow):
         if status.state is TunnelState.READY and status.url and status.url != self._announced:
             self._announced = status.url
             QGuiApplication.clipboard().setText(status.url)
-            self.notify(
+            self.noticeRaised.emit(
                 Notice.TUNNEL_READY, "Tunnel ready", f"{status.url} (copied). {status.master_note}"
             )
         if status.state is not TunnelState.READY:
             self._announced = None
 
+    def _tick(self) -> None:
+        rows = self.model.rows()
+        self.history.sample(row.health for row in rows)
+        self.model.tick(self.history)
+        self.gpu_panel.show_instances(self.history, [row.health for row in rows])
+        self.summary.setText(fleet_summary([row.health for row in rows]))
+        self._show_details()
+
+    # logs
+
     def show_logs(self, name: str) -> None:
-        supervisor = self.control.supervisor
-        viewer = LogViewer(name, supervisor.lines(name), supervisor.log_path(name), self)
+        viewer = LogViewer(name, self._logs, self)
         viewer.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         self.log_viewers.append(viewer)
         viewer.destroyed.connect(lambda: self.log_viewers.remove(viewer))
         viewer.show()
 
-    def add_log_line(self, name: str, line: str) -> None:
-        for viewer in self.log_viewers:
-            viewer.add_line(name, line)
+    def _log_line(self, name: str, line: str) -> None:
+        if self.details.row is not None and self.details.row.name == name:
+            self._show_details()
 
-    def _on_selected(self, action: Callable[[str], None]) -> None:
-        name = self.selected_name()
-        if name is None:
-            self.statusBar().showMessage("Select an instance in the table first.", 5000)
+    def _log_tail(self, name: str) -> list[str]:
+        return self._logs.recent(name)
+
+    def _follow_selected(self, name: str | None) -> None:
+        """The selected remote instance's log is read while it is selected (for the pane)."""
+        if name == self._followed:
             return
-        if action != self.show_logs and not self.control.launchable(name):
-            self.statusBar().showMessage(
-                f"{name} is not launched by ComfyFleet: it runs elsewhere.", 8000
-            )
-            return
-        action(name)
+        if self._followed is not None:
+            self._logs.unfollow(self._followed)
+        self._followed = name
+        if name is not None:
+            self._logs.follow(name)
 
-    def _warn(self, text: str) -> None:
-        QMessageBox.warning(self, APP_NAME, text)
-
-    def _confirm(self, text: str) -> bool:
-        answer = QMessageBox.question(self, APP_NAME, text)
-        return answer == QMessageBox.StandardButton.Yes
-
-    def _change_port(self, name: str, port: int) -> bool:
-        if name == "master":
-            master = dataclasses.replace(self._config.master, port=port)
-            return self.apply_config(dataclasses.replace(self._config, master=master))
-        workers = tuple(
-            dataclasses.replace(w, port=port) if w.name == name else w for w in self._config.workers
-        )
-        return self.apply_config(dataclasses.replace(self._config, workers=workers))
-
-    def show_gpus(self, snapshot: GpuSnapshot) -> None:
-        self.model.update_gpus(snapshot.gpus)
-        self.gpu_panel.add_gpu_snapshot(snapshot)
-
-    def _tick(self) -> None:
-        self.model.tick()
-        self.gpu_panel.sample_workers([row.health for row in self.model.rows()])
-
-    # config changes
-
-    def _show_config(self, config: FleetConfig) -> None:
-        self._config = config
-        rows = rows_from_config(config)
-        supervisor = self.control.supervisor
-        rows = [
-            dataclasses.replace(
-                r,
-                health=self._monitor.health(r.name) or r.health,
-                instance=supervisor.status(r.name),
-            )
-            for r in rows
-        ]
-        self.model.set_rows(rows)
-        self._fit_columns()
-        self._fitted_to_data = False
-        self.getting_started.setVisible(not config.master.launched_by_app and not config.workers)
-
-    def apply_config(self, config: FleetConfig) -> bool:
-        try:
-            self._store.save(config)
-        except ComfyFleetError as exc:
-            QMessageBox.critical(self, APP_NAME, str(exc))
-            return False
-        self._monitor.set_targets(targets_from_config(config))
-        self.control.config = config
-        previous = self._config
-        self._show_config(config)
-        self.config_saved(previous, config)
-        return True
+    # selection
 
     def selected_name(self) -> str | None:
         rows = self.table.selectionModel().selectedRows()
@@ -351,41 +325,97 @@ class MainWindow(QMainWindow):
             return None
         return self.model.row(self.table.source_row(rows[0])).name
 
-    def _add_worker(self) -> None:
-        dialog = WorkerDialog(self._config, self._checker, args_check=self.control.check_args)
-        if dialog.exec() and dialog.result_config is not None:
-            self.apply_config(dialog.result_config)
-
-    def _edit_worker(self) -> None:
-        worker = self._config.worker(self.selected_name() or "")
-        if worker is None:
-            return
-        dialog = WorkerDialog(
-            self._config, self._checker, worker, args_check=self.control.check_args
+    def _selection_changed(self) -> None:
+        name = self.selected_name()
+        config = self.keeper.config
+        worker = config.worker(name) if name else None
+        self.toolbar.follow_selection(
+            name, bool(name and self.control.launchable(name)), worker is not None
         )
-        if dialog.exec() and dialog.result_config is not None:
-            self.apply_config(dialog.result_config)
+        self._show_details()
 
-    def _remove_worker(self) -> None:
-        worker = self._config.worker(self.selected_name() or "")
-        if worker is None:
-            return
-        answer = QMessageBox.question(self, APP_NAME, f"Remove worker {worker.name}?")
-        if answer == QMessageBox.StandardButton.Yes:
-            workers = tuple(w for w in self._config.workers if w is not worker)
-            self.apply_config(dataclasses.replace(self._config, workers=workers))
+    def _show_details(self) -> None:
+        name = self.selected_name()
+        row = next((r for r in self.model.rows() if r.name == name), None) if name else None
+        self.details.show_row(row)
 
-    def _choose_comfyui(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Choose your ComfyUI folder")
-        if not folder:
+    def _on_selected(self, action: object) -> None:
+        name = self.selected_name()
+        if name is None:
+            self.statusBar().showMessage("Select an instance in the table first.", 5000)
             return
-        if not (Path(folder) / "main.py").is_file():
-            QMessageBox.warning(
-                self, APP_NAME, f"{folder} has no main.py. Choose the folder ComfyUI runs from."
+        if action is not self.show_logs and not self.control.launchable(name):
+            self.statusBar().showMessage(
+                f"{name} is not launched by ComfyFleet: it runs elsewhere.", 8000
             )
             return
-        master = dataclasses.replace(self._config.master, comfyui_dir=folder)
-        self.apply_config(dataclasses.replace(self._config, master=master))
+        action(name)  # type: ignore[operator]
+
+    # config changes
+
+    def _config_changed(self, previous: FleetConfig, config: FleetConfig) -> None:
+        self._monitor.set_targets(targets_from_config(config))
+        self._show_config(config)
+
+    def _show_config(self, config: FleetConfig) -> None:
+        supervisor = self.control.supervisor
+        rows = [
+            dataclasses.replace(
+                r,
+                health=self._monitor.health(r.name) or r.health,
+                instance=supervisor.status(r.name),
+            )
+            for r in rows_from_config(config)
+        ]
+        self.model.set_rows(rows)
+        self.getting_started.setVisible(not config.master.launched_by_app and not config.workers)
+        self._selection_changed()
+
+    def _add_worker(self) -> None:
+        self._tasks.spawn(self._worker_dialog(None), "adding a worker")
+
+    def _edit_worker(self) -> None:
+        worker = self.keeper.config.worker(self.selected_name() or "")
+        if worker is not None:
+            self._tasks.spawn(self._worker_dialog(worker.name), "editing a worker")
+
+    async def _worker_dialog(self, name: str | None) -> None:
+        config = self.keeper.config
+        worker = config.worker(name) if name else None
+        dialog = WorkerDialog(config, self._checker, worker, self.control.check_args, self)
+        try:
+            if await answer_of(dialog) and dialog.result_config is not None:
+                self.keeper.apply(dialog.result_config)
+        finally:
+            dialog.deleteLater()
+
+    def _remove_worker(self) -> None:
+        worker = self.keeper.config.worker(self.selected_name() or "")
+        if worker is not None:
+            self._tasks.spawn(self._remove(worker.name), "removing a worker")
+
+    async def _remove(self, name: str) -> None:
+        if await ask(self, f"Remove worker {name}?") is not Button.Yes:
+            return
+        config = self.keeper.config
+        workers = tuple(w for w in config.workers if w.name != name)
+        self.keeper.apply(dataclasses.replace(config, workers=workers))
+
+    def _choose_comfyui(self) -> None:
+        self._tasks.spawn(self._comfyui_folder(), "choosing the ComfyUI folder")
+
+    async def _comfyui_folder(self) -> None:
+        folder = await choose_path(
+            self, "Choose your ComfyUI folder", QFileDialog.FileMode.Directory
+        )
+        if folder is None:
+            return
+        if not (folder / "main.py").is_file():
+            tell(self, f"{folder} has no main.py. Choose the folder ComfyUI runs from.")
+            return
+        config = self.keeper.config
+        master = dataclasses.replace(config.master, comfyui_dir=str(folder))
+        self.keeper.apply(dataclasses.replace(config, master=master))
 
     # window state
 
@@ -396,12 +426,16 @@ class MainWindow(QMainWindow):
             if isinstance(state, QByteArray):
                 self.restoreState(state)
             return
-        self.resize(1440, 680)
+        self.resize(1440, 860)
 
     def save_geometry(self) -> None:
         self._settings.setValue("geometry", self.saveGeometry())
         self._settings.setValue("state", self.saveState())
         self._settings.sync()
+
+    def set_close_to_tray(self, enabled: bool) -> None:
+        """Closing hides the window (a tray is there and the user wants it), else quits."""
+        self._close_to_tray = enabled
 
     def toggle_visible(self) -> None:
         if self.isVisible():
@@ -417,9 +451,16 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.save_geometry()
-        if self.close_hides():
-            event.ignore()
-            self.hide()
-        else:
+        if not self._close_to_tray:
             event.accept()
-            self.on_quit()
+            self.quitRequested.emit()
+            return
+        event.ignore()
+        self.hide()
+        if not self._settings.value("told_close_to_tray", False, bool):
+            self._settings.setValue("told_close_to_tray", True)
+            self.noticeRaised.emit(
+                None,  # not a kind of event one turns off: said once
+                f"{APP_NAME} is still running",
+                "It keeps watching the fleet from the tray. Quit from the tray's menu.",
+            )

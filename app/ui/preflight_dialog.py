@@ -5,7 +5,6 @@ from __future__ import annotations
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
-    QFileDialog,
     QLabel,
     QPushButton,
     QTreeWidget,
@@ -16,12 +15,15 @@ from PySide6.QtWidgets import (
 
 from app.core.runs import MASTER
 from app.core.workflow import PreflightResult, missing_models_script
+from app.services.tasks import OwnedTasks
+from app.ui.ask import answer_of, choose_path
 
 
 class PreflightDialog(QDialog):
     def __init__(self, checks: list[PreflightResult], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.checks = checks
+        self._tasks = OwnedTasks()
         self.setWindowTitle("Preflight — some participants cannot run this workflow")
         self.resize(760, 360)
         table = QTreeWidget()
@@ -50,14 +52,19 @@ class PreflightDialog(QDialog):
             layout.addWidget(QLabel(hint))
         layout.addWidget(buttons)
 
-    def ask(self) -> bool:
+    async def ask(self) -> bool:
         """True: run without the failing workers; False: cancel."""
-        return bool(self.exec())
+        return bool(await answer_of(self))
 
     def _export(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Missing models per worker", "missing-models.sh", "Shell script (*.sh)"
+        self._tasks.spawn(self._save_script(), "saving the missing-models script")
+
+    async def _save_script(self) -> None:
+        path = await choose_path(
+            self,
+            "Missing models per worker",
+            name_filter="Shell script (*.sh)",
+            save_as="missing-models.sh",
         )
-        if path:
-            with open(path, "w", encoding="utf-8") as handle:
-                handle.write(missing_models_script(self.checks))
+        if path is not None:
+            path.write_text(missing_models_script(self.checks), encoding="utf-8")

@@ -6,16 +6,19 @@ import dataclasses
 
 from PySide6.QtWidgets import (
     QCheckBox,
+    QComboBox,
     QDialog,
     QDialogButtonBox,
+    QFormLayout,
     QGroupBox,
     QLabel,
     QVBoxLayout,
     QWidget,
 )
 
-from app.core.config import AppSettings, Notice
+from app.core.config import THEMES, AppSettings, Notice
 
+THEME_LABELS = {"system": "As the desktop (light or dark)", "light": "Light", "dark": "Dark"}
 NOTICE_LABELS = {
     Notice.CRASH: "An instance crashed",
     Notice.RESTART: "An instance is back after a restart",
@@ -34,6 +37,7 @@ class SettingsDialog(QDialog):
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Settings")
+        self.setMinimumWidth(480)
         self._settings = settings
         self.start_at_login = QCheckBox("Start ComfyFleet when I log in")
         self.start_at_login.setChecked(settings.start_at_login)
@@ -45,6 +49,10 @@ class SettingsDialog(QDialog):
         self.minimize_to_tray.setEnabled(has_tray)
         if not has_tray:
             self.minimize_to_tray.setToolTip("This desktop shows no tray: closing the window quits")
+        self.theme = QComboBox()
+        for theme in THEMES:
+            self.theme.addItem(THEME_LABELS[theme], theme)
+        self.theme.setCurrentIndex(THEMES.index(settings.theme))
         self.notices = {n: QCheckBox(label) for n, label in NOTICE_LABELS.items()}
         group = QGroupBox("Notify me when")
         group_layout = QVBoxLayout(group)
@@ -59,6 +67,9 @@ class SettingsDialog(QDialog):
         layout = QVBoxLayout(self)
         for widget in (self.start_at_login, self.start_fleet, self.minimize_to_tray, group):
             layout.addWidget(widget)
+        look = QFormLayout()
+        look.addRow("Appearance", self.theme)
+        layout.addLayout(look)
         where = QLabel(f"<small>Start at login writes {autostart_at}</small>")
         where.setWordWrap(True)
         layout.addWidget(where)
@@ -73,5 +84,6 @@ class SettingsDialog(QDialog):
             start_at_login=self.start_at_login.isChecked(),
             start_fleet_on_launch=self.start_fleet.isChecked(),
             minimize_to_tray=minimize,
+            theme=str(self.theme.currentData()),
             **notices,
         )

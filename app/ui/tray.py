@@ -13,6 +13,8 @@ from app.core.health import WorkerHealth, WorkerState
 from app.core.tunnel import TunnelState
 from app.ui.fleet_control import FleetControl
 from app.ui.icons import status_icon
+from app.ui.summary import workers_online
+from app.ui.tunnel_control import TunnelControl
 
 UP = (WorkerState.ONLINE, WorkerState.BUSY)
 
@@ -33,28 +35,37 @@ COLORS = {
 
 
 def fleet_health(healths: Iterable[WorkerHealth]) -> tuple[FleetHealth, str]:
-    """Error when the master or every instance is down; degraded when some are."""
-    enabled = [h for h in healths if h.state is not WorkerState.DISABLED]
+    """Error when the master or every instance is down; degraded when some are. The summary
+    counts workers (the master is said apart when it is down)."""
+    every = list(healths)
+    enabled = [h for h in every if h.state is not WorkerState.DISABLED]
     if not enabled:
         return FleetHealth.UNKNOWN, "no workers"
     online = sum(h.state in UP for h in enabled)
-    summary = f"{online}/{len(enabled)} workers online"
+    summary = workers_online(every)
     if all(h.state is WorkerState.STARTING for h in enabled):
         return FleetHealth.UNKNOWN, "checking the fleet…"
     master = next((h for h in enabled if h.kind == "master"), None)
-    if online == 0 or (master is not None and master.state not in UP):
+    if master is not None and master.state not in UP:
+        return FleetHealth.ERROR, f"master {master.state.value}; {summary}"
+    if online == 0:
         return FleetHealth.ERROR, summary
     return (FleetHealth.GOOD if online == len(enabled) else FleetHealth.DEGRADED), summary
 
 
 class FleetTray(QSystemTrayIcon):
     def __init__(
-        self, window: QWidget, quit_app: Callable[[], None], control: FleetControl | None = None
+        self,
+        window: QWidget,
+        quit_app: Callable[[], None],
+        control: FleetControl | None = None,
+        tunnels: TunnelControl | None = None,
     ) -> None:
         super().__init__(status_icon(QColor(COLORS[FleetHealth.UNKNOWN])))
         self._window = window
         self._quit_app = quit_app
         self._control = control
+        self._tunnels = tunnels
         self.health = FleetHealth.UNKNOWN
         self.setToolTip(APP_NAME)
         self.menu = QMenu()
@@ -78,11 +89,10 @@ class FleetTray(QSystemTrayIcon):
         if self._control is not None:
             self.menu.addAction("Start all", self._control.start_all)
             self.menu.addAction("Stop all", self._control.stop_all)
-            tunnel = self._control.tunnel.status
-            running = tunnel.state not in (TunnelState.STOPPED, TunnelState.FAILED)
-            self.menu.addAction(
-                "Stop tunnel" if running else "Start tunnel", self._control.toggle_tunnel
-            )
+        if self._tunnels is not None:
+            tunnel = self._tunnels.master.status
+            running = self._tunnels.running()
+            self.menu.addAction("Stop tunnel" if running else "Start tunnel", self._tunnels.toggle)
             if tunnel.state is TunnelState.READY and tunnel.url:
                 url = tunnel.url
                 self.menu.addAction(

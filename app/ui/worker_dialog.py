@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSpinBox,
     QVBoxLayout,
+    QWidget,
 )
 
 from app.core.config import (
@@ -31,6 +32,11 @@ from app.core.net import base_url, join_args, normalize_host, parse_cloud_addres
 
 Checker = Callable[[str], Awaitable[str]]
 ArgsCheck = Callable[[FleetConfig, str], Awaitable[None]]  # raises ConfigError
+KIND_HINTS = {
+    WorkerKind.LOCAL: "A ComfyUI that ComfyFleet launches on this machine, on its own GPU.",
+    WorkerKind.REMOTE: "A ComfyUI on another machine of your network, started with --listen.",
+    WorkerKind.CLOUD: "A rented GPU (Runpod and friends): reached at https://HOST on port 443.",
+}
 HOST_HINTS = {
     WorkerKind.LOCAL: "127.0.0.1 (this machine)",
     WorkerKind.REMOTE: "LAN host name or IP, e.g. 192.168.1.20",
@@ -45,8 +51,10 @@ class WorkerDialog(QDialog):
         checker: Checker,
         worker: WorkerConfig | None = None,
         args_check: ArgsCheck | None = None,
+        parent: QWidget | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(parent)
+        self.setMinimumWidth(560)  # a Runpod proxy host and the hints fit
         self.setWindowTitle("Edit worker" if worker else "Add worker")
         self._config = config
         self._checker = checker
@@ -63,9 +71,16 @@ class WorkerDialog(QDialog):
         self.host = QLineEdit()
         self.port = QSpinBox()
         self.port.setRange(1, 65535)
+        self.port.setMinimumWidth(110)  # five digits and the arrows, in any style
         self.gpu = QLineEdit()
         self.gpu.setPlaceholderText("index, GPU-… UUID, or cpu")
         self.extra_args = QLineEdit()
+        self.extra_args.setPlaceholderText(
+            "e.g. --lowvram --preview-method auto (checked with ComfyUI)"
+        )
+        self.host_hint = QLabel()
+        self.host_hint.setWordWrap(True)
+        self.host_hint.setObjectName("hint")
         self.enabled = QCheckBox("Enabled")
         self.enabled.setChecked(True)
         self.report = QLabel()
@@ -79,6 +94,7 @@ class WorkerDialog(QDialog):
             ("Type", self.kind),
             ("Name", self.name),
             ("Host", self.host),
+            ("", self.host_hint),
             ("Port", self.port),
             ("GPU", self.gpu),
             ("Extra args", self.extra_args),
@@ -122,6 +138,7 @@ class WorkerDialog(QDialog):
         kind = self.selected_kind()
         local = kind is WorkerKind.LOCAL
         self.host.setPlaceholderText(HOST_HINTS[kind])
+        self.host_hint.setText(KIND_HINTS[kind])
         self.gpu.setEnabled(local)
         self.extra_args.setEnabled(local)
         if local:

@@ -5,66 +5,35 @@ from __future__ import annotations
 import operator
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
-from enum import IntEnum
+from dataclasses import replace
 from typing import Any, cast
 
 from PySide6.QtCore import QEvent, QModelIndex, QSortFilterProxyModel, Qt
 from PySide6.QtGui import QColor, QHelpEvent, QStandardItem, QStandardItemModel
 from PySide6.QtWidgets import QTableView, QToolTip
 
-from app.core.config import FleetConfig, WorkerKind
 from app.core.health import WorkerHealth, WorkerState
-from app.core.net import join_args
 from app.services.gpus import GpuReading
-from app.services.launch_plan import launchable_names
-from app.services.monitor import initial_health, targets_from_config
-from app.services.supervisor import InstanceState, InstanceStatus
+from app.services.supervisor import InstanceStatus
+from app.ui.history import FleetHistory
+from app.ui.row_text import (
+    HEADERS,
+    TEXTS,
+    Column,
+    FleetRow,
+    is_stale,
+    sort_value,
+    standing,
+    tooltip,
+)
 
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 VRAM_ROLE = Qt.ItemDataRole.UserRole + 2  # (used, total) for the bar delegate
 STATUS_COLOR_ROLE = Qt.ItemDataRole.UserRole + 3
-
-
-class Column(IntEnum):
-    STATUS = 0
-    NAME = 1
-    TYPE = 2
-    ADDRESS = 3
-    DEVICE = 4
-    VRAM = 5
-    UTIL = 6
-    QUEUE = 7
-    LATENCY = 8
-    UPTIME = 9
-    PROCESS = 10
-    DETAIL = 11
-
+HISTORY_ROLE = Qt.ItemDataRole.UserRole + 4  # recent VRAM shares for the activity delegate
+ACTIVITY_POINTS = 60  # 2 minutes at the 2 s tick
 
 COLUMNS = tuple(Column)
-HEADERS = {
-    Column.STATUS: "",
-    Column.NAME: "Name",
-    Column.TYPE: "Type",
-    Column.ADDRESS: "Address",
-    Column.DEVICE: "GPU / device",
-    Column.VRAM: "VRAM",
-    Column.UTIL: "Util",
-    Column.QUEUE: "Queue",
-    Column.LATENCY: "Latency",
-    Column.UPTIME: "Uptime",
-    Column.PROCESS: "Process",
-    Column.DETAIL: "State",
-}
-CRASHED_STATES = (InstanceState.RESTARTING, InstanceState.CRASH_LOOP, InstanceState.CRASHED)
-LIGHTS = {
-    InstanceState.STARTING: WorkerState.STARTING,
-    InstanceState.RESTARTING: WorkerState.STARTING,
-    InstanceState.CRASHED: WorkerState.CRASHED,
-    InstanceState.CRASH_LOOP: WorkerState.CRASHED,
-    InstanceState.STOPPED: WorkerState.STOPPED,
-    InstanceState.STOPPING: WorkerState.STOPPED,
-}
 STATE_COLORS = {
     WorkerState.ONLINE: "#34a853",
     WorkerState.BUSY: "#1a73e8",
@@ -74,218 +43,23 @@ STATE_COLORS = {
     WorkerState.STOPPED: "#9aa0a6",
     WorkerState.DISABLED: "#dadce0",
 }
-
-
-@dataclass(frozen=True)
-class FleetRow:
-    name: str
-    kind: str
-    gpu: str | None  # the configured GPU of a local instance
-    detail: str  # what the tooltip says about the configuration
-    health: WorkerHealth
-    local_gpu: GpuReading | None = None
-    instance: InstanceStatus | None = None  # set for instances ComfyFleet launches
-    launchable: bool = False
-
-    @property
-    def key(self) -> str:
-        return self.name
-
-    def with_health(self, health: WorkerHealth) -> FleetRow:
-        """replace(row, health=...), built directly: it runs for every probe of every worker."""
-        return FleetRow(
-            self.name,
-            self.kind,
-            self.gpu,
-            self.detail,
-            health,
-            self.local_gpu,
-            self.instance,
-            self.launchable,
-        )
-
-
-def rows_from_config(config: FleetConfig) -> list[FleetRow]:
-    master = config.master
-    launch = (
-        f"launched from {master.comfyui_dir}"
-        if master.launched_by_app
-        else "already running; ComfyFleet connects to it"
-    )
-    rows = []
-    launchable = set(launchable_names(config))
-    for target in targets_from_config(config):
-        if target.kind == "master":
-            rows.append(
-                FleetRow(
-                    "master",
-                    "Master",
-                    master.gpu,
-                    f"The master, {launch}",
-                    initial_health(target),
-                    launchable="master" in launchable,
-                )
-            )
-            continue
-        worker = config.worker(target.name)
-        assert worker is not None
-        extra = f"\nExtra args: {join_args(worker.extra_args)}" if worker.extra_args else ""
-        local = worker.kind is WorkerKind.LOCAL
-        rows.append(
-            FleetRow(
-                worker.name,
-                worker.kind.value.capitalize(),
-                (worker.gpu or "auto") if local else None,
-                f"{worker.kind.value.capitalize()} worker {worker.name}{extra}",
-                initial_health(target),
-                launchable=worker.name in launchable,
-            )
-        )
-    return rows
-
-
-def _gib(value: int) -> str:
-    return f"{value / 1024**3:.1f}"
-
-
-def _uptime(since: float | None, now: float) -> str:
-    """Coarse on purpose: it tells a fresh restart from a long run (the tooltip has the exact
-    time), and seconds would rewrite the cell of every worker on every tick."""
-    if since is None:
-        return "—"
-    seconds = int(now - since)
-    if seconds < 60:
-        return "<1m"
-    if seconds < 3600:
-        return f"{seconds // 60}m"
-    if seconds < 86400:
-        return f"{seconds // 3600}h {seconds % 3600 // 60:02d}m"
-    return f"{seconds // 86400}d {seconds % 86400 // 3600:02d}h"
-
-
-def _device(row: FleetRow) -> str:
-    device = (row.health.device or "").removeprefix("cuda:0 ").removesuffix(" : cudaMallocAsync")
-    pinned = f"GPU {row.gpu}" if row.gpu else ""
-    return " · ".join(p for p in (pinned, device) if p) or "—"
-
-
-def _vram(row: FleetRow) -> str:
-    h = row.health
-    if h.vram_total and h.vram_used is not None:
-        return f"{_gib(h.vram_used)}/{_gib(h.vram_total)} GiB"
-    return "—"
-
-
-def _util(row: FleetRow) -> str:
-    util = row.local_gpu.utilization if row.local_gpu else None
-    return "n/a" if util is None else f"{util}%"
-
-
-def _queue(row: FleetRow) -> str:
-    queue = row.health.queue_remaining
-    return "—" if queue is None else str(queue)
-
-
-def _latency(row: FleetRow) -> str:
-    latency = row.health.latency_ms
-    return "—" if latency is None else f"{latency:.0f} ms"
-
-
-def _process(row: FleetRow) -> str:
-    if row.instance is None:
-        return "launchable" if row.launchable else "—"
-    parts = [f"pid {row.instance.pid}" if row.instance.pid else row.instance.state.value]
-    if row.instance.restarts:
-        parts.append(f"{row.instance.restarts} restart(s)")
-    return " · ".join(parts)
-
-
-def _detail(row: FleetRow) -> str:
-    """The health when it is up; else what the supervisor knows (crash, restart, loop)."""
-    h, instance = row.health, row.instance
-    up = h.state in (WorkerState.ONLINE, WorkerState.BUSY)
-    if instance is not None and not up and instance.state is not InstanceState.READY:
-        text = instance.state.value
-        if instance.last_crash and instance.state in CRASHED_STATES:
-            text += f": {instance.last_crash}"
-        return f"{text} — {instance.message}" if instance.message else text
-    crash = f" — last crash: {instance.last_crash}" if instance and instance.last_crash else ""
-    return f"{h.state.value}: {h.error}{crash}" if h.error else f"{h.state.value}{crash}"
-
-
-TextOf = Callable[[FleetRow, float], str]
-TEXTS: dict[Column, TextOf] = {
-    Column.STATUS: lambda row, now: "",
-    Column.NAME: lambda row, now: row.name,
-    Column.TYPE: lambda row, now: row.kind,
-    Column.ADDRESS: lambda row, now: row.health.url,
-    Column.DEVICE: lambda row, now: _device(row),
-    Column.VRAM: lambda row, now: _vram(row),
-    Column.UTIL: lambda row, now: _util(row),
-    Column.QUEUE: lambda row, now: _queue(row),
-    Column.LATENCY: lambda row, now: _latency(row),
-    Column.UPTIME: lambda row, now: _uptime(row.health.online_since, now),
-    Column.PROCESS: lambda row, now: _process(row),
-    Column.DETAIL: lambda row, now: _detail(row),
-}
-NUMBERS: dict[Column, Callable[[FleetRow], float | int | None]] = {  # sorted as numbers
-    Column.VRAM: lambda row: row.health.vram_used,
-    Column.QUEUE: lambda row: row.health.queue_remaining,
-    Column.LATENCY: lambda row: row.health.latency_ms,
-    Column.UPTIME: lambda row: -row.health.online_since if row.health.online_since else None,
-    Column.UTIL: lambda row: row.local_gpu.utilization if row.local_gpu else None,
-    Column.STATUS: lambda row: list(STATE_COLORS).index(row.health.state),
-}
-# The cells each health field shows in at once, besides the state (which can grey a whole row).
-SHOWN_IN = {
-    "url": Column.ADDRESS,
-    "device": Column.DEVICE,
-    "vram_total": Column.VRAM,
-    "vram_free": Column.VRAM,
-    "queue_remaining": Column.QUEUE,
-    "online_since": Column.UPTIME,
-    "error": Column.DETAIL,
+# The cells each health field shows in at once, besides the state (which rewrites the row).
+SHOWN_IN: dict[str, tuple[Column, ...]] = {
+    "url": (Column.ADDRESS,),
+    "device": (Column.DEVICE,),
+    "vram_total": (Column.VRAM,),
+    "vram_free": (Column.VRAM,),
+    "queue_remaining": (Column.QUEUE,),
+    "online_since": (Column.UPTIME,),
+    "error": (Column.REASON,),
+    "failure": (Column.STATUS, Column.STATE, Column.REASON),
 }
 # What moves with every probe or second is shown at the pace of tick() instead.
-TICKING = (Column.LATENCY, Column.UPTIME)
+TICKING = (Column.LATENCY, Column.UPTIME, Column.VRAM)
+# Cells that hold the last answer's values: greyed while the worker does not answer.
+PAST = frozenset({Column.VRAM, Column.DEVICE, Column.QUEUE, Column.UTIL, Column.ACTIVITY})
 _SHOWN = operator.attrgetter(*SHOWN_IN)
 _SHOWN_CELLS = tuple(SHOWN_IN.values())
-
-
-def sort_value(row: FleetRow, column: Column) -> object:
-    number = NUMBERS.get(column)
-    if number is None:
-        return TEXTS[column](row, 0).casefold()
-    value = number(row)
-    return -1.0 if value is None else float(value)
-
-
-def tooltip(row: FleetRow) -> str:
-    h = row.health
-    lines = [row.detail, f"{h.url} — {h.state.value}"]
-    if h.comfyui_version:
-        lines.append(f"ComfyUI {h.comfyui_version} on {h.device}")
-    if h.online_since is not None:
-        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(h.online_since))
-        lines.append(f"Online since {since}")
-    if h.vram_total and h.vram_free is not None:
-        used = h.vram_total - h.vram_free
-        lines.append(
-            f"VRAM {_gib(used)} of {_gib(h.vram_total)} GiB used ({100 * used / h.vram_total:.0f}%)"
-        )
-    if row.local_gpu is not None:
-        g = row.local_gpu
-        temp = "n/a" if g.temperature is None else f"{g.temperature} °C"
-        power = "n/a" if g.power_w is None else f"{g.power_w:.0f} W"
-        lines.append(f"{g.name} ({g.pci_bus_id}): {temp}, {power}")
-    if row.instance is not None:
-        i = row.instance
-        lines.append(
-            f"{i.state.value}, PID {i.pid or '—'}, {i.restarts} restart(s); log: {i.log_file}"
-        )
-    if h.error:
-        lines.append(h.error)
-    return "\n".join(lines)
 
 
 GREY = QColor("#80868b")
@@ -299,9 +73,9 @@ def look(row: FleetRow, now: float) -> Look:
 
 
 def cell_look(row: FleetRow, column: Column, now: float) -> tuple[object, object, bool]:
-    greyed = row.health.state is WorkerState.DISABLED
+    greyed = row.health.state is WorkerState.DISABLED or (column in PAST and is_stale(row))
     if column is Column.STATUS:
-        return (_light(row), None, greyed)
+        return (standing(row).light, None, greyed)
     fill = row.health.vram_used if column is Column.VRAM else None
     return (TEXTS[column](row, now), fill, greyed)
 
@@ -319,7 +93,8 @@ def cell_data(row: FleetRow, column: Column, shown: tuple[object, object, bool])
         data[Qt.ItemDataRole.DisplayRole] = value
     if column is Column.VRAM:
         h = row.health
-        data[VRAM_ROLE] = (h.vram_used, h.vram_total) if h.vram_total else None
+        bar = bool(h.vram_total) and h.vram_used is not None
+        data[VRAM_ROLE] = (h.vram_used, h.vram_total, greyed) if bar else None
     return data
 
 
@@ -346,7 +121,7 @@ class FleetTableModel(QStandardItemModel):
         return list(self._rows)
 
     def tooltip(self, number: int) -> str:
-        return tooltip(self._rows[number])
+        return tooltip(self._rows[number], self._now())
 
     def _now(self) -> float:
         return self._clock()
@@ -381,7 +156,12 @@ class FleetTableModel(QStandardItemModel):
             if before == after:  # most probes: only latency and checked_at moved
                 self._rows[number] = row
                 continue
-            changed = {c for c, a, b in zip(_SHOWN_CELLS, before, after, strict=True) if a != b}
+            changed = {
+                c
+                for cells, a, b in zip(_SHOWN_CELLS, before, after, strict=True)
+                if a != b
+                for c in cells
+            }
             self._replace(number, row, sorted(changed))
 
     def update_instance(self, status: InstanceStatus) -> None:
@@ -395,11 +175,15 @@ class FleetTableModel(QStandardItemModel):
             if reading != row.local_gpu:
                 self._replace(number, replace(row, local_gpu=reading))
 
-    def tick(self) -> None:
-        """Uptime moves on and latency with every probe: their cells are rewritten here, every
-        few seconds, not for each probe (a row that goes up or down is rewritten whole at once)."""
+    def tick(self, history: FleetHistory | None = None) -> None:
+        """Uptime and an offline worker's age move on, latency with every probe: their cells
+        are rewritten here, every few seconds, not for each probe (a row that goes up or down
+        is rewritten whole at once); the activity lines get their new sample."""
         for number, row in enumerate(self._rows):
             self._replace(number, row, TICKING)
+            if history is not None:
+                recent = history.recent(row.name, ACTIVITY_POINTS)
+                self.setData(self.index(number, Column.ACTIVITY), recent, HISTORY_ROLE)
 
     def _replace(self, number: int, row: FleetRow, columns: Sequence[Column] = COLUMNS) -> None:
         """Store a row; rewrite those of the named cells whose look changed."""
@@ -452,13 +236,6 @@ def _item(data: dict[int, Any]) -> QStandardItem:
     for role, value in data.items():
         item.setData(value, role)
     return item
-
-
-def _light(row: FleetRow) -> WorkerState:
-    instance = row.instance
-    if instance is None or row.health.state in (WorkerState.ONLINE, WorkerState.BUSY):
-        return row.health.state
-    return LIGHTS.get(instance.state, row.health.state)
 
 
 def _match_gpu(row: FleetRow, gpus: tuple[GpuReading, ...]) -> GpuReading | None:

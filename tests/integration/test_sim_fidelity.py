@@ -261,3 +261,47 @@ async def test_model_lists_are_this_instances_files_and_the_recorded_specials(
         "pixel_space",
     ]
     assert upscale["UpscaleModelLoader"]["input"]["required"]["model_name"][1]["options"] == []
+
+
+@pytest.mark.asyncio
+async def test_log_routes_and_events_match_the_recordings(sim: SimInstance) -> None:
+    recorded = json.loads((RECORDINGS / "cpu" / "logs_api.json").read_text())
+    async with aiohttp.ClientSession() as session:
+        raw = await get_json(session, f"{sim.url}/internal/logs/raw")
+        assert shape_differences(recorded["GET /internal/logs/raw"]["body"], raw) == []
+        assert any("To see the GUI go to" in e["m"] for e in raw["entries"])
+        joined = await get_json(session, f"{sim.url}/internal/logs")
+        assert isinstance(joined, str) and " - To see the GUI go to" in joined
+        local = await get_json(session, f"{sim.url}/distributed/local_log?lines=5")
+        assert set(local) >= {"status", "content"}
+        async with session.get(f"{sim.url}/api/internal/logs/raw") as response:
+            assert response.status == recorded["GET /api/internal/logs/raw"]["status"]
+        socket = await session.ws_connect(f"{sim.url}/ws?clientId=logs-1")
+        assert (await socket.receive_json())["type"] == "status"
+        async with session.patch(
+            f"{sim.url}/internal/logs/subscribe", json={"clientId": "logs-1", "enabled": True}
+        ) as response:
+            assert (response.status, await response.text()) == (200, "")
+        status, _ = await post_json(
+            session,
+            f"{sim.url}/prompt",
+            {"prompt": workflow("workflow_nomodel"), "client_id": "other"},
+        )
+        assert status == 200
+        logs = []
+        while len(logs) < 2:
+            event = await socket.receive_json(timeout=10)
+            if event["type"] == "logs":
+                logs.append(event)
+        await socket.close()
+    recorded_logs = [
+        e
+        for e in recorded["ws events after subscribe (first is the status on connect)"]
+        if e["type"] == "logs"
+    ]
+    assert shape_differences(recorded_logs[0], logs[0]) == []
+    assert [e["data"]["entries"][0]["m"] for e in logs] == [
+        "got prompt\n",
+        logs[1]["data"]["entries"][0]["m"],
+    ]
+    assert logs[1]["data"]["entries"][0]["m"].startswith("Prompt executed in")

@@ -11,7 +11,7 @@ from app.core.config import FleetConfig
 from app.services.paths import resolve_paths
 from app.services.storage import ConfigStore
 from app.ui.application import DesktopApp
-from app.ui.worker_table import Column
+from app.ui.row_text import Column
 from tests.waiting import until
 
 
@@ -50,4 +50,25 @@ async def answer(button: QMessageBox.StandardButton, timeout: float = 30) -> str
     assert box is not None
     text = box.text()
     box.button(button).click()
+    return text
+
+
+async def told(timeout: float = 30) -> str:
+    """Wait for a message the app shows (not a question), close it; its text."""
+
+    def message() -> QMessageBox | None:
+        for widget in QApplication.topLevelWidgets():
+            if (
+                isinstance(widget, QMessageBox)
+                and widget.isVisible()
+                and widget.objectName() == "message"
+            ):
+                return widget
+        return None
+
+    await until(lambda: message() is not None, timeout)
+    box = message()
+    assert box is not None
+    text = box.text()
+    box.accept()
     return text

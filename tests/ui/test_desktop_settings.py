@@ -90,5 +90,5 @@ async def test_settings_apply_autostart_notifications_and_tray(
         await app.stop()
         app.instance.close()
         app.tray.hide()
-        app.window.close_hides = lambda: False
+        app.window.set_close_to_tray(False)
         app.window.close()

@@ -65,7 +65,7 @@ async def test_run_gallery_history_preflight_and_canary(
         assert window.open_workflow(path) and window.buttons["Run"].isEnabled()
         asked: list[list[PreflightResult]] = []
 
-        def drop(checks: list[PreflightResult]) -> bool:
+        async def drop(checks: list[PreflightResult]) -> bool:
             asked.append(checks)
             return True
 

@@ -13,9 +13,9 @@ from app.core.config import AppSettings, FleetConfig, MasterConfig, WorkerConfig
 from app.core.health import WorkerState
 from app.services.gpus import GpuReader
 from app.sim.fleet import SimInstance, free_port
+from app.ui.row_text import Column
 from app.ui.tray import FleetHealth, fleet_health
 from app.ui.worker_dialog import WorkerDialog
-from app.ui.worker_table import Column
 from tests.fakes.nvml import FakeNvml
 from tests.ui.helpers import cell, desktop_with
 from tests.waiting import until
@@ -48,22 +48,22 @@ async def test_live_table_and_tray_follow_the_fleet(
     try:
         await until(
             lambda: (
-                cell(app, "big", Column.DETAIL) == "online"
-                and cell(app, "gone", Column.DETAIL).startswith("offline")
+                cell(app, "big", Column.STATE) == "online"
+                and cell(app, "gone", Column.STATE) == "offline"
             )
         )
         assert cell(app, "big", Column.VRAM).endswith("/80.0 GiB")
         assert "H100" in cell(app, "big", Column.DEVICE)
-        assert "connection refused" in cell(app, "gone", Column.DETAIL)
+        assert "connection refused" in cell(app, "gone", Column.REASON)
         await until(lambda: cell(app, "master", Column.UTIL) != "n/a")
         assert cell(app, "master", Column.UTIL) == "0%"  # NVML reading of GPU 0
         assert cell(app, "big", Column.UTIL) == "n/a"  # remote: no NVML there
         assert app.tray is not None
         await until(lambda: app.tray is not None and app.tray.health is FleetHealth.DEGRADED)
-        assert app.tray.toolTip() == "ComfyFleet: 2/3 workers online"
+        assert app.tray.toolTip() == "ComfyFleet: 1/2 workers online"  # workers, not the master
         assert list(app.window.gpu_panel.gpu_charts) == ["GPU-9664e333-53f7-c99e-3697-bff5cb199420"]
         big.stop()
-        await until(lambda: cell(app, "big", Column.DETAIL).startswith("offline"), timeout=5)
+        await until(lambda: cell(app, "big", Column.STATE) == "offline", timeout=5)
         await until(lambda: app.tray is not None and app.tray.health is FleetHealth.DEGRADED)
         proxy = app.window.table.model()
         assert isinstance(proxy, QSortFilterProxyModel)
@@ -75,7 +75,7 @@ async def test_live_table_and_tray_follow_the_fleet(
         app.instance.close()
         if app.tray:
             app.tray.hide()
-        app.window.close_hides = lambda: False
+        app.window.set_close_to_tray(False)
         app.window.close()
 
 
@@ -88,7 +88,11 @@ def test_fleet_health_rules() -> None:
     up, down = WorkerState.ONLINE, WorkerState.OFFLINE
     assert fleet_health([h("master", "master", up), h("a", "local", up)]) == (
         FleetHealth.GOOD,
-        "2/2 workers online",
+        "1/1 workers online",
+    )
+    assert fleet_health([h("master", "master", down), h("a", "local", up)]) == (
+        FleetHealth.ERROR,
+        "master offline; 1/1 workers online",
     )
     assert (
         fleet_health([h("master", "master", up), h("a", "local", down)])[0] is FleetHealth.DEGRADED
@@ -96,7 +100,7 @@ def test_fleet_health_rules() -> None:
     assert fleet_health([h("master", "master", down), h("a", "local", up)])[0] is FleetHealth.ERROR
     assert fleet_health([h("master", "master", up), h("a", "r", WorkerState.DISABLED)]) == (
         FleetHealth.GOOD,
-        "1/1 workers online",
+        "no workers enabled",
     )
 
 

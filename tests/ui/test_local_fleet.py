@@ -16,8 +16,8 @@ from app.core.config import AppSettings, FleetConfig, MasterConfig, WorkerConfig
 from app.services.supervisor import InstanceState
 from app.sim.fleet import create_sim_install, free_port
 from app.ui.application import DesktopApp
-from app.ui.worker_table import Column
-from tests.ui.helpers import cell, desktop_with
+from app.ui.row_text import Column
+from tests.ui.helpers import cell, desktop_with, told
 from tests.waiting import until
 
 
@@ -50,20 +50,23 @@ async def test_start_crash_logs_stop_and_quit(qapp: QApplication, tmp_path: Path
     )
     app = desktop_with(qapp, tmp_path, config)
     notes: list[str] = []
-    app.window.notify = lambda notice, title, text: notes.append(f"{title}: {text}")
+    app.window.noticeRaised.connect(lambda notice, title, text: notes.append(f"{title}: {text}"))
     app.window.show()
     await app.start()
     try:
         assert cell(app, "master", Column.PROCESS) == "launchable"
         assert cell(app, "lan", Column.PROCESS) == "—"
         select(app, "lan")
-        trigger(app, "start")
-        assert "not launched by ComfyFleet" in app.window.statusBar().currentMessage()
+        start = app.window.findChild(QAction, "start")
+        assert start is not None and not start.isEnabled()  # for a remote worker: says why
+        assert "lan runs elsewhere" in start.toolTip()
+        select(app, "gpu1")
+        assert start.isEnabled()
         trigger(app, "start_all")
         await until(
             lambda: (
-                cell(app, "master", Column.DETAIL) == "online"
-                and cell(app, "gpu1", Column.DETAIL) == "online"
+                cell(app, "master", Column.STATE) == "online"
+                and cell(app, "gpu1", Column.STATE) == "online"
             )
         )
         pid = app.supervisor.status("gpu1").pid  # type: ignore[union-attr]
@@ -74,7 +77,8 @@ async def test_start_crash_logs_stop_and_quit(qapp: QApplication, tmp_path: Path
         await until(
             lambda: (
                 "1 restart(s)" in cell(app, "gpu1", Column.PROCESS)
-                and cell(app, "gpu1", Column.DETAIL).startswith("online — last crash: killed")
+                and cell(app, "gpu1", Column.STATE) == "online"
+                and cell(app, "gpu1", Column.REASON).startswith("last crash: killed")
             )
         )
         await until(lambda: any("gpu1 is back" in n for n in notes))
@@ -92,7 +96,7 @@ async def test_start_crash_logs_stop_and_quit(qapp: QApplication, tmp_path: Path
                 is InstanceState.STOPPED
             )
         )
-        await until(lambda: cell(app, "master", Column.DETAIL).startswith("stopped"))
+        await until(lambda: cell(app, "master", Column.STATE) == "stopped")
         running = app.supervisor.status("gpu1").pid  # type: ignore[union-attr]
     finally:
         for viewer in list(app.window.log_viewers):
@@ -122,14 +126,15 @@ async def test_a_bad_launch_argument_is_shown_and_notified_not_retried(
     )
     app = desktop_with(qapp, tmp_path, config)
     notes: list[str] = []
-    app.window.notify = lambda notice, title, text: notes.append(f"{title}: {text}")
-    app.control.error = notes.append
+    app.window.noticeRaised.connect(lambda notice, title, text: notes.append(f"{title}: {text}"))
     await app.start()
     try:
         select(app, "w1")
         trigger(app, "start")
-        await until(lambda: "bad launch argument" in cell(app, "w1", Column.DETAIL))
-        assert "no flag --lowvarm: did you mean --lowvram?" in cell(app, "w1", Column.DETAIL)
+        await until(lambda: "bad launch argument" in cell(app, "w1", Column.REASON))
+        assert "no flag --lowvarm: did you mean --lowvram?" in cell(app, "w1", Column.REASON)
+        assert cell(app, "w1", Column.STATE) == "crashed"
+        assert "Cannot start w1: bad launch argument" in await told()
         assert any(n.startswith("w1 crashed: bad launch argument") for n in notes)
         status = app.supervisor.status("w1")
         assert status is not None and status.state is InstanceState.CRASHED and status.pid is None

@@ -11,20 +11,14 @@ from PySide6.QtWidgets import QApplication, QLabel, QSystemTrayIcon, QToolTip
 from pytestqt.qtbot import QtBot
 
 from app.core.config import FleetConfig
-from app.core.health import WorkerHealth, WorkerState
+from app.core.health import Failure, WorkerHealth, WorkerState
 from app.services.paths import AppPaths
 from app.services.storage import ConfigStore
 from app.ui import worker_table
 from app.ui.application import DesktopApp
+from app.ui.row_text import Column, FleetRow, rows_from_config
 from app.ui.single_instance import activate_running, instance_key
-from app.ui.worker_table import (
-    SORT_ROLE,
-    VRAM_ROLE,
-    Column,
-    FleetRow,
-    FleetTableModel,
-    rows_from_config,
-)
+from app.ui.worker_table import SORT_ROLE, VRAM_ROLE, FleetTableModel
 
 
 def _cells(app: DesktopApp, column: Column) -> list[str]:
@@ -37,7 +31,7 @@ def desktop(qapp: QApplication, saved_paths: AppPaths) -> Iterator[DesktopApp]:
     app = DesktopApp(qapp, saved_paths, ConfigStore(saved_paths.config_file).load())
     yield app
     app.instance.close()
-    app.window.close_hides = lambda: False
+    app.window.set_close_to_tray(False)
     app.window.close()
     if app.tray is not None:
         app.tray.hide()
@@ -55,7 +49,7 @@ def test_window_lists_master_then_workers(desktop: DesktopApp, qtbot: QtBot) -> 
         "https://pod-a.invalid",
     ]
     assert _cells(desktop, Column.DEVICE) == ["GPU 0", "GPU 1", "—", "—"]
-    assert _cells(desktop, Column.DETAIL) == ["starting", "starting", "starting", "disabled"]
+    assert _cells(desktop, Column.STATE) == ["checking", "checking", "checking", "disabled"]
     assert not desktop.window.getting_started.isVisible()
     assert desktop.window.table.model().sourceModel() is desktop.window.model
 
@@ -139,7 +133,7 @@ def test_with_tray_closing_hides_and_tray_menu_works(
     finally:
         app.instance.close()
         app.tray.hide() if app.tray else None
-        app.window.close_hides = lambda: False
+        app.window.set_close_to_tray(False)
         app.window.close()
 
 
@@ -156,13 +150,13 @@ def test_no_instance_means_no_activation(app_paths: AppPaths, qapp: QApplication
 def test_geometry_is_remembered(qapp: QApplication, saved_paths: AppPaths, qtbot: QtBot) -> None:
     first = DesktopApp(qapp, saved_paths, ConfigStore(saved_paths.config_file).load())
     first.window.show()
-    first.window.resize(700, 420)
-    qtbot.waitUntil(lambda: first.window.width() == 700)
+    first.window.resize(760, 540)
+    qtbot.waitUntil(lambda: first.window.width() == 760)
     first.window.close()
     first.instance.close()
     second = DesktopApp(qapp, saved_paths, ConfigStore(saved_paths.config_file).load())
     try:
-        assert (second.window.width(), second.window.height()) == (700, 420)
+        assert (second.window.width(), second.window.height()) == (760, 540)
     finally:
         second.instance.close()
         second.window.close()
@@ -181,8 +175,8 @@ def test_updates_rewrite_only_the_cells_that_changed(
     )
     model.set_rows(changed)
     assert {row for row, _ in written} == {2}
-    assert model.data(model.index(2, Column.DETAIL)) == "online"
-    assert model.data(model.index(1, Column.DETAIL)) == "starting"
+    assert model.data(model.index(2, Column.STATE)) == "online"
+    assert model.data(model.index(1, Column.STATE)) == "checking"
     assert model.headerData(Column.NAME, Qt.Orientation.Horizontal) == "Name"
 
     written.clear()
@@ -226,6 +220,8 @@ def test_cells_updated_field_by_field_match_a_full_repaint(fleet_config: FleetCo
         "latency_ms": [None, 0.4, 12.6, 250.0],
         "online_since": [None, 10.0, 900.0],
         "error": [None, "refused — start ComfyUI"],
+        "failure": [None, Failure.REFUSED, Failure.TIMEOUT],
+        "seen_at": [None, 500.0, 990.0],
         "checked_at": [1.0, 2.0],
     }
     for _ in range(300):

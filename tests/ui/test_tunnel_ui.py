@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from PySide6.QtGui import QAction, QGuiApplication
-from PySide6.QtWidgets import QApplication, QSystemTrayIcon
+from PySide6.QtWidgets import QApplication, QMessageBox, QSystemTrayIcon
 
 from app.core.config import FleetConfig, MasterConfig, TunnelSettings
 from app.core.tunnel import PINNED_SHA256, PINNED_VERSION, release_asset
@@ -22,7 +22,7 @@ from app.ui.named_tunnel_dialog import NamedTunnelDialog
 from tests.fakes import cloudflared_script, install_cloudflared
 from tests.fakes.memory_keyring import MemoryKeyring
 from tests.local_server import local_server
-from tests.ui.helpers import desktop_with
+from tests.ui.helpers import answer, desktop_with
 from tests.waiting import until
 
 
@@ -41,20 +41,19 @@ async def test_tunnel_button_copies_the_url_and_quit_restores_the_host(
         tunnel=TunnelSettings(cloudflared_path=str(binary)),
     )
     app = desktop_with(qapp, tmp_path, config)
-    asked: list[str] = []
-    app.control.confirm = lambda text: asked.append(text) or True
     notes: list[str] = []
-    app.window.notify = lambda notice, title, text: notes.append(title)
+    app.window.noticeRaised.connect(lambda notice, title, text: notes.append(title))
     QGuiApplication.clipboard().setText("")
     await app.start()
     try:
         action = app.window.findChild(QAction, "tunnel")
         assert action is not None
         action.trigger()
+        asked = [await answer(QMessageBox.StandardButton.Yes)]  # the exposure question
         await until(lambda: QGuiApplication.clipboard().text().endswith(".trycloudflare.com"))
         url = QGuiApplication.clipboard().text()
         # the URL is announced as soon as /ready answers; the master's host follows
-        await until(lambda: app.tunnel.status.master_note.startswith("master host set"))
+        await until(lambda: app.tunnels.master.status.master_note.startswith("master host set"))
         assert asked and "no login" in asked[0] and notes == ["Tunnel ready"]
         assert http_json(f"{master.url}/distributed/config")["master"]["host"] == url.removeprefix(
             "https://"
@@ -65,7 +64,7 @@ async def test_tunnel_button_copies_the_url_and_quit_restores_the_host(
         app.tray.menu.aboutToShow.emit()
         labels = [a.text() for a in app.tray.menu.actions()]
         assert "Stop tunnel" in labels and "Copy tunnel URL" in labels
-        status = app.tunnel.status
+        status = app.tunnels.master.status
     finally:
         app.quit()
         await app.stop()
@@ -94,7 +93,7 @@ async def test_named_tunnel_from_the_window(
         tunnel=TunnelSettings(cloudflared_path=str(binary), confirm_exposure=False),
     )
     app = desktop_with(qapp, tmp_path, config)
-    app.control.secrets = SecretStore(backend=MemoryKeyring())
+    app.tunnels.secrets = SecretStore(backend=MemoryKeyring())
     token = "eyJ0b2tlbiI6ICJ3aW5kb3cifQ"
     await app.start()
     try:
@@ -102,21 +101,21 @@ async def test_named_tunnel_from_the_window(
         menu.refill()
         labels = [a.text() for a in menu.actions() if not a.isSeparator()]
         assert labels[0].startswith("Quick tunnel") and labels[-1] == "Add named tunnel…"
-        dialog = NamedTunnelDialog(app.window._config, app.control.secrets)
+        dialog = NamedTunnelDialog(app.keeper.config, app.tunnels.secrets)
         dialog.name.setText("studio")
         dialog.hostname.setText("comfy.example.com")
         dialog.save()
         assert dialog.error.text().startswith("A named tunnel needs")  # no token yet
         dialog.token.setText(token)
         dialog.save()
-        assert dialog.result_config is not None and app.window.apply_config(dialog.result_config)
+        assert dialog.result_config is not None and app.keeper.apply(dialog.result_config)
         saved = app.paths.config_file.read_text()
         assert "comfy.example.com" in saved and token not in saved
         menu.refill()
         studio = next(a for a in menu.actions() if a.text().startswith("studio"))
         studio.trigger()
-        await until(lambda: app.tunnel.status.url == "https://comfy.example.com")
-        await until(lambda: app.tunnel.status.master_note.startswith("master host set"))
+        await until(lambda: app.tunnels.master.status.url == "https://comfy.example.com")
+        await until(lambda: app.tunnels.master.status.master_note.startswith("master host set"))
         recorded = json.loads(record.read_text())
         assert recorded["token_in_env"] and token not in " ".join(recorded["argv"])
         menu.refill()
@@ -126,7 +125,7 @@ async def test_named_tunnel_from_the_window(
         await app.stop()
         app.instance.close()
         app.window.close()
-    assert token not in app.tunnel.log_file.read_text()
+    assert token not in app.tunnels.master.log_file.read_text()
     assert http_json(f"{master.url}/distributed/config")["master"]["host"] == ""
 
 
@@ -156,12 +155,11 @@ async def test_missing_cloudflared_is_offered_and_verified(
             tunnel=TunnelSettings(confirm_exposure=False, download_base_url=base),
         )
         app = desktop_with(qapp, tmp_path, config)
-        asked: list[str] = []
-        app.control.confirm = lambda text: asked.append(text) or True
         await app.start()
         try:
-            app.control.toggle_tunnel()
-            await until(lambda: app.tunnel.status.state.value == "ready")
+            app.tunnels.toggle()
+            asked = [await answer(QMessageBox.StandardButton.Yes)]  # download cloudflared?
+            await until(lambda: app.tunnels.master.status.state.value == "ready")
             assert "cloudflared is not installed" in asked[0] and "SHA-256" in asked[0]
             assert served == [f"/{PINNED_VERSION}/{asset}"]
             assert (app.paths.data_dir / "bin" / "cloudflared").stat().st_mode & 0o111
