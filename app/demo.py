@@ -1,4 +1,9 @@
-"""`comfy-fleet demo`: a simulated master and workers on free loopback ports, with a temp config."""
+"""`comfy-fleet demo`: a simulated fleet on loopback ports, with a temp config.
+
+The master and the local workers run from a simulated ComfyUI install that the app itself
+launches, watches and restarts (one of them is killed now and then, to show crash recovery);
+the remote workers are simulated instances the demo starts, as other machines would be.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,13 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from app.core.config import FleetConfig, MasterConfig, WorkerConfig, WorkerKind
-from app.services.paths import AppPaths, resolve_paths
+from app.core.config import AppSettings, FleetConfig, MasterConfig, WorkerConfig, WorkerKind
+from app.services.paths import AppPaths
 from app.services.storage import ConfigStore
-from app.sim.fleet import SimInstance, http_json, start_sim
+from app.sim.fleet import SimInstance, create_sim_install, free_port, start_sim
 
 log = logging.getLogger(__name__)
+CRASH_EVERY_S = 150  # now and then, and never a crash loop (5 exits in 10 minutes)
 
 
 @dataclass(frozen=True)
@@ -20,23 +26,32 @@ class DemoWorker:
     name: str
     device: str
     vram_gb: int
+    local: bool = False
     time_scale: float = 1.0
     faults: str = ""
 
 
-# A mixed fleet: a fast local-class GPU, a slower LAN box, and a flaky cloud pod.
+# A mixed fleet: two GPUs of this machine (one crashes now and then), a slower LAN box and a
+# flaky cloud pod.
 DEMO_WORKERS = (
-    DemoWorker("gpu1-4090", "NVIDIA GeForce RTX 4090", 24),
+    DemoWorker("gpu1-4090", "NVIDIA GeForce RTX 4090", 24, local=True),
     DemoWorker("lan-3090 (slow)", "NVIDIA GeForce RTX 3090", 24, time_scale=3.0),
-    DemoWorker("pod-a100 (flaky)", "NVIDIA A100-SXM4-80GB", 80, faults="flaky=0.25"),
-    DemoWorker("gpu2-4080", "NVIDIA GeForce RTX 4080", 16),
+    DemoWorker("pod-a100 (flaky)", "NVIDIA A100-SXM4-80GB", 80, faults="flaky=0.1"),
+    DemoWorker(
+        "gpu2-4080 (crashes)",
+        "NVIDIA GeForce RTX 4080",
+        16,
+        local=True,
+        faults=f"die-after={CRASH_EVERY_S}",
+    ),
 )
+MASTER = DemoWorker("master", "NVIDIA GeForce RTX 4090", 24, local=True)
 
 
 @dataclass
 class DemoFleet:
     folder: tempfile.TemporaryDirectory[str]
-    instances: list[SimInstance]
+    instances: list[SimInstance]  # the remote ones; the app stops the local ones it launched
 
     def stop(self) -> None:
         for instance in self.instances:
@@ -44,16 +59,16 @@ class DemoFleet:
         self.folder.cleanup()
 
 
-def _args(name: str, device: str, vram_gb: int, time_scale: float = 1.0) -> list[str]:
+def _args(spec: DemoWorker) -> list[str]:
     return [
         "--sim-name",
-        name,
+        spec.name,
         "--sim-device",
-        device,
+        spec.device,
         "--sim-vram-gb",
-        str(vram_gb),
+        str(spec.vram_gb),
         "--sim-time-scale",
-        str(time_scale),
+        str(spec.time_scale),
         "--sim-startup-s",
         "0",
     ]
@@ -70,68 +85,64 @@ def demo_workers(count: int) -> list[DemoWorker]:
     return chosen
 
 
-def start_demo_fleet(count: int = 3) -> tuple[AppPaths, DemoFleet]:
-    """Start the simulated fleet and write a config for it; the caller stops it."""
+def start_demo_fleet(count: int = len(DEMO_WORKERS)) -> tuple[AppPaths, DemoFleet]:
+    """Start the remote part of the simulated fleet and write a config for all of it; the
+    caller stops it."""
     folder = tempfile.TemporaryDirectory(prefix="comfy-fleet-demo-")
-    root = Path(folder.name)
     fleet = DemoFleet(folder, [])
     try:
-        return _start(root, fleet, demo_workers(count)), fleet
+        return _start(Path(folder.name), fleet, demo_workers(count)), fleet
     except BaseException:  # nothing left running behind a failed start
         fleet.stop()
         raise
 
 
 def _start(root: Path, fleet: DemoFleet, chosen: list[DemoWorker]) -> AppPaths:
-    master = start_sim(
-        root / "master", args=_args("master", "NVIDIA GeForce RTX 4090", 24), wait=False
-    )
-    fleet.instances.append(master)
-    for number, spec in enumerate(chosen):
+    remote = [spec for spec in chosen if not spec.local]
+    for number, spec in enumerate(remote):
         env = {"COMFYFLEET_SIM_FAULTS": spec.faults} if spec.faults else None
         fleet.instances.append(
-            start_sim(
-                root / f"worker{number}",
-                wait=False,
-                env=env,
-                args=_args(spec.name, spec.device, spec.vram_gb, spec.time_scale),
-            )
+            start_sim(root / f"remote{number}", wait=False, env=env, args=_args(spec))
         )
     for instance in fleet.instances:
         instance.wait_ready()
-    workers = []
-    for number, (spec, instance) in enumerate(zip(chosen, fleet.instances[1:], strict=True), 1):
-        workers.append(
-            WorkerConfig(
-                spec.name,
-                WorkerKind.REMOTE,
-                host="127.0.0.1",
-                port=instance.port,
-                distributed_id=str(number),
-            )
-        )
-        _register(master, number, spec.name, instance.port)
-    paths = resolve_paths(root / "fleet.json")
-    config = FleetConfig(master=MasterConfig(port=master.port), workers=tuple(workers))
+    ports = {spec.name: free_port() for spec in (MASTER, *chosen) if spec.local}
+    install = _install(root / "ComfyUI", [MASTER, *chosen], ports)
+    sims = iter(fleet.instances)
+    workers = tuple(
+        WorkerConfig(spec.name, WorkerKind.LOCAL, port=ports[spec.name])
+        if spec.local
+        else WorkerConfig(spec.name, WorkerKind.REMOTE, host="127.0.0.1", port=next(sims).port)
+        for spec in chosen
+    )
+    paths = demo_paths(root)
+    config = FleetConfig(
+        master=MasterConfig(comfyui_dir=str(install), port=ports[MASTER.name]),
+        workers=workers,
+        app=AppSettings(start_fleet_on_launch=True),
+    )
     ConfigStore(paths.config_file).save(config)
-    log.info("demo fleet: master on %s, %d workers", master.url, len(workers))
+    log.info("demo fleet: %d workers, %d of them local", len(workers), len(ports) - 1)
     return paths
 
 
-def _register(master: SimInstance, number: int, name: str, port: int) -> None:
-    """Tell the master's ComfyUI-Distributed about the worker, as a real setup would have."""
-    try:
-        http_json(
-            f"{master.url}/distributed/config/update_worker",
-            {
-                "worker_id": str(number),
-                "name": name,
-                "host": "127.0.0.1",
-                "port": port,
-                "cuda_device": None,
-                "enabled": True,
-                "type": "remote",
-            },
-        )
-    except OSError as exc:  # the flaky pod may refuse this once; the demo still opens
-        log.warning("could not register %s with the simulated master: %s", name, exc)
+def demo_paths(root: Path) -> AppPaths:
+    """Everything of the demo in its own folder: the user's config, state and logs (and a
+    fleet of theirs that may be running) are never touched."""
+    return AppPaths(root / "fleet.json", root / "data", root / "log", root / "state")
+
+
+def _install(folder: Path, specs: list[DemoWorker], ports: dict[str, int]) -> Path:
+    """The simulated install the app launches its local instances from, each one's device
+    and faults set by its port."""
+    by_port = {
+        str(ports[spec.name]): {
+            "name": spec.name,
+            "device": spec.device,
+            "vram_gb": spec.vram_gb,
+            "faults": spec.faults,
+        }
+        for spec in specs
+        if spec.local
+    }
+    return create_sim_install(folder, startup_s=1.0, by_port=by_port)

@@ -33,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_tunnel_commands(commands)
     add_job_commands(commands)
     demo = commands.add_parser("demo", help="open the app on a simulated fleet")
-    demo.add_argument("--workers", type=int, default=3, help="simulated workers (default 3)")
+    demo.add_argument(
+        "--workers", type=int, default=4, help="simulated workers (default 4: 2 local, 2 remote)"
+    )
     return parser
 
 

@@ -114,6 +114,9 @@ async def serve(settings: SimSettings, log: SimLog) -> int:
     log.write(f"To see the GUI go to: http://{shown}:{settings.port}")
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    if settings.faults.die_after_s is not None:
+        kill = getattr(signal, "SIGKILL", signal.SIGTERM)  # (Windows has no SIGKILL)
+        loop.call_later(settings.faults.die_after_s, os.kill, os.getpid(), kill)
     for name in ("SIGTERM", "SIGINT"):
         # On Windows there are no loop signal handlers: Ctrl-C arrives as KeyboardInterrupt.
         if hasattr(signal, name):

@@ -22,7 +22,17 @@ DEFAULT_MODELS: dict[str, list[str]] = {
     "upscale_models": ["tiny_compact_x2.safetensors"],
 }
 FAULT_NAMES = frozenset(
-    {"start-fail", "crash-after", "hang", "slow", "http500", "no-callback", "vram-full", "flaky"}
+    {
+        "start-fail",
+        "crash-after",
+        "die-after",
+        "hang",
+        "slow",
+        "http500",
+        "no-callback",
+        "vram-full",
+        "flaky",
+    }
 )
 START_FAILURES = frozenset(
     {"cuda-oom", "module-missing", "custom-node", "cuda-driver", "port-in-use"}
@@ -33,6 +43,7 @@ START_FAILURES = frozenset(
 class Faults:
     start_fail: str | None = None
     crash_after: int | None = None
+    die_after_s: float | None = None  # killed (SIGKILL) after this long up, as by the OOM killer
     hang: bool = False
     slow_s: float = 0.0
     http500: bool = False
@@ -55,6 +66,7 @@ def parse_faults(text: str) -> Faults:
     return Faults(
         start_fail=start_fail,
         crash_after=int(values["crash-after"]) if "crash-after" in values else None,
+        die_after_s=float(values["die-after"]) if "die-after" in values else None,
         hang="hang" in values,
         slow_s=float(values["slow"] or 1.0) if "slow" in values else 0.0,
         http500="http500" in values,
@@ -129,7 +141,7 @@ def load_settings(argv: list[str], install_dir: Path) -> SimSettings:
     knobs, comfy_argv = sim_parser().parse_known_args(argv)
     args = comfy_cli.parse(comfy_argv)
     env = os.environ
-    file_values = _sim_json(install_dir)
+    file_values = _sim_json(install_dir, args.port)
 
     def pick(flag: object, env_name: str, key: str, default: object) -> object:
         if flag is not None:
@@ -179,12 +191,17 @@ def load_settings(argv: list[str], install_dir: Path) -> SimSettings:
     )
 
 
-def _sim_json(base_dir: Path) -> dict[str, object]:
+def _sim_json(base_dir: Path, port: int) -> dict[str, object]:
+    """A simulated install's settings; `by_port` holds those of the instance on one port
+    (instances of one install differ only by their command line, so the port tells them)."""
     path = base_dir / "sim.json"
     if not path.is_file():
         return {}
     data = json.loads(path.read_text(encoding="utf-8"))
-    return data if isinstance(data, dict) else {}
+    if not isinstance(data, dict):
+        return {}
+    own = (data.get("by_port") or {}).get(str(port), {})
+    return {**data, **own} if isinstance(own, dict) else data
 
 
 def _models(env_text: str | None, file_value: object) -> dict[str, list[str]]:

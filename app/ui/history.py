@@ -114,7 +114,7 @@ class Chart(QWidget):
         header = f"{self.title}: {latest}" + (f"  ({self.stale})" if self.stale else "")
         painter.setPen(muted if self.stale else text)
         painter.drawText(self.rect().adjusted(2, 0, -2, 0), Qt.AlignmentFlag.AlignTop, header)
-        plot = QRectF(self.rect()).adjusted(34, 16, -2, -14)
+        plot = QRectF(self.rect()).adjusted(44, 16, -2, -14)
         painter.fillRect(plot, palette.base())
         painter.setPen(QPen(palette.mid().color(), 1))
         painter.drawRect(plot)
@@ -123,8 +123,8 @@ class Chart(QWidget):
         painter.setFont(small)
         painter.setPen(muted)
         top = f"{self.maximum:.0f}{self.unit}"
-        painter.drawText(QRectF(0, plot.top() - 2, 32, 12), Qt.AlignmentFlag.AlignRight, top)
-        painter.drawText(QRectF(0, plot.bottom() - 10, 32, 12), Qt.AlignmentFlag.AlignRight, "0")
+        painter.drawText(QRectF(0, plot.top() - 2, 42, 12), Qt.AlignmentFlag.AlignRight, top)
+        painter.drawText(QRectF(0, plot.bottom() - 10, 42, 12), Qt.AlignmentFlag.AlignRight, "0")
         span = f"{KEEP * SAMPLE_S / 60:.0f} min"
         painter.drawText(
             QRectF(plot.left(), plot.bottom() + 1, 60, 12), Qt.AlignmentFlag.AlignLeft, f"−{span}"

@@ -369,6 +369,8 @@ class MainWindow(QMainWindow):
         ]
         self.model.set_rows(rows)
         self.getting_started.setVisible(not config.master.launched_by_app and not config.workers)
+        if self.selected_name() is None and rows:
+            self.table.selectRow(0)  # the details pane is never empty when there is a fleet
         self._selection_changed()
 
     def _add_worker(self) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -17,18 +18,24 @@ from app.sim.fleet import SimInstance, http_json
 from tests.waiting import wait_until
 
 
-def test_demo_fleet_starts_registers_and_stops() -> None:
-    paths, fleet = start_demo_fleet(3)
+def test_demo_fleet_starts_the_remote_part_and_configures_the_local_one() -> None:
+    paths, fleet = start_demo_fleet(4)
     try:
         config = ConfigStore(paths.config_file).load().config
-        names = [w.name for w in config.workers]
-        assert names == ["gpu1-4090", "lan-3090 (slow)", "pod-a100 (flaky)"]
-        master = fleet.instances[0]
-        assert config.master.port == master.port and not config.master.launched_by_app
-        registered = http_json(f"{master.url}/distributed/config")["workers"]
-        assert [w["port"] for w in registered] == [w.port for w in config.workers]
-        slow = http_json(f"{fleet.instances[2].url}/system_stats")
-        assert "--sim-time-scale" in slow["system"]["argv"]
+        assert [(w.name, w.kind.value) for w in config.workers] == [
+            ("gpu1-4090", "local"),
+            ("lan-3090 (slow)", "remote"),
+            ("pod-a100 (flaky)", "remote"),
+            ("gpu2-4080 (crashes)", "local"),
+        ]
+        assert config.master.launched_by_app and config.app.start_fleet_on_launch
+        install = Path(config.master.comfyui_dir or "")
+        assert (install / "main.py").is_file() and install.is_relative_to(paths.data_dir.parent)
+        by_port = json.loads((install / "sim.json").read_text())["by_port"]
+        crashing = config.worker("gpu2-4080 (crashes)")
+        assert crashing is not None and "die-after" in by_port[str(crashing.port)]["faults"]
+        assert len(fleet.instances) == 2  # the remote ones; the app launches the rest
+        slow = http_json(f"{fleet.instances[0].url}/system_stats")
         assert "RTX 3090" in slow["devices"][0]["name"]
         processes = [i.process for i in fleet.instances]
     finally:
@@ -49,10 +56,10 @@ def test_a_failed_demo_start_leaves_nothing_running(monkeypatch: pytest.MonkeyPa
         raise OSError("the master refused the worker")
 
     monkeypatch.setattr(demo, "start_sim", start)
-    monkeypatch.setattr(demo, "_register", refuse)  # fails after every simulator is up
+    monkeypatch.setattr(demo, "_install", refuse)  # fails after every simulator is up
     with pytest.raises(OSError, match="refused"):
-        demo.start_demo_fleet(2)
-    assert len(started) == 3
+        demo.start_demo_fleet(4)
+    assert len(started) == 2
     assert all(instance.process.poll() is not None for instance in started)
 
 
@@ -67,13 +74,20 @@ def test_demo_command_opens_app_and_stops_fleet_on_sigterm(isolated_dirs: Path) 
     log = isolated_dirs / "xdg_state_home" / "comfy-fleet" / "log" / "comfy-fleet.log"
     try:
         wait_until(lambda: log.exists() and "started with config" in log.read_text())
-        children = psutil.Process(app.pid).children(recursive=True)
-        sims = [c for c in children if "app.sim" in " ".join(c.cmdline())]
-        assert len(sims) == 4
+
+        def sims() -> list[psutil.Process]:  # remote ones (app.sim) and launched ones (main.py)
+            return [
+                c
+                for c in psutil.Process(app.pid).children(recursive=True)
+                if "app.sim" in " ".join(c.cmdline()) or "main.py" in " ".join(c.cmdline())
+            ]
+
+        wait_until(lambda: len(sims()) == 5)  # 2 remote + the master and 2 local workers
+        running = sims()
         app.send_signal(signal.SIGTERM)
         assert app.wait(30) == 0
         wait_until(
-            lambda: not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in sims),
+            lambda: not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in running),
             timeout=15,
         )
         text = log.read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -180,3 +181,8 @@ def test_simulated_install_runs_with_comfyuis_command_line(tmp_path: Path) -> No
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_die_after_is_a_kill_9_after_that_long(sim_factory: Callable[..., SimInstance]) -> None:
+    sim = sim_factory("dying", env={"COMFYFLEET_SIM_FAULTS": "die-after=0.5"})
+    assert sim.process.wait(30) == -signal.SIGKILL

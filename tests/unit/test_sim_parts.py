@@ -28,9 +28,18 @@ def test_upscale_doubles_each_pixel() -> None:
 
 def test_fault_list_parses_every_mode() -> None:
     faults = parse_faults(
-        "start-fail=cuda-oom,crash-after=3,hang,slow=2.0,http500,no-callback,vram-full"
+        "start-fail=cuda-oom,crash-after=3,die-after=9,hang,slow=2.0,http500,no-callback,vram-full"
     )
-    assert faults == Faults("cuda-oom", 3, True, 2.0, True, True, True)
+    assert faults == Faults(
+        start_fail="cuda-oom",
+        crash_after=3,
+        die_after_s=9.0,
+        hang=True,
+        slow_s=2.0,
+        http500=True,
+        no_callback=True,
+        vram_full=True,
+    )
     assert parse_faults("") == Faults()
     with pytest.raises(ValueError, match="unknown fault"):
         parse_faults("explode")
@@ -100,3 +109,12 @@ def test_demo_workers_beyond_the_mixed_set_get_unique_names() -> None:
     assert names[4] == "gpu1-4090 #2" and names[8] == "gpu1-4090 #3"
     workers = tuple(WorkerConfig(n, WorkerKind.REMOTE, port=9000 + i) for i, n in enumerate(names))
     validate_config(FleetConfig(workers=workers))  # `comfy-fleet demo --workers 9` failed here
+
+
+def test_an_install_sets_each_instance_by_its_port(tmp_path: Path) -> None:
+    (tmp_path / "sim.json").write_text(
+        '{"device": "A", "by_port": {"8191": {"device": "B", "faults": "die-after=5"}}}'
+    )
+    assert load_settings(["--port", "8190"], tmp_path).device_name == "A"
+    own = load_settings(["--port", "8191"], tmp_path)
+    assert own.device_name == "B" and own.faults.die_after_s == 5.0
