@@ -73,7 +73,10 @@ class _Probe:
     """A probe's two GETs, answered by callbacks: no task, future or timer of its own.
 
     Plain HTTP: both on one connection, pipelined (one write, often one read). HTTPS goes
-    through proxies (Runpod, Cloudflare), so there each GET has its own connection.
+    through proxies (Runpod, Cloudflare), which may not answer pipelined requests: there the
+    second GET follows the first on the same kept-alive connection. (Two connections at once
+    meant two name look-ups, and a failed one left the other's error unread: uvloop logged
+    "Future exception was never retrieved" for each probe of an unresolvable host.)
     """
 
     __slots__ = ("answers", "deadline", "monitor", "requests", "started", "watch")
@@ -86,10 +89,7 @@ class _Probe:
         self.started = time.perf_counter()
         http = monitor.client.probe_http
         if watch.tls:
-            self.requests = [
-                http.request((url,), functools.partial(self._one, index))
-                for index, url in enumerate(watch.urls)
-            ]
+            self.requests = [http.request(watch.urls[:1], functools.partial(self._one, 0))]
         else:
             self.requests = [http.request(watch.urls, self._both)]
 
@@ -111,6 +111,9 @@ class _Probe:
         stats, queue = self.answers
         if stats is not None and queue is not None:
             self._read(stats, queue)
+        elif index == 0:  # the queue next, on the connection the first GET left idle
+            http = self.monitor.client.probe_http
+            self.requests = [http.request(self.watch.urls[1:], functools.partial(self._one, 1))]
 
     def _read(self, stats: Answer, queue: Answer) -> None:
         latency = (time.perf_counter() - self.started) * 1000
