@@ -14,6 +14,7 @@ from aiohttp import web
 from app.sim.fleet import free_port
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Override = Callable[[web.Request], Awaitable[web.StreamResponse | None]]  # None: pass it on
 HOP_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 
 
@@ -40,16 +41,17 @@ async def local_server(path: str, handler: Handler) -> AsyncIterator[str]:
 
 @contextlib.asynccontextmanager
 async def proxy_server(
-    target: str, overrides: dict[tuple[str, str], Handler]
+    target: str, overrides: dict[tuple[str, str], Override]
 ) -> AsyncIterator[str]:
     """Everything goes to `target` (websockets too), except the (METHOD, path) routes in
-    `overrides`, which answer as their handlers say."""
+    `overrides`, which answer as their handlers say (a handler's None passes it on)."""
     session = aiohttp.ClientSession(auto_decompress=False)
 
     async def forward(request: web.Request) -> web.StreamResponse:
         own = overrides.get((request.method, request.path))
-        if own is not None:
-            return await own(request)
+        answer = await own(request) if own is not None else None
+        if answer is not None:
+            return answer
         if request.headers.get("Upgrade", "").lower() == "websocket":
             return await _forward_ws(request, session, target)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}

@@ -17,8 +17,9 @@ import aiohttp
 from app.cli.common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, read_text_file
 from app.core.config import FleetConfig
 from app.core.errors import ComfyFleetError
-from app.core.runs import Participant, Phase, Progress, RunResult
+from app.core.runs import Phase, Progress, RunResult
 from app.core.workflow import PreflightResult, Workflow, load_workflow, missing_models_script
+from app.services import run_once
 from app.services.comfy_client import classify
 from app.services.job_service import JOBS_HTTP_TIMEOUT, JobService
 from app.services.jobs import Run, RunRejected, save_outputs
@@ -93,14 +94,19 @@ async def _run(
     async with aiohttp.ClientSession(timeout=JOBS_HTTP_TIMEOUT) as session:
         service = JobService(session, config)
         try:
-            participants = await unless_stopped(_prepare(args, service, workflow, names), stop)
+            prepared = await unless_stopped(
+                run_once.prepare(service, workflow, names, _decide(args.drop_failing)), stop
+            )
         except Interrupted:
             print("Stopped before anything was sent.", file=sys.stderr)
             return EXIT_INTERRUPTED
-        if participants is None:
+        except run_once.PreflightRefused:
+            print("Preflight failed; nothing was sent (--drop-failing leaves workers out).")
             return EXIT_FAILURE
+        for note in prepared.notes:
+            print(f"note: {note}", file=sys.stderr)
         listener = (lambda p: None) if args.json else _print_progress
-        run = service.start(participants, listener, use_extension=service.extension_present)
+        run = run_once.start(service, prepared, listener)
         try:
             result = await unless_stopped(run.execute(workflow), stop)
         except Interrupted:
@@ -118,24 +124,14 @@ async def _run(
     return EXIT_OK if master_part.phase is Phase.DONE else EXIT_FAILURE
 
 
-async def _prepare(
-    args: argparse.Namespace, service: JobService, workflow: Workflow, names: list[str] | None
-) -> list[Participant] | None:
-    """Sync, preflight, drop failing workers: who runs it, or None (nothing sent, said why)."""
-    master, workers = service.participants(names)
-    missing = await service.sync_or_explain()
-    if missing:
-        print(f"warning: {missing}", file=sys.stderr)
-        workers = []
-    checks = await service.preflight(workflow, [master, *workers])
-    failing = {c.participant for c in checks if not c.ok}
-    if failing:
+def _decide(drop_failing: bool) -> run_once.Decide:
+    """Print what the preflight found; run without the failing workers only if asked to."""
+
+    async def decide(checks: list[PreflightResult]) -> bool:
         _print_preflight(checks)
-        if "master" in failing or not args.drop_failing:
-            print("Preflight failed; nothing was sent (--drop-failing leaves workers out).")
-            return None
-        workers = [w for w in workers if w.name not in failing]
-    return [master, *workers]
+        return drop_failing
+
+    return decide
 
 
 async def _interrupt(run: Run) -> int:

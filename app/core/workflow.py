@@ -262,3 +262,19 @@ def base_seed(workflow: Workflow) -> int | None:
             if isinstance(seed, int) and not isinstance(seed, bool):
                 return seed
     return None
+
+
+# What makes ComfyUI-Distributed spread a run over the workers (REFERENCE §2).
+COLLECTORS = frozenset({"DistributedCollector", "UltimateSDUpscaleDistributed"})
+
+
+def is_distributed(workflow: Workflow) -> bool:
+    """Without a collector the master runs it alone and the workers stay idle."""
+    return any(node.get("class_type") in COLLECTORS for node in workflow.values())
+
+
+MASTER_ONLY = (
+    "This workflow has no DistributedCollector: ComfyUI-Distributed runs it on the master "
+    "alone, and the workers stay idle. To make many images at the speed of the whole fleet, "
+    "add it to the queue instead."
+)

@@ -23,7 +23,7 @@ from app.core.workflow import (
     model_refs,
     preflight,
 )
-from app.services.comfy_client import what_answers
+from app.services.comfy_client import classify, what_answers
 from app.services.distributed_sync import (
     ExtensionMissing,
     SyncReport,
@@ -115,9 +115,18 @@ class JobService:
             listings = await asyncio.gather(
                 *(self._get(f"{participant.url}/models/{f}") for f in folders)
             )
-        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+        except aiohttp.ClientResponseError as exc:
+            where = exc.request_info.url.path
             return PreflightResult(
-                participant.name, error=f"could not ask it: {exc or type(exc).__name__}"
+                participant.name, error=f"could not ask it: HTTP {exc.status} from {where}"
+            )
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:  # in the table's words
+            return PreflightResult(
+                participant.name, error=f"could not ask it: {classify(exc).message}"
+            )
+        except ValueError:
+            return PreflightResult(
+                participant.name, error="could not ask it: its answer is not JSON"
             )
         caps = Capabilities(
             frozenset(object_info),
@@ -198,11 +207,23 @@ class JobService:
         if progress.error.startswith("offline"):
             return progress.error
         if progress.phase is Phase.SKIPPED:
-            return "the master skipped it: the master cannot reach this worker (offline from there)"
+            return await self._why_skipped(url)
         if progress.phase is Phase.FAILED and "master" not in progress.error.lower():
             return f"its part failed: {progress.error}"
         sent_to = await self._master_url_given(url, progress.prompt_id)
         return UNREACHABLE_MASTER.format(where=f" it was given ({sent_to})" if sent_to else "")
+
+    async def _why_skipped(self, url: str) -> str:
+        """The master checked the worker and left it out: is it down, or was that a one-off?"""
+        problem = await what_answers(self.session, url)
+        if problem is None:
+            return (
+                "the master left it out, yet it answers now: the master's check of it got an "
+                "error once (a one-off HTTP 500?) — run Test fleet again"
+            )
+        if problem.failure is Failure.SERVER_ERROR:
+            return f"it answers {problem.detail}: its ComfyUI is in trouble — look at its log"
+        return "the master skipped it: the master cannot reach this worker (offline from there)"
 
     async def _master_url_given(self, url: str, prompt_id: str) -> str:
         """The master URL ComfyUI-Distributed told the worker to deliver to."""

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -69,6 +70,23 @@ class _Asked:
         )
 
 
+_DISPATCH_ERROR = re.compile(r"^(\d{3}), message='([^']*)', url='([^']+)'")
+
+
+class DispatchFailed(ComfyFleetError):
+    """The master could not hand a worker its part: that worker answered an error."""
+
+    def __init__(self, participant: str, status: int, message: str) -> None:
+        self.participant = participant
+        self.reason = (
+            f"the master could not hand it its part: it answered HTTP {status} ({message})"
+        )
+        super().__init__(
+            f"{participant}: {self.reason}; nothing was queued on the master, and the other "
+            "workers' parts were stopped. Run Test fleet, or run without it."
+        )
+
+
 class RunRejected(ComfyFleetError):
     def __init__(self, rejection: Rejection) -> None:
         super().__init__(rejection.text())
@@ -121,7 +139,11 @@ class Run:
         reachable = [w for w in self.workers if self._watches[w.name].socket is not None]
         readers = [asyncio.ensure_future(self._read(w)) for w in self._watches.values() if w.socket]
         try:
-            prompt_id, worker_count = await self._queue(workflow, reachable)
+            try:
+                prompt_id, worker_count = await self._queue(workflow, reachable)
+            except DispatchFailed as exc:
+                await self._dispatch_failed(exc)
+                raise
             self._watches[MASTER].progress.prompt_id = prompt_id
             try:
                 await asyncio.wait_for(self._master_done.wait(), deadline_s)
@@ -135,6 +157,17 @@ class Run:
                 reader.cancel()
             await self._close()
         return await self._result(workflow, prompt_id, worker_count, reachable)
+
+    async def _dispatch_failed(self, failure: DispatchFailed) -> None:
+        """The master handed a worker its part and was refused: it queued none of its own,
+        and the workers that took theirs are stopped (their images would go nowhere)."""
+        self._update(self._watches[failure.participant], phase=Phase.FAILED, error=failure.reason)
+        self._update(
+            self._watches[MASTER],
+            phase=Phase.FAILED,
+            error="queued nothing: see " + failure.participant,
+        )
+        await self.interrupt(settle_s=2.0)
 
     async def interrupt(self, settle_s: float = INTERRUPT_SETTLE_S) -> list[Stopped]:
         """Stop every participant's part of this run, not only the master's; asks again until
@@ -195,6 +228,9 @@ class Run:
         except ValueError:
             answer = text
         if status != 200:
+            refused = self._refused_dispatch(answer, workers)
+            if refused is not None:
+                raise refused
             raise RunRejected(rejection_from_answer(status, answer))
         if not isinstance(answer, dict) or not isinstance(answer.get("prompt_id"), str):
             raise MasterUnusable(
@@ -203,6 +239,20 @@ class Run:
             )
         count = answer.get("worker_count", 0)
         return answer["prompt_id"], count if isinstance(count, int) else 0
+
+    @staticmethod
+    def _refused_dispatch(answer: Any, workers: list[Participant]) -> DispatchFailed | None:
+        """ComfyUI-Distributed passes a worker's refusal of its part on as aiohttp words it:
+        `{"error": "500, message='Internal Server Error', url='http://host:port/prompt'"}`."""
+        error = answer.get("error") if isinstance(answer, dict) else None
+        found = _DISPATCH_ERROR.match(error) if isinstance(error, str) else None
+        if found is None:
+            return None
+        status, message, url = found.groups()
+        for worker in workers:
+            if url.startswith(worker.url):
+                return DispatchFailed(worker.name, int(status), message)
+        return None
 
     async def _read(self, watch: _Watch) -> None:
         assert watch.socket is not None

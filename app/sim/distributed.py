@@ -256,7 +256,10 @@ class Distributed:
         has_collector = any(n.get("class_type") in COLLECTORS for n in prompt.values())
         participants = online if has_collector else []
         job_id = f"exec_{int(time.time() * 1000)}_{secrets.token_hex(3)}"
-        await self._dispatch(prompt, data["client_id"], participants, job_id, enabled)
+        try:
+            await self._dispatch(prompt, data["client_id"], participants, job_id, enabled)
+        except aiohttp.ClientResponseError as exc:  # the master's own part is not queued
+            return web.json_response({"error": str(exc)}, status=500)
         master_prompt = self._prepare(
             prompt, job_id, enabled, None, None, bool(data.get("delegate_master"))
         )
@@ -298,16 +301,17 @@ class Distributed:
         for node_id in collector_ids:
             self.collectors[f"{job_id}_{node_id}"] = Collector([str(w["id"]) for w in participants])
         session = await self.session()
-        for index, worker in enumerate(participants):
+
+        async def send(index: int, worker: dict[str, Any]) -> None:
             part = self._prepare(prompt, job_id, enabled, worker, index, False)
             async with session.post(
                 f"{worker_url(worker)}/prompt", json={"prompt": part, "client_id": client_id}
             ) as response:
-                if response.status != 200:
-                    self.engine.log.write(
-                        f"[Distributed] Worker {worker.get('name')} rejected its part: "
-                        f"{await response.text()}"
-                    )
+                response.raise_for_status()  # as the extension's dispatch does
+
+        # All at once, as the extension gathers them: one refusal fails the queue request,
+        # and the parts the other workers took stay queued there.
+        await asyncio.gather(*(send(i, w) for i, w in enumerate(participants)))
 
     def _master_url(self, worker: dict[str, Any]) -> str:
         port = self.engine.settings.port

@@ -180,8 +180,8 @@ class DesktopApp:
 
     def open_jobs(self, test_fleet: bool = False) -> None:
         if self.jobs_window is None:
-            self.jobs_window = JobsWindow(self.jobs_session, self._config)
-            self.jobs_window.notify = self.notify
+            self.jobs_window = JobsWindow(self.jobs_session, self._config, self.monitor.health)
+            self.jobs_window.noticeRaised.connect(self.notify)
             self.jobs_window.setWindowIcon(app_icon())
         self.jobs_window.show()
         self.jobs_window.raise_()

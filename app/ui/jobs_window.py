@@ -1,19 +1,18 @@
-"""Distributed jobs in the window: open a workflow, preflight, run, follow, interrupt, gallery."""
+"""Distributed jobs in the window: open a workflow, preflight, run, follow, interrupt, gallery.
+It presents app.services.run_once; what a run is lives there."""
 
 from __future__ import annotations
 
-import asyncio
 import html
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import aiohttp
-from PySide6.QtCore import QSize, Qt, QUrl
-from PySide6.QtGui import QCloseEvent, QDesktopServices, QIcon, QImage, QPixmap
+from PySide6.QtCore import Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import QCloseEvent, QDesktopServices
 from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -21,11 +20,8 @@ from PySide6.QtWidgets import (
     QListWidget,
     QListWidgetItem,
     QMainWindow,
-    QProgressBar,
     QPushButton,
     QSplitter,
-    QTreeWidget,
-    QTreeWidgetItem,
     QVBoxLayout,
     QWidget,
 )
@@ -33,24 +29,24 @@ from PySide6.QtWidgets import (
 from app import APP_NAME
 from app.core.config import FleetConfig, Notice
 from app.core.errors import ComfyFleetError
-from app.core.runs import Participant, Phase, Progress, RunResult
-from app.core.workflow import PreflightResult, Workflow, load_workflow
+from app.core.health import WorkerHealth, WorkerState
+from app.core.runs import Output, Progress, RunResult
+from app.core.workflow import MASTER_ONLY, PreflightResult, Workflow, is_distributed, load_workflow
+from app.services import run_once
 from app.services.job_service import CanaryReport, JobService
 from app.services.jobs import Run, RunRejected, fetch_image, save_outputs
+from app.services.tasks import OwnedTasks
 from app.ui.ask import choose_path, confirm
+from app.ui.gallery import Gallery
 from app.ui.preflight_dialog import PreflightDialog
+from app.ui.run_progress import RunProgress
 
 log = logging.getLogger(__name__)
 
-THUMB = 160
-PHASE_MARK = {
-    Phase.WAITING: "…",
-    Phase.RUNNING: "▶",
-    Phase.DONE: "✔",
-    Phase.FAILED: "✘",
-    Phase.INTERRUPTED: "■",
-    Phase.SKIPPED: "⤼",
-}
+UP = (WorkerState.ONLINE, WorkerState.BUSY)
+NO_WORKFLOW = "No workflow open. Open an API-format workflow (.json)."
+Health = Callable[[str], WorkerHealth | None]
+AskDrop = Callable[[list[PreflightResult]], Awaitable[bool]]
 
 
 @dataclass
@@ -64,76 +60,65 @@ class RunRecord:
 
 
 class JobsWindow(QMainWindow):
+    noticeRaised = Signal(object, str, str)  # Notice, title, text
+
     def __init__(
         self,
         session: Callable[[], aiohttp.ClientSession],
         config: FleetConfig,
+        health: Health = lambda name: None,
+        ask_drop_failing: AskDrop | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
         self._session = session
+        self._health = health
         self.config = config
+        self.ask_drop_failing: AskDrop = ask_drop_failing or (
+            lambda checks: PreflightDialog(checks, self).ask()
+        )
         self.workflow: Workflow | None = None
         self.workflow_name = ""
         self.run: Run | None = None
         self.history: list[RunRecord] = []
-        self._tasks: set[asyncio.Task[Any]] = set()
-        self._items: dict[str, QTreeWidgetItem] = {}
+        self._tasks = OwnedTasks(lambda what, exc: self._error(f"{what} failed: {exc}"))
+        self.saved_to: Path | None = None
+        self._closing = False
         self.setWindowTitle(f"Jobs — {APP_NAME}")
         self.setObjectName("JobsWindow")
-        self.resize(1000, 680)
+        self.resize(1040, 700)
+        self._build()
+        self.set_config(config)
+        self._set_busy(False)
+        self._clock = QTimer(self)  # the Time column of who is still at it, and who is online
+        self._clock.timeout.connect(self._tick)
+        self._clock.start(1000)
 
-        self.file_label = QLabel("No workflow open. Open an API-format workflow (.json).")
+    def _build(self) -> None:
+        self.file_label = QLabel(NO_WORKFLOW)
         self.message = QLabel()
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.workers = QListWidget()
-        self.workers.setMaximumWidth(220)
-        self.progress = QTreeWidget()
-        self.progress.setHeaderLabels(["Participant", "State", "Progress", "Images", "Time"])
-        self.progress.setRootIsDecorated(False)
-        for column, width in enumerate((150, 300, 110, 60)):
-            self.progress.setColumnWidth(column, width)
-        self.gallery = QListWidget()
-        self.gallery.setViewMode(QListWidget.ViewMode.IconMode)
-        self.gallery.setIconSize(QSize(THUMB, THUMB))
-        self.gallery.setResizeMode(QListWidget.ResizeMode.Adjust)
-        self.gallery.setSpacing(8)
-        self.gallery.setObjectName("gallery")
+        self.workers.setMaximumWidth(240)
+        self.progress = RunProgress()
+        self.gallery = Gallery(
+            lambda output: fetch_image(self._session(), self.config.master.url, output.image)
+        )
         self.runs = QListWidget()
-        self.runs.setMaximumWidth(220)
+        self.runs.setMaximumWidth(240)
         self.runs.currentRowChanged.connect(self._show_record)
-        self.buttons = {
-            name: QPushButton(name)
-            for name in (
-                "Open workflow…",
-                "Run",
-                "Interrupt",
-                "Test fleet",
-                "Save all…",
-                "Open folder",
-            )
-        }
+        names = ("Open workflow…", "Run", "Interrupt", "Test fleet", "Save all…", "Open folder")
+        self.buttons = {name: QPushButton(name) for name in names}
         for name, slot in (
             ("Open workflow…", self.choose_workflow),
-            ("Run", lambda: self._spawn(self.start_run())),
-            ("Interrupt", lambda: self._spawn(self.interrupt())),
-            ("Test fleet", lambda: self._spawn(self.test_fleet())),
-            ("Save all…", lambda: self._spawn(self.save_all())),
+            ("Run", lambda: self._tasks.spawn(self.start_run(), "the run")),
+            ("Interrupt", lambda: self._tasks.spawn(self.interrupt(), "interrupting")),
+            ("Test fleet", lambda: self._tasks.spawn(self.test_fleet(), "the fleet test")),
+            ("Save all…", lambda: self._tasks.spawn(self.save_all(), "saving")),
             ("Open folder", self._open_folder),
         ):
             self.buttons[name].clicked.connect(slot)
-        self.saved_to: Path | None = None
-        self._closing = False
-        self.notify: Callable[[Notice, str, str], None] = lambda notice, title, text: None
-        self.ask_drop_failing: Callable[[list[PreflightResult]], Awaitable[bool]] = lambda checks: (
-            PreflightDialog(checks, self).ask()
-        )
-        self._layout()
-        self.set_config(config)
-        self._set_busy(False)
-
-    def _layout(self) -> None:
         top = QHBoxLayout()
         for name in ("Open workflow…", "Run", "Interrupt", "Test fleet"):
             top.addWidget(self.buttons[name])
@@ -144,21 +129,21 @@ class JobsWindow(QMainWindow):
         left.addWidget(QLabel("Runs this session"))
         left.addWidget(self.runs, 1)
         gallery_bar = QHBoxLayout()
-        gallery_bar.addWidget(QLabel("Results"))
+        gallery_bar.addWidget(QLabel("Results (double-click to open; right-click for more)"))
         gallery_bar.addStretch(1)
         gallery_bar.addWidget(self.buttons["Save all…"])
         gallery_bar.addWidget(self.buttons["Open folder"])
-        right = QVBoxLayout()
-        right.addWidget(self.message)
-        splitter = QSplitter(Qt.Orientation.Vertical)
-        splitter.addWidget(self.progress)
         pane = QWidget()
         pane_layout = QVBoxLayout(pane)
         pane_layout.setContentsMargins(0, 0, 0, 0)
         pane_layout.addLayout(gallery_bar)
         pane_layout.addWidget(self.gallery, 1)
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(self.progress)
         splitter.addWidget(pane)
         splitter.setSizes([220, 400])
+        right = QVBoxLayout()
+        right.addWidget(self.message)
         right.addWidget(splitter, 1)
         body = QHBoxLayout()
         body.addLayout(left)
@@ -172,8 +157,9 @@ class JobsWindow(QMainWindow):
     # inputs
 
     def set_config(self, config: FleetConfig) -> None:
+        """The enabled workers, ticked unless offline (a choice made here is kept)."""
         chosen = {
-            self.workers.item(i).text(): self.workers.item(i).checkState()
+            self.workers.item(i).data(Qt.ItemDataRole.UserRole): self.workers.item(i).checkState()
             for i in range(self.workers.count())
         }
         self.config = config
@@ -181,20 +167,43 @@ class JobsWindow(QMainWindow):
         for worker in config.workers:
             if not worker.enabled:
                 continue
-            item = QListWidgetItem(worker.name)
+            item = QListWidgetItem()
+            item.setData(Qt.ItemDataRole.UserRole, worker.name)
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            item.setCheckState(chosen.get(worker.name, Qt.CheckState.Checked))
+            up = self._is_up(worker.name)
+            default = Qt.CheckState.Checked if up is not False else Qt.CheckState.Unchecked
+            item.setCheckState(chosen.get(worker.name, default))
             self.workers.addItem(item)
+        self._show_worker_states()
+
+    def _is_up(self, name: str) -> bool | None:
+        health = self._health(name)
+        if health is None or health.state is WorkerState.STARTING:
+            return None
+        return health.state in UP
+
+    def _show_worker_states(self) -> None:
+        for number in range(self.workers.count()):
+            item = self.workers.item(number)
+            name = item.data(Qt.ItemDataRole.UserRole)
+            up = self._is_up(name)
+            mark, said = {True: ("●", "online"), False: ("○", "offline"), None: ("◌", "checking")}[
+                up
+            ]
+            item.setText(f"{mark} {name} — {said}")
+            item.setToolTip(
+                "not ticked while offline: the master would skip it" if up is False else ""
+            )
 
     def chosen_workers(self) -> list[str]:
         return [
-            self.workers.item(i).text()
+            self.workers.item(i).data(Qt.ItemDataRole.UserRole)
             for i in range(self.workers.count())
             if self.workers.item(i).checkState() == Qt.CheckState.Checked
         ]
 
     def choose_workflow(self) -> None:
-        self._spawn(self._choose_workflow())
+        self._tasks.spawn(self._choose_workflow(), "opening a workflow")
 
     async def _choose_workflow(self) -> None:
         path = await choose_path(
@@ -204,16 +213,18 @@ class JobsWindow(QMainWindow):
             self.open_workflow(path)
 
     def open_workflow(self, path: Path) -> bool:
+        """The workflow to run; one that cannot be used leaves none armed."""
         try:
-            self.workflow = load_workflow(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError) as exc:
-            self._error(f"Cannot read {path}: {exc}")
-            return False
-        except ComfyFleetError as exc:
+            workflow = load_workflow(path.read_bytes().decode("utf-8"))
+        except (OSError, UnicodeDecodeError, ComfyFleetError) as exc:
+            self.workflow, self.workflow_name = None, ""
+            self.file_label.setText(NO_WORKFLOW)
             self._error(f"{path.name}: {exc}")
+            self._set_busy(False)
             return False
-        self.workflow_name = path.name
-        self.file_label.setText(f"{path.name} — {len(self.workflow)} nodes")
+        self.workflow, self.workflow_name = workflow, path.name
+        self.file_label.setText(f"{path.name} — {len(workflow)} nodes")
+        self.message.setText("" if is_distributed(workflow) else f"ⓘ {MASTER_ONLY}")
         self._set_busy(False)
         return True
 
@@ -222,36 +233,28 @@ class JobsWindow(QMainWindow):
     def _service(self) -> JobService:
         return JobService(self._session(), self.config)
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     async def start_run(self) -> None:
         if self.workflow is None or self.run is not None:
             return
         service = self._service()
-        master, workers = service.participants(self.chosen_workers())
         self._set_busy(True)
+        self.gallery.show_outputs(())
         self.message.setText("Checking the master's ComfyUI-Distributed and every participant…")
         record = RunRecord(self.workflow_name, time.strftime("%H:%M:%S"))
         try:
-            missing = await service.sync_or_explain()
-            if missing:
-                self.message.setText(missing)
-            everyone = [master, *([] if missing else workers)]
-            participants = await self._preflight(service, self.workflow, everyone)
-            if participants is None:
-                record.error = "cancelled at the preflight"
-                self.message.setText("Run cancelled: nothing was sent.")
-                return
-            self.run = service.start(participants, self.show_progress, use_extension=not missing)
-            self._reset_progress(participants)
-            self.message.setText(
-                f"Running {self.workflow_name} on {len(participants)} participant(s)…"
+            prepared = await run_once.prepare(
+                service, self.workflow, self.chosen_workers(), self.ask_drop_failing
             )
+            self.run = run_once.start(service, prepared, self.show_progress)
+            self.progress.begin(prepared.participants)
+            notes = "".join(f"ⓘ {html.escape(n)}<br>" for n in prepared.notes)
+            count = len(prepared.participants)
+            self.message.setText(f"{notes}Running {self.workflow_name} on {count} participant(s)…")
             record.result = await self.run.execute(self.workflow)
             self._finished(record.result)
+        except run_once.PreflightRefused:
+            record.error = "cancelled at the preflight"
+            self.message.setText("Run cancelled: nothing was sent.")
         except RunRejected as exc:
             record.error = str(exc)
             self._error(f"ComfyUI rejected the workflow:\n{exc}")
@@ -263,22 +266,17 @@ class JobsWindow(QMainWindow):
             self._set_busy(False)
             self._add_record(record)
 
-    async def _preflight(
-        self, service: JobService, workflow: Workflow, participants: list[Participant]
-    ) -> list[Participant] | None:
-        checks = await service.preflight(workflow, participants)
-        if all(c.ok for c in checks):
-            return participants
-        if not await self.ask_drop_failing(checks):
-            return None
-        failing = {c.participant for c in checks if not c.ok}
-        return [p for p in participants if p.name not in failing]
-
     async def interrupt(self) -> None:
-        if self.run is not None:
-            self.message.setText("Interrupting every participant's part of the run…")
-            stopped = await self.run.interrupt()
-            self.message.setText("Interrupted.\n" + "\n".join(s.describe() for s in stopped))
+        run = self.run
+        if run is None:
+            return
+        busy = self.progress.busy()
+        self.message.setText(
+            f"Interrupting: asking {', '.join(busy) or 'every participant'} to stop (a node "
+            "that is running finishes first)…"
+        )
+        stopped = await run.interrupt()
+        self.message.setText("Interrupted.\n" + "\n".join(s.describe() for s in stopped))
 
     async def stop_run_if_asked(self) -> bool:
         """No run, or the user agreed to interrupt it (and it was, on every participant)."""
@@ -301,7 +299,7 @@ class JobsWindow(QMainWindow):
             event.accept()
             return
         event.ignore()
-        self._spawn(self._close_after_asking())
+        self._tasks.spawn(self._close_after_asking(), "closing")
 
     async def _close_after_asking(self) -> None:
         if await self.stop_run_if_asked():
@@ -313,7 +311,7 @@ class JobsWindow(QMainWindow):
         self._set_busy(True)
         service = self._service()
         master, workers = service.participants()
-        self._reset_progress([master, *workers])
+        self.progress.begin([master, *workers])
         self.message.setText("Test fleet: a tiny model-free image on every participant…")
         try:
             reports = await service.test_fleet(self.show_progress)
@@ -324,52 +322,35 @@ class JobsWindow(QMainWindow):
         finally:
             self._set_busy(False)
 
-    # results
+    # progress
 
     def show_progress(self, progress: Progress) -> None:
-        item = self._items.get(progress.name)
-        if item is None:
-            return
-        item.setText(1, f"{PHASE_MARK[progress.phase]} {progress.describe()}")
-        item.setToolTip(1, progress.error or progress.describe())
-        bar = self.progress.itemWidget(item, 2)
-        if isinstance(bar, QProgressBar):
-            bar.setMaximum(progress.maximum or 1)
-            bar.setValue(progress.value if progress.maximum else int(progress.phase is Phase.DONE))
-        item.setText(3, str(len(progress.images)))
-        item.setText(4, "" if progress.seconds is None else f"{progress.seconds:.2f} s")
+        self.progress.show_progress(progress)
 
-    def _reset_progress(self, participants: list[Participant]) -> None:
-        self.progress.clear()
-        self._items.clear()
-        for participant in participants:
-            item = QTreeWidgetItem([participant.name, "… waiting", "", "0", ""])
-            self.progress.addTopLevelItem(item)
-            bar = QProgressBar()
-            bar.setMaximum(1)
-            bar.setValue(0)
-            self.progress.setItemWidget(item, 2, bar)
-            self._items[participant.name] = item
+    def _tick(self) -> None:
+        """Who is still waiting or running shows for how long; the worker list its states."""
+        self._show_worker_states()
+        self.progress.tick()
 
     def _finished(self, result: RunResult) -> None:
+        self.progress.stop_clock()
         delivered = list(dict.fromkeys(o.participant or "?" for o in result.outputs))
-        lines = [f"Done: {len(result.outputs)} image(s) from {', '.join(delivered) or 'nobody'}."]
-        lines += [f"⚠ {w}" for w in result.warnings]
+        if result.outputs:
+            head = f"Done: {len(result.outputs)} image(s) from {', '.join(delivered)}."
+        else:
+            head = "Done, but no image came back (does the workflow save any?)."
+        lines = [head, *(f"⚠ {w}" for w in result.warnings)]
         self.message.setText("\n".join(lines))
-        self.notify(Notice.RUN_FINISHED, f"Run finished: {self.workflow_name}", lines[0])
+        self.noticeRaised.emit(Notice.RUN_FINISHED, f"Run finished: {self.workflow_name}", head)
 
     def _show_canary(self, reports: list[CanaryReport]) -> None:
-        for report in reports:
-            item = self._items.get(report.name)
-            if item is None:
-                continue
-            took = "" if report.seconds is None else f" in {report.seconds:.2f} s"
-            item.setText(1, f"✔ delivered{took}" if report.delivered else f"✘ {report.error}")
-            item.setToolTip(1, report.error or "delivered")
+        self.progress.show_canary(reports)
         good = sum(r.delivered for r in reports)
         lines = [f"Test fleet: {good} of {len(reports)} participants delivered."]
         lines += [f"✘ {r.name}: {r.error}" for r in reports if not r.delivered]
         self.message.setText("\n".join(lines))
+
+    # results
 
     def _add_record(self, record: RunRecord) -> None:
         self.history.append(record)
@@ -383,34 +364,20 @@ class JobsWindow(QMainWindow):
 
     def _show_record(self, row: int) -> None:
         result = self.history[row].result if 0 <= row < len(self.history) else None
-        self.buttons["Save all…"].setEnabled(result is not None)
+        self._set_busy(self.run is not None)
+        self.gallery.show_outputs(result.outputs if result else ())
         if result is not None:
-            self._spawn(self.show_gallery(result))
+            self._tasks.spawn(self._load_images(result.outputs), "loading the images")
 
-    async def show_gallery(self, result: RunResult) -> None:
-        self.gallery.clear()
+    async def _load_images(self, outputs: tuple[Output, ...]) -> None:
         url = self.config.master.url
-        for output in result.outputs:
-            label = (
-                f"{output.participant or 'unknown'} · seed {output.seed}"
-                if output.seed is not None
-                else output.participant
-            )
-            item = QListWidgetItem(label)
-            item.setToolTip(output.image.filename)
-            self.gallery.addItem(item)
+        for number, output in enumerate(outputs):
             try:
-                image = QImage.fromData(await fetch_image(self._session(), url, output.image))
+                data = await fetch_image(self._session(), url, output.image)
             except (aiohttp.ClientError, OSError) as exc:
-                item.setText(f"{label}\n(not loaded: {exc})")
+                self.gallery.set_image(number, None, str(exc))
                 continue
-            thumb = image.scaled(
-                THUMB,
-                THUMB,
-                Qt.AspectRatioMode.KeepAspectRatio,
-                Qt.TransformationMode.SmoothTransformation,
-            )
-            item.setIcon(QIcon(QPixmap.fromImage(thumb)))
+            self.gallery.set_image(number, data)
 
     def shown_result(self) -> RunResult | None:
         row = self.runs.currentRow()
@@ -418,16 +385,16 @@ class JobsWindow(QMainWindow):
 
     async def save_all(self, folder: Path | None = None) -> None:
         result = self.shown_result()
-        if result is None:
+        if result is None or not result.outputs:
             return
         if folder is None:
             folder = await choose_path(self, "Save all images into", QFileDialog.FileMode.Directory)
             if folder is None:
                 return
-        url = self.config.master.url
-        saved = await save_outputs(self._session(), url, result, folder)
+        saved = await save_outputs(self._session(), self.config.master.url, result, folder)
         self.saved_to = folder
-        self._set_busy(False)
+        self.gallery.mark_saved(saved)
+        self._set_busy(self.run is not None)
         self.message.setText(f"Saved {len(saved)} image(s) into {folder}.")
 
     def _open_folder(self) -> None:
@@ -435,14 +402,15 @@ class JobsWindow(QMainWindow):
             QDesktopServices.openUrl(QUrl.fromLocalFile(str(self.saved_to)))
 
     def _set_busy(self, busy: bool) -> None:
+        shown = self.shown_result()
         self.buttons["Run"].setEnabled(not busy and self.workflow is not None)
         self.buttons["Interrupt"].setEnabled(busy)
         self.buttons["Test fleet"].setEnabled(not busy)
         self.buttons["Open workflow…"].setEnabled(not busy)
         self.buttons["Open folder"].setEnabled(self.saved_to is not None)
-        self.buttons["Save all…"].setEnabled(self.shown_result() is not None)
+        self.buttons["Save all…"].setEnabled(shown is not None and bool(shown.outputs))
 
     def _error(self, text: str) -> None:
         self.message.setText(
-            f"<span style='color:#b3261e'>{html.escape(text)}</span>".replace("\n", "<br>")
+            f"<span style='color:#d93025'>{html.escape(text)}</span>".replace("\n", "<br>")
         )

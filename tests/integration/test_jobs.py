@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 from collections.abc import Callable
@@ -14,7 +15,7 @@ import aiohttp
 import pytest
 
 from app.core.config import FleetConfig, MasterConfig, WorkerConfig, WorkerKind
-from app.core.runs import Phase, Progress, RunResult
+from app.core.runs import Participant, Phase, Progress, RunResult
 from app.core.workflow import ModelRef, load_workflow
 from app.services.job_service import JobService
 from app.services.jobs import RunRejected, save_outputs
@@ -305,3 +306,75 @@ async def test_cli_run_explains_bad_workflows(
     # (each Python version words the JSON error its own way: the line and column are sure)
     assert re.search(r"not valid JSON: line \d+, column \d+", answers[1].stderr)
     assert "node 1 (EmptyImage): width: Value 0 smaller than min of 1" in answers[2].stderr
+
+
+async def test_a_worker_refusing_its_part_is_named_and_the_rest_stopped(
+    sim_factory: Callable[..., SimInstance],
+) -> None:
+    """As ComfyUI-Distributed 1.4.4 does (dispatch.py: raise_for_status; job_routes: the
+    error as a 500): the master queues nothing, and the parts others took keep running."""
+    from aiohttp import web
+
+    from app.services.jobs import DispatchFailed
+    from tests.local_server import proxy_server
+
+    async def refuse(request: web.Request) -> web.Response:
+        return web.Response(status=500, text="500 Internal Server Error")
+
+    slow = ["--sim-time-scale", "40"]
+    fleet = make_fleet(sim_factory, {"w2": slow}, master_args=slow)
+    refusing = sim_factory("w1", args=["--sim-name", "w1"])
+    async with proxy_server(refusing.url, {("POST", "/prompt"): refuse}) as url:
+        port = int(url.rsplit(":", 1)[1])
+        workers = (*fleet.config.workers, WorkerConfig("w1", WorkerKind.REMOTE, "127.0.0.1", port))
+        config = dataclasses.replace(fleet.config, workers=workers)
+        seen: dict[str, Progress] = {}
+        async with aiohttp.ClientSession() as session:
+            service = JobService(session, config)
+            await service.sync()
+            master, chosen = service.participants()
+            run = service.start([master, *chosen], lambda p: seen.__setitem__(p.name, p))
+            with pytest.raises(DispatchFailed, match="w1: the master could not hand it its part"):
+                await run.execute(workflow("workflow_distributed_nomodel"))
+    assert seen["w1"].phase is Phase.FAILED and "HTTP 500" in seen["w1"].error
+    for sim in (fleet.master, fleet.workers[0]):
+        assert http_json(f"{sim.url}/queue") == {"queue_running": [], "queue_pending": []}
+
+
+async def test_a_one_off_error_in_the_masters_check_is_named_as_such(
+    sim_factory: Callable[..., SimInstance],
+) -> None:
+    from aiohttp import web
+
+    from tests.local_server import proxy_server
+
+    worker = sim_factory("w1", args=["--sim-name", "w1"])
+    fleet = make_fleet(sim_factory, {})
+    failed: list[str] = []
+
+    async def once(request: web.Request) -> web.Response | None:
+        if failed:
+            return None  # from the second GET /prompt on, the worker itself answers
+        failed.append(request.path)  # the master's check of the worker
+        return web.Response(status=500, text="500 Internal Server Error")
+
+    async with proxy_server(worker.url, {("GET", "/prompt"): once}) as url:
+        port = int(url.rsplit(":", 1)[1])
+        workers = (WorkerConfig("w1", WorkerKind.REMOTE, "127.0.0.1", port),)
+        config = dataclasses.replace(fleet.config, workers=workers)
+        async with aiohttp.ClientSession() as session:
+            reports = {r.name: r for r in await JobService(session, config).test_fleet()}
+    assert failed == ["/prompt"]
+    assert "one-off HTTP 500" in reports["w1"].error
+
+
+async def test_preflight_errors_are_said_as_the_table_says_them(
+    sim_factory: Callable[..., SimInstance],
+) -> None:
+    fleet = make_fleet(sim_factory, {})
+    gone = Participant("gone", f"http://127.0.0.1:{free_port()}", "gone")
+    async with aiohttp.ClientSession() as session:
+        service = JobService(session, fleet.config)
+        master = service.participants()[0]
+        checks = await service.preflight(workflow("workflow_nomodel"), [master, gone])
+    assert checks[1].error.startswith("could not ask it: connection refused — nothing listens")

@@ -147,3 +147,62 @@ async def test_closing_or_quitting_during_a_run_asks_then_interrupts_everywhere(
         assert "w1: interrupted 1 running" in window.message.text()
     finally:
         await app.stop()
+
+
+async def test_the_jobs_window_says_what_happens(
+    qapp: QApplication, sim_factory: Callable[..., SimInstance], tmp_path: Path
+) -> None:
+    from app.sim.fleet import free_port
+    from app.ui.gallery import ImageViewer
+
+    master = sim_factory("master", args=["--sim-name", "master"])
+    w1 = sim_factory("w1", args=["--sim-name", "w1"])
+    config = FleetConfig(
+        master=MasterConfig(port=master.port),
+        workers=(
+            WorkerConfig("w1", WorkerKind.REMOTE, port=w1.port),
+            WorkerConfig("gone", WorkerKind.REMOTE, port=free_port()),
+        ),
+    )
+    app = desktop_with(
+        qapp, tmp_path, config, gpu_reader=GpuReader(FakeNvml.recorded("cpu", "t0_idle"))
+    )
+    await app.start()
+    try:
+        await until(
+            lambda: (
+                app.monitor.health("gone") is not None
+                and app.monitor.health("gone").state.value == "offline"
+            )
+        )  # type: ignore[union-attr]
+        app.open_jobs()
+        window = app.jobs_window
+        assert window is not None
+        assert window.chosen_workers() == ["w1"]  # the offline one is left unticked
+        assert "gone — offline" in window.workers.item(1).text()
+        assert not window.buttons["Save all…"].isEnabled()  # no images yet
+        plain = tmp_path / "plain.json"
+        plain.write_text(json.dumps(workflow("workflow_nomodel")))
+        assert window.open_workflow(plain)
+        assert "runs it on the master alone" in window.message.text()
+        window.buttons["Run"].click()
+        await until(lambda: len(window.history) == 1, timeout=60)
+        assert list(texts(window, 1)) == ["master"]  # no worker marked 'skipped'
+        assert window.message.text().startswith("Done: 1 image(s) from master")
+        assert window.buttons["Save all…"].isEnabled()
+        await until(lambda: window.gallery.count() == 1 and window.gallery.images[0] is not None)
+        window.gallery.itemDoubleClicked.emit(window.gallery.item(0))
+        viewer = next(w for w in qapp.topLevelWidgets() if isinstance(w, ImageViewer))
+        assert viewer.isVisible()
+        viewer.close()
+        broken = tmp_path / "broken.json"
+        broken.write_text("{")
+        assert not window.open_workflow(broken)
+        assert window.workflow is None and not window.buttons["Run"].isEnabled()
+        assert window.file_label.text().startswith("No workflow open")
+        assert window.open_workflow(plain)
+        window.buttons["Run"].click()
+        await until(lambda: window.gallery.count() == 0)  # cleared for the new run
+        await until(lambda: len(window.history) == 2, timeout=60)
+    finally:
+        await app.stop()
