@@ -121,6 +121,7 @@ class Supervisor:
         self._instances: dict[str, _Instance] = {}
         self._status_listeners: list[Callable[[InstanceStatus], None]] = []
         self._line_listeners: list[Callable[[str, str], None]] = []
+        self._failure_listeners: list[Callable[[str, BaseException], None]] = []
         self._inbox: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]]] = (
             queue.SimpleQueue()
         )
@@ -135,6 +136,10 @@ class Supervisor:
 
     def on_line(self, listener: Callable[[str, str], None]) -> None:
         self._line_listeners.append(listener)
+
+    def on_failure(self, listener: Callable[[str, BaseException], None]) -> None:
+        """Hear when the supervisor's own watching failed (it starts again by itself)."""
+        self._failure_listeners.append(listener)
 
     def snapshot(self) -> list[InstanceStatus]:
         return [i.status for i in self._instances.values()]
@@ -360,6 +365,18 @@ class Supervisor:
     def _ensure_pump(self) -> None:
         if self._pump is None or self._pump.done():
             self._pump = asyncio.ensure_future(self._drain_inbox())
+            self._pump.add_done_callback(self._pump_done)
+
+    def _pump_done(self, pump: asyncio.Future[None]) -> None:
+        """The pump never dies unseen: a failure is logged, said, and the pump started again
+        (else a crash would never be noticed again)."""
+        error = None if pump.cancelled() else pump.exception()
+        if error is None:
+            return
+        log.error("watching the instances failed; watching again", exc_info=error)
+        for listener in self._failure_listeners:
+            listener("watching the instances", error)
+        self._ensure_pump()
 
     async def _drain_inbox(self) -> None:
         while True:
@@ -368,7 +385,10 @@ class Supervisor:
                     callback, args = self._inbox.get_nowait()
                 except queue.Empty:
                     break
-                callback(*args)
+                try:
+                    callback(*args)
+                except Exception:  # one bad listener must not stop noticing crashes
+                    log.exception("handling an instance's news failed")
             with self._watchers_lock:
                 watching = self._watchers > 0
             busy = any(i.tasks for i in self._instances.values())
@@ -476,7 +496,10 @@ class Supervisor:
         instance.status = replace(instance.status, **changes)
         self._write_state()
         for listener in self._status_listeners:
-            listener(instance.status)
+            try:
+                listener(instance.status)
+            except Exception:  # (a listener's bug is logged; the supervisor goes on)
+                log.exception("a status listener failed")
 
     def _write_state(self) -> None:
         records = {}

@@ -125,6 +125,7 @@ class DesktopApp:
         window.settingsRequested.connect(self.open_settings)
         window.noticeRaised.connect(self.notify)
         self.keeper.changed.connect(self._config_saved)
+        self.supervisor.on_failure(self.show_failure)
 
     @property
     def _config(self) -> FleetConfig:

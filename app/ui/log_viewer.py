@@ -238,8 +238,8 @@ class LogViewer(QDialog):
         QGuiApplication.clipboard().setText(str(path))
         tell(
             self,
-            f"No program on this desktop is set to open {path.suffix or 'such'} files, so the "
-            f"log could not be opened. Its path is copied:\n{path}",
+            "No program on this desktop is set to open log files, so it could not be "
+            f"opened. Its path is copied:\n{path}",
         )
         return False
 

@@ -269,3 +269,35 @@ def test_status_watch_prints_changes(
     finally:
         watch.terminate()
         watch.wait(10)
+
+
+@pytest.mark.asyncio
+async def test_a_single_failed_probe_does_not_flip_a_worker(
+    sim_factory: Callable[..., SimInstance],
+) -> None:
+    from aiohttp import web
+
+    from tests.local_server import proxy_server
+
+    sim = sim_factory("flaky-once")
+    answered: list[int] = []
+
+    async def once(request: web.Request) -> web.Response | None:
+        answered.append(1)
+        if len(answered) == 3:  # the third probe's stats: one HTTP 500, then fine again
+            return web.Response(status=500, text="500 Internal Server Error")
+        return None
+
+    async with proxy_server(sim.url, {("GET", "/system_stats"): once}) as url:
+        client = ComfyClient()
+        monitor = FleetMonitor(client, ProbeSchedule(0.1, 0.1, 0.2))
+        states: list[WorkerState] = []
+        monitor.subscribe(lambda h: states.append(h.state))
+        monitor.set_targets([MonitorTarget("w", "remote", url)])
+        try:
+            while len(answered) < 6:
+                await asyncio.sleep(0.05)
+        finally:
+            await monitor.stop()
+            await client.close()
+    assert WorkerState.ONLINE in states and WorkerState.OFFLINE not in states

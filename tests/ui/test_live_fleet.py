@@ -183,3 +183,37 @@ async def test_worker_dialog_refuses_extra_args_comfyui_would_refuse(
     dialog.accept()
     await until(lambda: dialog.result_worker is not None)
     assert dialog.result_worker is not None and dialog.result_worker.extra_args == ("--lowvram",)
+
+
+@pytest.mark.asyncio
+async def test_a_remote_workers_log_comes_from_its_own_comfyui(
+    qapp: QApplication, sim_factory: Callable[..., SimInstance], tmp_path: Path
+) -> None:
+    from app.sim.fleet import http_json
+    from app.ui.log_viewer import LogViewer
+    from tests.integration.sim_client import workflow
+
+    master = sim_factory("master")
+    remote = sim_factory("lan", args=["--sim-name", "lan"])
+    config = FleetConfig(
+        master=MasterConfig(port=master.port),
+        workers=(WorkerConfig("lan", WorkerKind.REMOTE, port=remote.port),),
+    )
+    app = desktop_with(
+        qapp, tmp_path, config, gpu_reader=GpuReader(FakeNvml.recorded("cpu", "t0_idle"))
+    )
+    await app.start()
+    try:
+        viewer = LogViewer("lan", app.logs, app.window)
+        viewer.show()
+        await until(lambda: "To see the GUI go to" in viewer.text.toPlainText())
+        assert not viewer.open_file.isEnabled()  # its file is on its own machine
+        await until(lambda: "live" in viewer.where.text())
+        http_json(
+            f"{remote.url}/prompt", {"prompt": workflow("workflow_nomodel"), "client_id": "x"}
+        )
+        await until(lambda: "Prompt executed in" in viewer.text.toPlainText())
+        assert "got prompt" in viewer.text.toPlainText()
+        viewer.close()
+    finally:
+        await app.stop()

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
+from unittest.mock import patch
 
 import psutil
 import pytest
 from PySide6.QtCore import QItemSelectionModel
-from PySide6.QtGui import QAction
+from PySide6.QtGui import QAction, QDesktopServices
 from PySide6.QtWidgets import QApplication
 
 from app.core.config import AppSettings, FleetConfig, MasterConfig, WorkerConfig, WorkerKind
@@ -88,6 +89,13 @@ async def test_start_crash_logs_stop_and_quit(qapp: QApplication, tmp_path: Path
         assert "To see the GUI go to" in viewer.text.toPlainText()
         viewer.search.setText("Device:")
         assert viewer.find_next()
+        assert viewer.launch.count() == 2  # this launch, and the one that was killed
+        viewer.launch.setCurrentIndex(1)
+        assert "To see the GUI go to" in viewer.text.toPlainText()
+        assert viewer.where.text().endswith(".log.1")
+        with patch.object(QDesktopServices, "openUrl", return_value=False):
+            assert not viewer.open_in_desktop()  # no program for .log files here: it says so
+        assert "No program on this desktop is set to open log files" in await told()
         select(app, "master")
         trigger(app, "stop")
         await until(
@@ -142,3 +150,59 @@ async def test_a_bad_launch_argument_is_shown_and_notified_not_retried(
         await app.stop()
         app.instance.close()
         app.window.close()
+
+
+@pytest.mark.asyncio
+async def test_open_dialogs_do_not_stop_the_watching(qapp: QApplication, tmp_path: Path) -> None:
+    """Each dialog (and question) awaits its answer on the one event loop: while it is open a
+    killed worker is still noticed and restarted, and Quit still ends everything."""
+    from PySide6.QtWidgets import QDialog, QMessageBox
+
+    install = create_sim_install(tmp_path / "ComfyUI")
+    config = FleetConfig(
+        master=MasterConfig(comfyui_dir=str(install), port=free_port(), gpu="cpu"),
+        workers=(WorkerConfig("w1", WorkerKind.LOCAL, port=free_port(), gpu="cpu"),),
+        app=AppSettings(poll_interval_s=0.3, busy_poll_interval_s=0.2),
+    )
+    app = desktop_with(qapp, tmp_path, config)
+    await app.start()
+
+    def open_dialogs() -> list[QDialog]:
+        return [w for w in qapp.topLevelWidgets() if isinstance(w, QDialog) and w.isVisible()]
+
+    try:
+        select(app, "w1")
+        trigger(app, "start")
+        await until(lambda: cell(app, "w1", Column.STATE) == "online")
+        for opener in ("add_worker", "settings", "remove"):
+            select(app, "w1")
+            trigger(app, opener)
+            await until(lambda: bool(open_dialogs()))
+            status = app.supervisor.status("w1")
+            assert status is not None and status.pid is not None
+            before = status.restarts
+            os.kill(status.pid, signal.SIGKILL)
+            await until(
+                lambda b=before: (
+                    (s := app.supervisor.status("w1")) is not None
+                    and s.restarts == b + 1
+                    and s.state is InstanceState.READY
+                )
+            )
+            for dialog in open_dialogs():  # cancel: the worker stays
+                if isinstance(dialog, QMessageBox):
+                    dialog.button(QMessageBox.StandardButton.No).click()
+                else:
+                    dialog.reject()
+            await until(lambda: not open_dialogs())
+        assert app.keeper.config.worker("w1") is not None
+        app.quit()
+        assert app.quit_requested.is_set()
+        pid = app.supervisor.status("w1").pid  # type: ignore[union-attr]
+    finally:
+        await app.stop()
+        app.instance.close()
+        app.window.close()
+    assert pid is not None and (
+        not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    )
