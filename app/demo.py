@@ -85,19 +85,21 @@ def demo_workers(count: int) -> list[DemoWorker]:
     return chosen
 
 
-def start_demo_fleet(count: int = len(DEMO_WORKERS)) -> tuple[AppPaths, DemoFleet]:
-    """Start the remote part of the simulated fleet and write a config for all of it; the
-    caller stops it."""
+def start_demo_fleet(
+    count: int = len(DEMO_WORKERS), theme: str = "system"
+) -> tuple[AppPaths, DemoFleet]:
+    """Start the remote part of the simulated fleet and write a config for all of it (in the
+    user's theme); the caller stops it."""
     folder = tempfile.TemporaryDirectory(prefix="comfy-fleet-demo-")
     fleet = DemoFleet(folder, [])
     try:
-        return _start(Path(folder.name), fleet, demo_workers(count)), fleet
+        return _start(Path(folder.name), fleet, demo_workers(count), theme), fleet
     except BaseException:  # nothing left running behind a failed start
         fleet.stop()
         raise
 
 
-def _start(root: Path, fleet: DemoFleet, chosen: list[DemoWorker]) -> AppPaths:
+def _start(root: Path, fleet: DemoFleet, chosen: list[DemoWorker], theme: str) -> AppPaths:
     remote = [spec for spec in chosen if not spec.local]
     for number, spec in enumerate(remote):
         env = {"COMFYFLEET_SIM_FAULTS": spec.faults} if spec.faults else None
@@ -119,7 +121,7 @@ def _start(root: Path, fleet: DemoFleet, chosen: list[DemoWorker]) -> AppPaths:
     config = FleetConfig(
         master=MasterConfig(comfyui_dir=str(install), port=ports[MASTER.name]),
         workers=workers,
-        app=AppSettings(start_fleet_on_launch=True),
+        app=AppSettings(start_fleet_on_launch=True, theme=theme),
     )
     ConfigStore(paths.config_file).save(config)
     log.info("demo fleet: %d workers, %d of them local", len(workers), len(ports) - 1)

@@ -42,6 +42,7 @@ from app.ui.log_viewer import LogSources
 from app.ui.main_window import MainWindow
 from app.ui.settings_dialog import SettingsDialog
 from app.ui.single_instance import InstanceServer, activate_running, instance_key
+from app.ui.system_libs import explain_missing
 from app.ui.theme import Theme
 from app.ui.tray import FleetTray
 from app.ui.tunnel_control import TunnelControl
@@ -335,12 +336,17 @@ def load_or_explain(store: ConfigStore) -> LoadResult:
 
 
 def run_app(paths: AppPaths, demo_workers: int | None = None) -> int:
+    problem = explain_missing()  # before Qt would abort with its own generic words
+    if problem is not None:
+        print(problem, file=sys.stderr)
+        return 1
     qt_app = create_qt_app(sys.argv)
     simulation = demo_workers is not None
     if simulation:
         from app.demo import start_demo_fleet
 
-        paths, demo_fleet = start_demo_fleet(demo_workers or 0)
+        theme = load_or_explain(ConfigStore(paths.config_file)).config.app.theme  # the user's
+        paths, demo_fleet = start_demo_fleet(demo_workers or 0, theme)
     elif activate_running(instance_key(paths.config_file)):
         print(f"{APP_NAME} is already running; its window was brought to the front.")
         return 0
