@@ -26,11 +26,17 @@ LOG_TAIL = 12
 
 
 class DetailsPane(QWidget):
-    def __init__(self, history: FleetHistory, log_lines: Callable[[str], list[str]]) -> None:
+    def __init__(
+        self,
+        history: FleetHistory,
+        log_lines: Callable[[str], list[str]],
+        log_state: Callable[[str], str] = lambda name: "",
+    ) -> None:
         super().__init__()
         self.setObjectName("detailsPane")
         self._history = history
         self._log_lines = log_lines
+        self._log_state = log_state
         self.row: FleetRow | None = None
         self.title = QLabel()
         self.title.setTextFormat(Qt.TextFormat.RichText)
@@ -118,7 +124,7 @@ class DetailsPane(QWidget):
 
     def _show_log(self, name: str) -> None:
         lines = self._log_lines(name)[-LOG_TAIL:]
-        text = "\n".join(lines) if lines else "(no log lines yet)"
+        text = "\n".join(lines) if lines else f"({self._log_state(name) or 'no log lines yet'})"
         if self.log.toPlainText() != text:
             self.log.setPlainText(text)
             self.log.verticalScrollBar().setValue(self.log.verticalScrollBar().maximum())

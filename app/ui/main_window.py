@@ -117,7 +117,7 @@ class MainWindow(QMainWindow):
 
         self.model = FleetTableModel()
         self.table = self._build_table()
-        self.details = DetailsPane(self.history, self._log_tail)
+        self.details = DetailsPane(self.history, self._log_tail, logs.state)
         self.getting_started = self._banner(GETTING_STARTED, "gettingStarted")
         self.simulation = self._banner(SIMULATION, "simulation")
         self.simulation.setVisible(simulation)
@@ -332,6 +332,7 @@ class MainWindow(QMainWindow):
         self.toolbar.follow_selection(
             name, bool(name and self.control.launchable(name)), worker is not None
         )
+        self._follow_selected(name)
         self._show_details()
 
     def _show_details(self) -> None:

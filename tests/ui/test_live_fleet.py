@@ -204,6 +204,8 @@ async def test_a_remote_workers_log_comes_from_its_own_comfyui(
     )
     await app.start()
     try:
+        app.window.table.selectRow(1)  # the details pane shows the end of its log too
+        await until(lambda: "To see the GUI go to" in app.window.details.log.toPlainText())
         viewer = LogViewer("lan", app.logs, app.window)
         viewer.show()
         await until(lambda: "To see the GUI go to" in viewer.text.toPlainText())
