@@ -19,8 +19,10 @@ class OwnedTasks:
         self._on_failure = on_failure
 
     def spawn(self, coroutine: Coroutine[Any, Any, T], what: str) -> asyncio.Task[T]:
-        """Run `coroutine` in the background; `what` names it in a failure's message."""
-        task = asyncio.ensure_future(coroutine)
+        """Run `coroutine` in the background; `what` names it in a failure's message.
+
+        Only from a running loop: a task made before it would wait on a loop that never runs."""
+        task = asyncio.get_running_loop().create_task(coroutine)
         self._tasks[task] = what
         task.add_done_callback(self._done)
         return task

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
-    QFormLayout,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
@@ -48,7 +48,7 @@ class DetailsPane(QWidget):
         self.remedy = QLabel()
         self.remedy.setWordWrap(True)
         self.facts = {
-            name: QLabel() for name in ("Device", "VRAM", "Queue", "Latency", "Uptime", "Process")
+            name: QLabel() for name in ("Device", "Process", "VRAM", "Queue", "Latency", "Uptime")
         }
         self.vram_chart = Chart("VRAM used", "%", 100, "#8430ce")
         self.latency_chart = Chart("Latency", " ms", 100, "#1a73e8")
@@ -58,11 +58,18 @@ class DetailsPane(QWidget):
         self.log.setFont(QFont("monospace"))
         self.log.setMaximumBlockCount(LOG_TAIL * 4)
         self.log.setMinimumWidth(120)
-        facts = QFormLayout()
-        for name, label in self.facts.items():
+        facts = QGridLayout()  # two facts a row: the pane stays short on a small screen
+        facts.setHorizontalSpacing(8)
+        for number, (name, label) in enumerate(self.facts.items()):
             label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             label.setWordWrap(True)
-            facts.addRow(name, label)
+            row, pair = divmod(number, 2)
+            caption = QLabel(name)
+            caption.setObjectName("factName")
+            facts.addWidget(caption, row, pair * 2, Qt.AlignmentFlag.AlignTop)
+            facts.addWidget(label, row, pair * 2 + 1, Qt.AlignmentFlag.AlignTop)
+        facts.setColumnStretch(1, 1)
+        facts.setColumnStretch(3, 1)
         left = QVBoxLayout()
         for widget in (self.title, self.state, self.remedy):
             left.addWidget(widget)
@@ -72,9 +79,9 @@ class DetailsPane(QWidget):
         charts.addWidget(self.vram_chart)
         charts.addWidget(self.latency_chart)
         body = QHBoxLayout(self)
-        body.addLayout(left, 3)
+        body.addLayout(left, 5)
         body.addLayout(charts, 3)
-        body.addWidget(self.log, 4)
+        body.addWidget(self.log, 3)
         self.show_row(None)
 
     def show_row(self, row: FleetRow | None, now: float | None = None) -> None:

@@ -3,6 +3,7 @@ is the one a user wants), a remote or cloud one's from its own ComfyUI."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
 from collections import deque
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
-from PySide6.QtCore import QObject, QUrl, Signal
+from PySide6.QtCore import QObject, QTimer, QUrl, Signal
 from PySide6.QtGui import QDesktopServices, QFont, QGuiApplication, QTextCursor
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -119,14 +120,24 @@ class LogSources(QObject):
         if followed is None:
             followed = _Followed(task=None)
             self._followed[name] = followed
-            remote = RemoteLog(
-                self._session(),
-                self.url(name),
-                functools.partial(self._remote_lines, name),
-                functools.partial(self._remote_state, name),
-            )
-            followed.task = self._tasks.spawn(remote.follow(), f"following {name}'s log")
+            # (asked for as the window is built, before the event loop runs: start it then)
+            QTimer.singleShot(0, functools.partial(self._read, name, followed))
         followed.users += 1
+
+    def _read(self, name: str, followed: _Followed) -> None:
+        if self._followed.get(name) is not followed:
+            return  # not wanted any more
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return  # Qt without asyncio's loop (a bare window in a test): nothing can be read
+        remote = RemoteLog(
+            self._session(),
+            self.url(name),
+            functools.partial(self._remote_lines, name),
+            functools.partial(self._remote_state, name),
+        )
+        followed.task = self._tasks.spawn(remote.follow(), f"following {name}'s log")
 
     def unfollow(self, name: str) -> None:
         followed = self._followed.get(name)

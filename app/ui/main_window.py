@@ -74,6 +74,8 @@ WIDTHS = {
     Column.ACTIVITY: 96,
     Column.VRAM: 190,
     Column.QUEUE: 60,
+    Column.DEVICE: 200,
+    Column.ADDRESS: 170,
 }
 
 
