@@ -92,3 +92,18 @@ async def test_settings_apply_autostart_notifications_and_tray(
         app.tray.hide()
         app.window.set_close_to_tray(False)
         app.window.close()
+
+
+def test_the_theme_is_light_or_dark_as_chosen(qapp: QApplication) -> None:
+    from PySide6.QtGui import QColor, QPalette
+
+    from app.ui.theme import Theme
+
+    before = qapp.palette()
+    try:
+        theme = Theme(qapp, "dark")
+        assert qapp.palette().color(QPalette.ColorRole.Window) == QColor("#202124")
+        theme.apply("light")
+        assert qapp.palette().color(QPalette.ColorRole.Window).lightness() > 200
+    finally:
+        qapp.setPalette(before)

@@ -114,12 +114,18 @@ def test_with_tray_closing_hides_and_tray_menu_works(
 ) -> None:
     monkeypatch.setattr(QSystemTrayIcon, "isSystemTrayAvailable", staticmethod(lambda: True))
     app = DesktopApp(qapp, saved_paths, ConfigStore(saved_paths.config_file).load())
+    told: list[str] = []
+    app.window.noticeRaised.connect(lambda notice, title, text: told.append(title))
     try:
         assert app.tray is not None
         app.window.show()
         qtbot.waitExposed(app.window)
         app.window.close()
         assert not app.window.isVisible()
+        assert told == ["ComfyFleet is still running"]  # said the first time only
+        app.window.show()
+        app.window.close()
+        assert told == ["ComfyFleet is still running"]
         app.tray.menu.aboutToShow.emit()
         labels = [a.text() for a in app.tray.menu.actions() if not a.isSeparator()]
         assert labels == ["Show ComfyFleet", "Start all", "Stop all", "Start tunnel", "Quit"]

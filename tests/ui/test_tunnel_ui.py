@@ -168,3 +168,43 @@ async def test_missing_cloudflared_is_offered_and_verified(
             await app.stop()
             app.instance.close()
             app.window.close()
+
+
+@pytest.mark.asyncio
+async def test_the_tunnel_menu_tunnels_a_local_worker_and_takes_an_existing_cloudflared(
+    qapp: QApplication, sim_factory: Callable[..., SimInstance], tmp_path: Path
+) -> None:
+    from app.core.config import WorkerConfig, WorkerKind
+
+    master = sim_factory("master")
+    worker = sim_factory("w1")
+    binary = install_cloudflared(tmp_path)
+    config = FleetConfig(
+        master=MasterConfig(port=master.port),
+        workers=(WorkerConfig("w1", WorkerKind.LOCAL, port=worker.port),),
+        tunnel=TunnelSettings(confirm_exposure=False),
+    )
+    app = desktop_with(qapp, tmp_path, config)
+    await app.start()
+    try:
+        assert app.tunnels.use_cloudflared(binary)  # what Browse… saves
+        assert app.keeper.config.tunnel.cloudflared_path == str(binary)
+        menu = app.window.tunnel_menu
+        menu.refill()
+        labels = [a.text() for a in menu.actions() if not a.isSeparator()]
+        assert "Use an existing cloudflared…" in labels
+        workers = next(a.menu() for a in menu.actions() if a.text() == "Tunnel a local worker")
+        (w1,) = workers.actions()
+        assert w1.text() == "w1"
+        w1.trigger()
+        runner = app.tunnels.runner("w1")
+        await until(lambda: runner.status.state.value == "ready")
+        assert runner.status.target == "w1" and runner.status.url
+        assert http_json(f"{master.url}/distributed/config")["master"]["host"] == ""  # untouched
+        menu.refill()
+        workers = next(a.menu() for a in menu.actions() if a.text() == "Tunnel a local worker")
+        assert workers.actions()[0].text() == "Stop the tunnel for w1"
+    finally:
+        await app.stop()
+        app.instance.close()
+        app.window.close()
