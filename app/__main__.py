@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from app.cli.main import parse_command_line, run
 from app.services.logs import setup_logging
 from app.services.paths import resolve_paths
-from app.sim.fleet import SIM_COMMAND
+from app.sim.fleet import SIM_COMMAND, is_sim_install
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,6 +17,12 @@ def main(argv: list[str] | None = None) -> int:
         from app.sim.__main__ import main as sim_main
 
         return sim_main(argv[1:])
+    if argv[:1] == ["main.py"] and is_sim_install(Path.cwd()):
+        # the bundle has no Python: as "the Python" of the demo's simulated install, it runs
+        # that install's main.py itself
+        from app.sim.__main__ import main as sim_main
+
+        return sim_main(argv[1:], install_dir=Path.cwd())
     args = parse_command_line(argv)
     paths = resolve_paths(args.config)
     if args.command is None or args.command == "demo":

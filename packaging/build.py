@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -24,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from app import __version__  # noqa: E402
 from app.core.config import FleetConfig, MasterConfig, WorkerConfig, WorkerKind  # noqa: E402
 from app.services.storage import ConfigStore  # noqa: E402
-from app.sim.fleet import free_port, start_sim  # noqa: E402
+from app.sim.fleet import create_sim_install, free_port, start_sim  # noqa: E402
 
 DIST = ROOT / "build" / "dist"
 BINARY = DIST / "comfy-fleet" / ("comfy-fleet.exe" if sys.platform == "win32" else "comfy-fleet")
@@ -94,6 +96,41 @@ def smoke() -> int:
         f"ok   status --json: worker {entry['state']}, ComfyUI {entry['comfyui_version']}, "
         f"{entry['latency_ms']:.0f} ms; master {answer['master']['state']}"
     )
+    return smoke_launch()
+
+
+def smoke_launch(timeout: float = 90) -> int:
+    """`up` of a simulated install from the bundle, as the demo does: the bundle is that
+    install's Python (it has no other), so its local instances must come up."""
+    with tempfile.TemporaryDirectory(prefix="bundle-up-") as folder:
+        root = Path(folder)
+        install = create_sim_install(root / "ComfyUI", startup_s=0)
+        config = root / "fleet.json"
+        worker = WorkerConfig("w1", WorkerKind.LOCAL, port=free_port(), gpu="cpu")
+        master = MasterConfig(comfyui_dir=str(install), port=free_port(), gpu="cpu")
+        ConfigStore(config).save(FleetConfig(master=master, workers=(worker,)))
+        env = {**os.environ, "XDG_STATE_HOME": str(root / "state"), "XDG_DATA_HOME": str(root)}
+        up = subprocess.Popen(
+            [str(BINARY), "--config", str(config), "up"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=env,
+        )
+        assert up.stdout is not None
+        seen: list[str] = []
+        deadline = time.monotonic() + timeout
+        while sum("ready" in line for line in seen) < 2 and time.monotonic() < deadline:
+            line = up.stdout.readline()
+            if not line:
+                break
+            seen.append(line)
+        up.send_signal(signal.SIGTERM)
+        rest = up.communicate(timeout=30)[0]
+    if sum("ready" in line for line in seen) < 2 or up.returncode != 0:
+        print(f"FAIL up of a simulated install (exit {up.returncode}):\n{''.join(seen)}{rest}")
+        return 1
+    print("ok   up: the master and a local worker of a simulated install ready, then stopped")
     return 0
 
 

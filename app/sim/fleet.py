@@ -18,8 +18,10 @@ import app
 
 REPO_ROOT = Path(app.__file__).resolve().parents[1]
 
-MAIN_PY = """\
-# A simulated ComfyUI install made by ComfyFleet: launched exactly like a real one.
+MARK = "# A simulated ComfyUI install made by ComfyFleet"
+MAIN_PY = (
+    MARK
+    + """: launched exactly like a real one.
 import os
 import sys
 
@@ -29,6 +31,7 @@ from app.sim.__main__ import main
 
 sys.exit(main(install_dir=os.path.dirname(os.path.abspath(__file__))))
 """
+)
 
 
 def create_sim_install(folder: Path, **sim: Any) -> Path:
@@ -41,6 +44,15 @@ def create_sim_install(folder: Path, **sim: Any) -> Path:
 
 
 SIM_COMMAND = "_sim"  # the bundle's hidden command that runs the simulator
+
+
+def is_sim_install(folder: Path) -> bool:
+    """A folder create_sim_install made (its main.py says so on its first line)."""
+    try:
+        with (folder / "main.py").open(encoding="utf-8") as handle:
+            return handle.readline().startswith(MARK)
+    except OSError:
+        return False
 
 
 def sim_command() -> list[str]:

@@ -79,6 +79,32 @@ def test_help_answers_at_once_with_every_recorded_flag(tmp_path: Path) -> None:
     ] == []
 
 
+def test_the_app_as_python_of_a_simulated_install_runs_its_main_py(tmp_path: Path) -> None:
+    """The bundle has no Python of its own: the demo's simulated install names the bundle
+    as its Python, so `comfy-fleet main.py …` in that folder must be the simulator, and in any
+    other folder just a bad command."""
+    install = create_sim_install(tmp_path / "install")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "main.py").write_text("print('not ours')\n", encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    runs = {
+        folder.name: subprocess.run(
+            [sys.executable, "-m", "app", "main.py", "--bogus"],
+            capture_output=True,
+            text=True,
+            cwd=folder,
+            env=env,
+            timeout=30,
+        )
+        for folder in (install, elsewhere)
+    }
+    assert runs["install"].returncode == 2
+    refused = runs["install"].stderr.splitlines()[-1]
+    assert refused == "main.py: error: unrecognized arguments: --bogus"
+    assert runs["elsewhere"].returncode == 2 and "usage: comfy-fleet" in runs["elsewhere"].stderr
+
+
 def test_simulators_side_by_side_keep_their_own_distributed_config(tmp_path: Path) -> None:
     """gpu_config.json lives in each instance's own install, never in the folder it was
     started from (a checkout, say), and two instances never share it."""
