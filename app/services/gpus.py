@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any, TypeVar
 
+from app.services.tasks import FailureListener
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -184,8 +186,15 @@ def _explain_init(nvml: Any, exc: Exception) -> str:
 class GpuMonitor:
     """Polls the reader in a thread and keeps the last minutes for the charts."""
 
-    def __init__(self, reader: GpuReader, interval_s: float = 2.0, keep_s: float = 600.0) -> None:
+    def __init__(
+        self,
+        reader: GpuReader,
+        interval_s: float = 2.0,
+        keep_s: float = 600.0,
+        on_failure: FailureListener | None = None,
+    ) -> None:
         self.reader = reader
+        self._on_failure = on_failure
         self.interval_s = interval_s
         self.history: deque[GpuSnapshot] = deque(maxlen=max(1, int(keep_s / interval_s)))
         self.owners: dict[int, str] = {}
@@ -212,9 +221,15 @@ class GpuMonitor:
 
     async def _run(self) -> None:
         while True:
-            snapshot = await self.read_once()
-            if not snapshot.available and snapshot.error == NO_GPU:
-                return  # nothing will appear without a driver: stop polling
+            try:
+                snapshot = await self.read_once()
+            except Exception as exc:  # said, and polled again: the panel must not freeze unseen
+                log.exception("reading the GPUs failed")
+                if self._on_failure is not None:
+                    self._on_failure("reading the GPUs", exc)
+            else:
+                if not snapshot.available and snapshot.error == NO_GPU:
+                    return  # nothing will appear without a driver: stop polling
             await asyncio.sleep(self.interval_s)
 
     async def stop(self) -> None:

@@ -75,7 +75,7 @@ class DesktopApp:
                 settings.offline_backoff_max_s,
             ),
         )
-        self.gpus = GpuMonitor(gpu_reader or GpuReader())
+        self.gpus = GpuMonitor(gpu_reader or GpuReader(), on_failure=self.show_failure)
         self.supervisor = make_supervisor(config, paths, self.client)
         self.keeper = ConfigKeeper(ConfigStore(paths.config_file), config)
         self.asker = DialogAsker()

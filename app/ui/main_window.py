@@ -242,6 +242,7 @@ class MainWindow(QMainWindow):
 
     def show_health(self, healths: list[WorkerHealth]) -> None:
         self.model.update_healths(healths)
+        self.summary.setText(fleet_summary([row.health for row in self.model.rows()]))
         if self.details.row is not None and any(h.name == self.details.row.name for h in healths):
             self._show_details()
 

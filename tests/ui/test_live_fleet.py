@@ -153,6 +153,22 @@ async def test_dialog_test_connection_reports_what_it_found(
     assert "ComfyUI-Distributed answers" in reports[0] and "48.0 GiB" in reports[0]
     assert "NOT installed" in reports[1]
     assert reports[2].startswith("✘") and "--listen" in reports[2]
+    _everything_fits(dialog)
+
+
+def _everything_fits(dialog: WorkerDialog) -> None:
+    """A Runpod host, five port digits and the wrapped hints are shown whole, not clipped."""
+    dialog.kind.setCurrentIndex(2)  # Cloud
+    dialog.host.setText("abcd1234efgh-8188.proxy.runpod.net")
+    dialog.port.setValue(65535)
+    dialog.show()
+    dialog.adjustSize()
+    host_text = dialog.host.fontMetrics().horizontalAdvance(dialog.host.text())
+    assert host_text < dialog.host.width() - 8
+    assert dialog.port.width() >= dialog.port.sizeHint().width()
+    for label in (dialog.host_hint, dialog.report):
+        assert label.height() >= label.heightForWidth(label.width())
+    dialog.close()
 
 
 @pytest.mark.asyncio

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from app.services.gpus import NO_GPU, GpuMonitor, GpuReader
+from app.services.gpus import NO_GPU, GpuMonitor, GpuReader, GpuSnapshot
 from tests.fakes.nvml import FakeNvml
 
 H200_UUID = "GPU-9664e333-53f7-c99e-3697-bff5cb199420"
@@ -88,3 +88,33 @@ def test_monitor_reads_in_a_thread_and_keeps_history() -> None:
     asyncio.run(run())
     assert len(monitor.history) == 3 and len(seen) == 5
     assert monitor.latest is not None and monitor.latest.gpus[0].utilization is not None
+
+
+def test_a_failing_read_is_said_and_polling_goes_on() -> None:
+    heard: list[str] = []
+    monitor = GpuMonitor(
+        GpuReader(FakeNvml.recorded("gpu-h200", "t2_after_jobs")),
+        interval_s=0.01,
+        on_failure=lambda what, exc: heard.append(f"{what}: {exc}"),
+    )
+    calls = []
+
+    def listener(snapshot: GpuSnapshot) -> None:
+        calls.append(snapshot)
+        if len(calls) == 1:
+            raise RuntimeError("the chart broke")
+
+    monitor.subscribe(listener)
+
+    async def run() -> None:
+        monitor.start()
+
+        async def three_reads() -> None:
+            while len(calls) < 3:
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(three_reads(), timeout=10)
+        await monitor.stop()
+
+    asyncio.run(run())
+    assert heard == ["reading the GPUs: the chart broke"] and len(calls) >= 3
