@@ -10,6 +10,7 @@ from app import APP_ID, __version__
 from app.cli.common import EXIT_FAILURE, EXIT_USAGE, UsageError, load_config
 from app.cli.fleet import add_status_command, add_supervisor_commands, status_command
 from app.cli.jobs import add_job_commands, run_command, test_fleet_command
+from app.cli.queue import add_queue_commands, queue_command
 from app.cli.settings import add_settings_commands, config_command, master_command, worker_command
 from app.cli.supervise import down_command, logs_command, propose_command, up_command
 from app.cli.tunnel import add_tunnel_commands, tunnel_command
@@ -32,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_supervisor_commands(commands)
     add_tunnel_commands(commands)
     add_job_commands(commands)
+    add_queue_commands(commands)
     demo = commands.add_parser("demo", help="open the app on a simulated fleet")
     demo.add_argument(
         "--workers", type=int, default=4, help="simulated workers (default 4: 2 local, 2 remote)"
@@ -71,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         "tunnel": lambda a, p: tunnel_command(a, p, *load_config(p)),
         "run": lambda a, p: run_command(a, load_config(p)[1]),
         "test-fleet": lambda a, p: test_fleet_command(a, load_config(p)[1]),
+        "queue": lambda a, p: queue_command(a, p, load_config(p)[1]),
     }
     try:
         return handlers[args.command](args, paths)

@@ -106,9 +106,9 @@ class JobService:
     async def preflight(
         self, workflow: Workflow, participants: Sequence[Participant]
     ) -> list[PreflightResult]:
-        return list(await asyncio.gather(*(self._preflight_one(workflow, p) for p in participants)))
+        return list(await asyncio.gather(*(self.preflight_one(workflow, p) for p in participants)))
 
-    async def _preflight_one(self, workflow: Workflow, participant: Participant) -> PreflightResult:
+    async def preflight_one(self, workflow: Workflow, participant: Participant) -> PreflightResult:
         folders = sorted({ref.folder for ref in model_refs(workflow)})
         try:
             object_info = await self._get(f"{participant.url}/object_info")

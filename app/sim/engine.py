@@ -138,11 +138,13 @@ class Engine:
         client_id: str | None,
         outputs: list[str],
         extra: dict[str, Any] | None = None,
+        prompt_id: str | None = None,
     ) -> QueueItem:
         extra_data = {"create_time": now_ms(), **(extra or {})}
         if client_id:
             extra_data["client_id"] = client_id
-        item = QueueItem(self._number, str(uuid.uuid4()), prompt, extra_data, outputs)
+        number = self._number
+        item = QueueItem(number, prompt_id or str(uuid.uuid4()), prompt, extra_data, outputs)
         self._number += 1
         self.pending.append(item)
         self.log.write("got prompt")  # (as recorded in the log routes' events)

@@ -169,12 +169,38 @@ async def checkpoint_loader(ctx: NodeContext, inputs: dict[str, Any]) -> NodeRes
     return NodeResult((f"model:{name}", f"clip:{name}", f"vae:{name}"))
 
 
+@dataclass(frozen=True)
+class Latent:
+    """A latent batch as far as time goes: a sampler's step costs in proportion to its pixels."""
+
+    width: int = 512
+    height: int = 512
+    batch: int = 1
+
+    @property
+    def work(self) -> float:
+        return self.width * self.height * self.batch / (512 * 512)
+
+
+STEP_S = 0.03  # one sampler step on a 512×512 latent of batch 1
+
+
+def _latent(inputs: dict[str, Any]) -> Latent:
+    """Made here (EmptyLatentImage's width, height, batch_size) or handed in by a link."""
+    size = [inputs.get(k) for k in ("width", "height", "batch_size")]
+    if all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size):
+        return Latent(*size)  # type: ignore[arg-type]
+    return next((v for v in inputs.values() if isinstance(v, Latent)), Latent())
+
+
 async def generic(ctx: NodeContext, inputs: dict[str, Any]) -> NodeResult:
-    """Any other catalogued node: it takes time, steps report progress, IMAGE outputs are real."""
+    """Any other catalogued node: it takes time (a sampler's steps in proportion to pixels ×
+    steps × batch), steps report progress, IMAGE outputs are real."""
     steps = inputs.get("steps")
+    latent = _latent(inputs)
     if isinstance(steps, int) and 0 < steps <= 1000:
         for step in range(1, steps + 1):
-            await ctx.work(0.03)
+            await ctx.work(STEP_S * latent.work)
             await ctx.progress(step, steps)
     else:
         await ctx.work(0.03)
@@ -185,6 +211,8 @@ async def generic(ctx: NodeContext, inputs: dict[str, Any]) -> NodeResult:
             outputs.append(
                 [images.add_noise(images.solid(512, 512, 0x808080), seed, 1.0, ctx.maker)]
             )
+        elif kind == "LATENT":
+            outputs.append(latent)
         else:
             outputs.append(f"{kind.lower()}:{ctx.node_id}")
     return NodeResult(tuple(outputs), {"images": []} if not ctx.catalogue_outputs else None)

@@ -241,8 +241,14 @@ class SimServer:
                 {"error": result.error, "node_errors": result.node_errors}, status=400
             )
         extra = dict(data.get("extra_data") or {})
+        # a prompt_id the client chose is kept (server.py: json_data.get("prompt_id", uuid4()))
+        chosen = data.get("prompt_id")
         item = await self.engine.submit(
-            data["prompt"], data.get("client_id"), result.outputs, extra
+            data["prompt"],
+            data.get("client_id"),
+            result.outputs,
+            extra,
+            None if chosen is None else str(chosen),
         )
         return web.json_response(
             {"prompt_id": item.prompt_id, "number": item.number, "node_errors": {}}

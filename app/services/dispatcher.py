@@ -1,0 +1,400 @@
+"""The fleet queue's dispatcher: keeps every participant's GPU busy with the queue's items.
+
+Each participant holds up to DEPTH items (one running, one waiting in its own ComfyUI queue, so
+its GPU never idles for a round trip); who gets the next item is planned by earliest expected
+finish from measured speeds. Every step is written to the store first, so that a dispatcher
+that dies loses nothing: the next one reconciles what was out against each instance's /queue
+and /history."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from app.core.queue import DEPTH, OUT, SpeedBook, item_workflow, plan
+from app.core.queue import Lane as PlanLane
+from app.core.runs import Participant
+from app.core.workflow import PreflightResult, Workflow, rejection_from_answer
+from app.services.comfy_client import classify
+from app.services.queue_lane import (
+    Finished,
+    Lane,
+    LaneSocket,
+    collect,
+    finished_from,
+    history_entry,
+    history_outcome,
+    queued_ids,
+    took_s,
+)
+from app.services.queue_manifest import write_manifest
+from app.services.queue_store import Item, Job, QueueStore
+from app.services.tasks import FailureListener, OwnedTasks
+
+log = logging.getLogger(__name__)
+Preflight = Callable[[Workflow, Participant], Awaitable[PreflightResult]]
+STORE_POLL_S = 0.2  # how often another process's changes (queue add, cancel) are looked for
+HTTP_ERRORS = (aiohttp.ClientError, OSError, TimeoutError, ValueError)
+
+
+@dataclass(frozen=True)
+class LaneStatus:
+    name: str
+    online: bool
+    out: int
+    done: int
+    problem: str
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        store: QueueStore,
+        session: aiohttp.ClientSession,
+        participants: Sequence[Participant],
+        preflight: Preflight | None = None,
+        on_failure: FailureListener | None = None,
+    ) -> None:
+        self.store = store
+        self._session = session
+        self.lanes = {p.name: Lane(p) for p in participants}
+        self.speeds = SpeedBook()
+        self._preflight = preflight
+        self._client_id = store.client_id()
+        self._wake = asyncio.Event()
+        self._tasks = OwnedTasks(on_failure)
+        self._listeners: list[Callable[[], None]] = []
+        self._workflows: dict[int, Workflow] = {}
+        self._jobs: dict[int, Job] = {}
+        self._cancelled: set[int] = set()
+        self._stopping: set[str] = set()
+
+    def subscribe(self, listener: Callable[[], None]) -> None:
+        """Called after every change the dispatcher makes (the store has the details)."""
+        self._listeners.append(listener)
+
+    def status(self) -> list[LaneStatus]:
+        return [
+            LaneStatus(lane.name, lane.online, len(lane.out), lane.done, lane.problem)
+            for lane in self.lanes.values()
+        ]
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Dispatch until `stop` is set; what is out stays out (the next dispatcher follows it)."""
+        self._requeue_orphans()
+        for lane in self.lanes.values():
+            socket = LaneSocket(self._session, lane, self._client_id, self._event, self._state)
+            self._tasks.spawn(socket.run(), f"following {lane.name}")
+        self._tasks.spawn(self._watch_store(), "watching the queue")
+        stopping = asyncio.ensure_future(stop.wait())
+        try:
+            while not stop.is_set():
+                waker = asyncio.ensure_future(self._wake.wait())
+                await asyncio.wait({waker, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                waker.cancel()
+                self._wake.clear()
+                if not stop.is_set():
+                    self._schedule()
+        finally:
+            stopping.cancel()
+            await self._tasks.cancel_all()
+
+    def _changed(self) -> None:
+        self._wake.set()
+        for listener in self._listeners:
+            try:
+                listener()
+            except Exception:  # a broken listener must not stop the queue
+                log.exception("queue listener failed")
+
+    def _requeue_orphans(self) -> None:
+        """Items out on a participant that is no longer in the fleet go back to the queue."""
+        for item in self.store.items(states=OUT):
+            if item.participant not in self.lanes:
+                self.store.lost(item.id, f"{item.participant} is no longer in the fleet")
+
+    async def _watch_store(self) -> None:
+        seen = self.store.data_version()
+        while True:
+            await asyncio.sleep(STORE_POLL_S)
+            version = self.store.data_version()
+            if version != seen:
+                seen = version
+                self.store_changed()
+
+    # scheduling
+
+    def _schedule(self) -> None:
+        if self.store.paused():
+            return
+        ready = [lane for lane in self.lanes.values() if lane.online]
+        room = sum(max(0, DEPTH - len(lane.out)) for lane in ready)
+        if not room:
+            return
+        groups: dict[int, list[Item]] = {}
+        for item in self.store.waiting(room * 2 + 8):
+            groups.setdefault(item.job, []).append(item)
+        for job, items in groups.items():
+            lanes = [lane for lane in ready if self._may_take(lane, job)]
+            if not lanes:
+                self._say_blocked(job, ready)
+                continue
+            key = self._job(job).workflow_key
+            by_name = {lane.name: lane for lane in lanes}
+            names = plan([self._plan_lane(lane, key) for lane in lanes], self._waiting(job, items))
+            for name, item in zip(names, items, strict=False):
+                self._send(by_name[name], item)
+
+    def _waiting(self, job: int, fetched: list[Item]) -> int:
+        return len(fetched) if len(fetched) < 8 else self.store.waiting_count(job)
+
+    def _plan_lane(self, lane: Lane, key: str) -> PlanLane:
+        each = self.speeds.guess(lane.name, key)
+        busy = each * len(lane.out)
+        if lane.running in lane.started:
+            busy -= min(each, time.monotonic() - lane.started[lane.running])
+        return PlanLane(lane.name, len(lane.out), max(0.0, busy), each)
+
+    def _may_take(self, lane: Lane, job: int) -> bool:
+        if len(lane.out) >= DEPTH or job in lane.excluded:
+            return False
+        workers = self._job(job).workers
+        if workers is not None and lane.name.casefold() not in {w.casefold() for w in workers}:
+            return False
+        if self._preflight is not None and job not in lane.preflighted:
+            if job not in lane.checking:  # asked once per connection
+                lane.checking.add(job)
+                self._tasks.spawn(self._check(lane, job), f"checking {lane.name} for job {job}")
+            return False
+        return True
+
+    def _say_blocked(self, job: int, ready: list[Lane]) -> None:
+        reasons = [f"{lane.name}: {lane.excluded[job]}" for lane in ready if job in lane.excluded]
+        if reasons and len(reasons) == len(self.lanes):
+            note = "no participant can run it: " + "; ".join(reasons)
+            if self._job(job).note != note:
+                self.store.set_note(job, note)
+                self._jobs.pop(job, None)
+
+    async def _check(self, lane: Lane, job: int) -> None:
+        assert self._preflight is not None
+        try:
+            result = await self._preflight(self._workflow(job), lane.participant)
+        finally:
+            lane.checking.discard(job)
+        lane.preflighted.add(job)
+        if not result.ok:
+            lane.excluded[job] = result.summary()
+        self._changed()
+
+    def _job(self, job: int) -> Job:
+        if job not in self._jobs:
+            self._jobs[job] = self.store.job_brief(job)
+        return self._jobs[job]
+
+    def _workflow(self, job: int) -> Workflow:
+        if job not in self._workflows:
+            self._workflows[job] = self.store.workflow(job)
+        return self._workflows[job]
+
+    # one item out and back
+
+    def _send(self, lane: Lane, item: Item) -> None:
+        prompt_id = str(uuid.uuid4())
+        self.store.sent(item.id, lane.name, prompt_id)  # first: a crash now loses nothing
+        lane.out[prompt_id] = item
+        self._tasks.spawn(self._post(lane, item, prompt_id), f"sending to {lane.name}")
+
+    async def _post(self, lane: Lane, item: Item, prompt_id: str) -> None:
+        body = {
+            "prompt": item_workflow(self._workflow(item.job), item.spec),
+            "client_id": self._client_id,
+            "prompt_id": prompt_id,
+            "extra_data": {"comfyfleet": {"job": item.job, "item": item.index}},
+        }
+        try:
+            async with self._session.post(f"{lane.url}/prompt", json=body) as response:
+                status = response.status
+                answer = await response.json(content_type=None) if status != 200 else None
+        except HTTP_ERRORS as exc:
+            if lane.out.pop(prompt_id, None) is not None:
+                self.store.lost(item.id, f"could not send it to {lane.name}: {_why(exc)}")
+            self._changed()
+            return
+        if status == 200:
+            return
+        if lane.out.pop(prompt_id, None) is None:
+            return
+        if status == 400:  # the workflow itself: it fails once, not once per GPU
+            self.store.failed(item.id, rejection_from_answer(status, answer).text())
+            self._ended(item)
+        else:
+            self.store.lost(item.id, f"{lane.name} refused it: HTTP {status}")
+        self._changed()
+
+    def _event(self, lane: Lane, kind: str, data: dict[str, Any]) -> None:
+        prompt_id = str(data.get("prompt_id", ""))
+        if kind == "execution_start" and prompt_id in lane.out:
+            lane.running = prompt_id
+            lane.started[prompt_id] = time.monotonic()
+            self.store.running(lane.out[prompt_id].id)
+            self._changed()
+            return
+        finished = finished_from(kind, data)
+        if finished is not None and prompt_id in lane.out:
+            self._finished(lane, finished, took_s(lane, prompt_id))
+
+    def _finished(self, lane: Lane, finished: Finished, took: float | None) -> None:
+        item = lane.out.pop(finished.prompt_id)
+        if lane.running == finished.prompt_id:
+            lane.running = None
+        self._stopping.discard(finished.prompt_id)
+        if finished.ok:
+            if took is not None:
+                self.speeds.learn(lane.name, self._job(item.job).workflow_key, took)
+            self._tasks.spawn(self._collect(lane, item, finished.prompt_id), "collecting images")
+        elif finished.interrupted and item.job in self._cancelled:
+            self.store.cancelled(item.id)
+            self._ended(item)
+        elif finished.interrupted:
+            self.store.lost(item.id, f"interrupted on {lane.name}")
+        elif finished.out_of_vram:
+            lane.excluded[item.job] = "out of VRAM for this workflow"
+            self.store.lost(item.id, f"{lane.name} ran out of VRAM: {finished.error}")
+        else:
+            self.store.failed(item.id, f"{finished.error} (on {lane.name})")
+            self._ended(item)
+        self._changed()
+
+    async def _collect(self, lane: Lane, item: Item, prompt_id: str) -> None:
+        folder = Path(self._job(item.job).out_dir)
+        try:
+            entry = await history_entry(self._session, lane.url, prompt_id)
+            if entry is None:
+                raise ValueError(f"{lane.name} has no history of it")
+            files = await collect(self._session, lane, item, entry, folder)
+        except HTTP_ERRORS as exc:
+            self.store.lost(
+                item.id, f"its images could not be fetched from {lane.name}: {_why(exc)}"
+            )
+        else:
+            self.store.done(item.id, files)
+            lane.done += 1
+            self._ended(item)
+        self._changed()
+
+    def _ended(self, item: Item) -> None:
+        job = self.store.job_brief(item.job)
+        if job.ended is not None:
+            write_manifest(self.store, job)
+
+    # participants coming and going
+
+    def _state(self, lane: Lane, online: bool, reason: str) -> None:
+        if online:
+            lane.problem = ""
+            lane.excluded.clear()
+            lane.preflighted.clear()
+            lane.checking.clear()
+            self._tasks.spawn(self._reconcile(lane), f"reconciling {lane.name}")
+            return
+        was = lane.online
+        lane.online, lane.problem = False, reason
+        if was or lane.out:
+            self._tasks.spawn(self._lost_lane(lane, reason), f"{lane.name} went away")
+
+    async def _lost_lane(self, lane: Lane, reason: str) -> None:
+        """Its websocket closed: if the instance still answers, what it holds is followed again
+        on reconnect; if not, it is gone and so are its items (they go elsewhere)."""
+        try:
+            await queued_ids(self._session, lane.url)
+            return
+        except HTTP_ERRORS:
+            pass
+        for prompt_id, item in list(lane.out.items()):
+            lane.out.pop(prompt_id)
+            self.store.lost(item.id, f"{lane.name} went offline: {reason}")
+        lane.running = None
+        self._changed()
+
+    async def _reconcile(self, lane: Lane) -> None:
+        """What the store says is out on this participant, against its own /queue and /history:
+        still there → followed; finished → collected; gone → queued again."""
+        try:
+            running, pending = await queued_ids(self._session, lane.url)
+        except HTTP_ERRORS as exc:
+            lane.problem = f"cannot read its queue: {_why(exc)}"
+            return
+        out = {i.prompt_id: i for i in self.store.items(states=OUT) if i.participant == lane.name}
+        for prompt_id, item in out.items():
+            assert prompt_id is not None
+            if prompt_id in running or prompt_id in pending:
+                lane.out.setdefault(prompt_id, item)
+                if prompt_id in running:
+                    lane.running = prompt_id
+                continue
+            lane.out.setdefault(prompt_id, item)
+            try:
+                entry = await history_entry(self._session, lane.url, prompt_id)
+            except HTTP_ERRORS:
+                entry = None
+            if entry is None:
+                lane.out.pop(prompt_id, None)
+                self.store.lost(item.id, f"it was no longer in {lane.name}'s queue")
+            else:
+                self._finished(lane, history_outcome(entry, prompt_id), None)
+        lane.online = True
+        self._stop_cancelled()
+        self._changed()
+
+    # cancelling
+
+    def cancel(self, job: int) -> None:
+        """Cancel a job from this process (another process's cancel is seen in the store)."""
+        self.store.cancel(job)
+        self.store_changed()
+
+    def store_changed(self) -> None:
+        """This process changed the store (added, paused, cancelled): act on it now."""
+        self._cancelled = self.store.cancelled_jobs()
+        self._stop_cancelled()
+        self._changed()
+
+    def _stop_cancelled(self) -> None:
+        for lane in self.lanes.values():
+            for prompt_id, item in list(lane.out.items()):
+                if item.job in self._cancelled and prompt_id not in self._stopping:
+                    self._stopping.add(prompt_id)
+                    self._tasks.spawn(self._stop(lane, prompt_id), f"stopping on {lane.name}")
+
+    async def _stop(self, lane: Lane, prompt_id: str) -> None:
+        """Waiting in its queue: deleted (and cancelled here); running: interrupted (cancelled
+        when it says so)."""
+        try:
+            running, pending = await queued_ids(self._session, lane.url)
+            if prompt_id in pending:
+                await self._session.post(f"{lane.url}/queue", json={"delete": [prompt_id]})
+                item = lane.out.pop(prompt_id, None)
+                if item is not None:
+                    self.store.cancelled(item.id)
+                    self._ended(item)
+            elif prompt_id in running:
+                await self._session.post(f"{lane.url}/interrupt", json={"prompt_id": prompt_id})
+        except HTTP_ERRORS as exc:
+            log.warning("cannot stop %s on %s: %s", prompt_id, lane.name, _why(exc))
+            self._stopping.discard(prompt_id)
+        self._changed()
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, ValueError):
+        return str(exc)
+    return classify(exc).message

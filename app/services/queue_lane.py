@@ -1,0 +1,207 @@
+"""One participant of the fleet queue: what it holds, its websocket, and fetching what it made."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from app.core.names import file_name, file_stem
+from app.core.runs import ImageRef, Participant
+from app.services.comfy_client import classify
+from app.services.jobs import fetch_image
+from app.services.queue_store import Item
+
+log = logging.getLogger(__name__)
+RECONNECT_MAX_S = 5.0
+
+
+@dataclass
+class Finished:
+    """What a participant's websocket said of one of its prompts."""
+
+    prompt_id: str
+    ok: bool
+    error: str = ""
+    interrupted: bool = False
+    out_of_vram: bool = False
+
+
+@dataclass
+class Lane:
+    participant: Participant
+    out: dict[str, Item] = field(default_factory=dict)  # prompt id → item, in sending order
+    running: str | None = None
+    started: dict[str, float] = field(default_factory=dict)  # prompt id → execution_start
+    online: bool = False
+    problem: str = ""
+    excluded: dict[int, str] = field(default_factory=dict)  # job → why it gets none of it
+    preflighted: set[int] = field(default_factory=set)  # jobs it was checked for
+    checking: set[int] = field(default_factory=set)
+    done: int = 0
+
+    @property
+    def name(self) -> str:
+        return self.participant.name
+
+    @property
+    def url(self) -> str:
+        return self.participant.url
+
+
+EventListener = Callable[[Lane, str, dict[str, Any]], None]
+
+
+class LaneSocket:
+    """Follows one participant's websocket for the queue's client id, reconnecting for ever;
+    `on_event` gets every event, `on_state` each change of online/offline."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        lane: Lane,
+        client_id: str,
+        on_event: EventListener,
+        on_state: Callable[[Lane, bool, str], None],
+    ) -> None:
+        self._session = session
+        self._lane = lane
+        self._url = f"{lane.url}/ws?clientId={client_id}"
+        self._on_event = on_event
+        self._on_state = on_state
+
+    async def run(self) -> None:
+        delay = 0.2
+        while True:
+            try:
+                async with self._session.ws_connect(self._url, heartbeat=20) as socket:
+                    delay = 0.2
+                    self._on_state(self._lane, True, "")
+                    async for message in socket:
+                        if message.type == aiohttp.WSMsgType.TEXT:
+                            self._dispatch(message.data)
+                        elif message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                            break
+                reason = "its websocket closed"
+            except aiohttp.WSServerHandshakeError as exc:
+                reason = f"HTTP {exc.status} instead of a websocket"
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                reason = classify(exc).message
+            self._on_state(self._lane, False, reason)
+            await asyncio.sleep(delay)
+            delay = min(RECONNECT_MAX_S, delay * 2)
+
+    def _dispatch(self, text: str) -> None:
+        try:
+            event = json.loads(text)
+        except ValueError:
+            return
+        if isinstance(event, dict) and isinstance(event.get("data"), dict):
+            self._on_event(self._lane, str(event.get("type")), event["data"])
+
+
+def finished_from(kind: str, data: dict[str, Any]) -> Finished | None:
+    """execution_success / _error / _interrupted as a Finished; None for other events."""
+    prompt_id = str(data.get("prompt_id", ""))
+    if kind == "execution_success":
+        return Finished(prompt_id, True)
+    if kind == "execution_interrupted":
+        return Finished(prompt_id, False, "interrupted", interrupted=True)
+    if kind == "execution_error":
+        return Finished(
+            prompt_id,
+            False,
+            node_error(data),
+            out_of_vram="OutOfMemory" in str(data.get("exception_type", "")),
+        )
+    return None
+
+
+def node_error(data: dict[str, Any]) -> str:
+    """ "node 3 (ImageBlur): RuntimeError: …", from an execution_error or a history message."""
+    node, kind = data.get("node_id", "?"), data.get("node_type", "?")
+    message = str(data.get("exception_message", "")).strip().splitlines()
+    exception = str(data.get("exception_type", "")).rsplit(".", 1)[-1]
+    return f"node {node} ({kind}): {exception}: {message[0] if message else ''}".rstrip(": ")
+
+
+def history_outcome(entry: dict[str, Any], prompt_id: str) -> Finished:
+    """A /history entry as a Finished (ComfyUI keeps the run's messages there)."""
+    status = entry.get("status") or {}
+    if status.get("completed") or status.get("status_str") == "success":
+        return Finished(prompt_id, True)
+    for kind, data in status.get("messages") or []:
+        if kind in ("execution_error", "execution_interrupted") and isinstance(data, dict):
+            found = finished_from(kind, {**data, "prompt_id": prompt_id})
+            if found is not None:
+                return found
+    return Finished(prompt_id, False, "it failed (its history says no more)")
+
+
+def output_images(entry: dict[str, Any]) -> list[ImageRef]:
+    return [
+        ImageRef(str(i["filename"]), str(i.get("subfolder", "")), str(i.get("type", "output")))
+        for node in (entry.get("outputs") or {}).values()
+        for i in node.get("images", [])
+        if i.get("type", "output") == "output"
+    ]
+
+
+async def collect(
+    session: aiohttp.ClientSession, lane: Lane, item: Item, entry: dict[str, Any], folder: Path
+) -> list[str]:
+    """The item's images from whoever made them, bytes as served, named by job, item, seed and
+    participant; the paths written."""
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = "_".join(
+        part
+        for part in (
+            f"job{item.job}",
+            f"item{item.index:04}",
+            "" if item.seed is None else f"seed{item.seed}",
+            file_stem(lane.name),
+        )
+        if part
+    )
+    written = []
+    for number, image in enumerate(output_images(entry)):
+        data = await fetch_image(session, lane.url, image)
+        extension = file_name(image.filename).rpartition(".")[2] or "png"
+        target = folder / f"{stem}_{number}.{extension}"
+        await asyncio.to_thread(target.write_bytes, data)
+        written.append(str(target))
+    return written
+
+
+async def history_entry(
+    session: aiohttp.ClientSession, url: str, prompt_id: str
+) -> dict[str, Any] | None:
+    async with session.get(f"{url}/history/{prompt_id}") as response:
+        response.raise_for_status()
+        answer = await response.json()
+    entry = answer.get(prompt_id) if isinstance(answer, dict) else None
+    return entry if isinstance(entry, dict) else None
+
+
+async def queued_ids(session: aiohttp.ClientSession, url: str) -> tuple[set[str], set[str]]:
+    """(running, pending) prompt ids in an instance's own queue."""
+    async with session.get(f"{url}/queue") as response:
+        response.raise_for_status()
+        queue = await response.json()
+
+    def ids(name: str) -> set[str]:
+        return {str(entry[1]) for entry in queue.get(name, []) if len(entry) > 1}
+
+    return ids("queue_running"), ids("queue_pending")
+
+
+def took_s(lane: Lane, prompt_id: str) -> float | None:
+    started = lane.started.pop(prompt_id, None)
+    return None if started is None else time.monotonic() - started

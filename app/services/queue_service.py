@@ -1,0 +1,100 @@
+"""The fleet queue as a use case: queue a job, and dispatch (one process at a time) — the same
+for the window, `up` and `queue run`."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from app.core.config import FleetConfig
+from app.core.errors import ComfyFleetError
+from app.core.queue import JobSpec, expand
+from app.services.dispatcher import Dispatcher
+from app.services.job_service import JobService
+from app.services.queue_store import DispatcherLock, QueueStore
+from app.services.tasks import FailureListener
+
+KEEP_DAYS = 30.0  # ended jobs leave the DB after this long (their files stay)
+
+
+@dataclass(frozen=True)
+class QueuePaths:
+    db: Path
+    lock: Path
+    out_root: Path  # each job's own folder, unless it was given one
+
+    @classmethod
+    def under(cls, data_dir: Path) -> QueuePaths:
+        return cls(data_dir / "queue.db", data_dir / "queue.lock", data_dir / "queue")
+
+
+class QueueBusy(ComfyFleetError):
+    """Another process dispatches this queue."""
+
+
+@dataclass(frozen=True)
+class Added:
+    job: int
+    items: int
+    dispatcher: str | None  # who will run it, None when nobody dispatches now
+
+
+class FleetQueue:
+    def __init__(self, paths: QueuePaths, rng: random.Random | None = None) -> None:
+        self.paths = paths
+        self.store = QueueStore(paths.db)
+        self.lock = DispatcherLock(paths.lock)
+        self._rng = rng
+
+    def close(self) -> None:
+        self.lock.release()
+        self.store.close()
+
+    def add(self, spec: JobSpec) -> Added:
+        items = expand(spec, self._rng)
+        job = self.store.add_job(spec, items, self.paths.out_root)
+        return Added(job, len(items), self.lock.holder())
+
+    def dispatcher(
+        self,
+        session: aiohttp.ClientSession,
+        config: FleetConfig,
+        who: str,
+        on_failure: FailureListener | None = None,
+    ) -> Dispatcher:
+        """A dispatcher over the master and every enabled worker, once this process holds the
+        queue's lock (QueueBusy names the holder otherwise)."""
+        if not self.lock.acquire(who):
+            raise QueueBusy(f"the queue is dispatched by {self.lock.holder() or 'another process'}")
+        self.store.prune(time.time() - KEEP_DAYS * 86400)
+        service = JobService(session, config)
+        master, workers = service.participants()
+        return Dispatcher(
+            self.store, session, [master, *workers], service.preflight_one, on_failure
+        )
+
+
+async def dispatch_until(
+    queue: FleetQueue,
+    config: FleetConfig,
+    who: str,
+    stop: asyncio.Event,
+    listener: Callable[[Dispatcher], None] | None = None,
+) -> None:
+    """Hold the lock and dispatch until `stop`; the lock is given back however it ends."""
+    async with aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=5)
+    ) as session:
+        dispatcher = queue.dispatcher(session, config, who)
+        try:
+            if listener is not None:
+                dispatcher.subscribe(lambda: listener(dispatcher))
+            await dispatcher.run(stop)
+        finally:
+            queue.lock.release()

@@ -1,0 +1,567 @@
+"""The fleet queue on disk: jobs and items in SQLite (WAL, a schema version), shared by every
+process of the app; and the lock that lets exactly one of them dispatch."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import sys
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from app.core.names import file_stem
+from app.core.queue import ENDED, MAX_ATTEMPTS, OUT, ItemSpec, ItemState, JobSpec, workflow_key
+from app.core.workflow import Workflow
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    workflow TEXT NOT NULL,
+    workflow_key TEXT NOT NULL,
+    workers TEXT,
+    priority INTEGER NOT NULL DEFAULT 0,
+    out_dir TEXT NOT NULL,
+    created REAL NOT NULL,
+    paused INTEGER NOT NULL DEFAULT 0,
+    cancelled INTEGER NOT NULL DEFAULT 0,
+    ended REAL,
+    note TEXT
+);
+CREATE TABLE IF NOT EXISTS items (
+    id INTEGER PRIMARY KEY,
+    job INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+    idx INTEGER NOT NULL,
+    seed TEXT,
+    overrides TEXT,
+    state TEXT NOT NULL,
+    participant TEXT,
+    prompt_id TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    sent_at REAL,
+    started_at REAL,
+    finished_at REAL,
+    error TEXT,
+    files TEXT
+);
+CREATE INDEX IF NOT EXISTS items_by_job ON items (job, state);
+CREATE INDEX IF NOT EXISTS items_by_state ON items (state, job, idx);
+CREATE INDEX IF NOT EXISTS items_by_prompt ON items (prompt_id);
+"""
+
+
+@dataclass(frozen=True)
+class Item:
+    id: int
+    job: int
+    index: int
+    seed: int | None
+    overrides: tuple[tuple[str, str, Any], ...]
+    state: ItemState
+    participant: str | None = None
+    prompt_id: str | None = None
+    attempts: int = 0
+    sent_at: float | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+    files: tuple[str, ...] = ()
+
+    @property
+    def spec(self) -> ItemSpec:
+        return ItemSpec(self.index, self.seed, self.overrides)
+
+
+@dataclass(frozen=True)
+class Job:
+    id: int
+    name: str
+    workflow_key: str
+    workers: tuple[str, ...] | None
+    priority: int
+    out_dir: str
+    created: float
+    paused: bool
+    cancelled: bool
+    ended: float | None
+    note: str | None = None
+    counts: dict[ItemState, int] = field(default_factory=dict)
+    first_sent: float | None = None
+    last_finished: float | None = None
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def count(self, *states: ItemState) -> int:
+        return sum(self.counts.get(s, 0) for s in states)
+
+    @property
+    def state(self) -> str:
+        """What the job is doing, in one word for lists."""
+        if self.cancelled:
+            return "cancelled"
+        if self.count(*ENDED) == self.total:
+            return "failed" if self.count(ItemState.FAILED) else "done"
+        if self.paused:
+            return "paused"
+        return "running" if self.count(*OUT) else "queued"
+
+    def eta_s(self, now: float) -> float | None:
+        """From its own pace so far: the items it finished since its first was sent."""
+        done = self.count(ItemState.DONE, ItemState.FAILED)
+        left = self.count(ItemState.QUEUED, *OUT)
+        if not left:
+            return 0.0
+        if not done or self.first_sent is None:
+            return None
+        return left * (now - self.first_sent) / done
+
+
+class QueueStore:
+    """One SQLite file; every method is one short transaction (safe between processes)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, timeout=10.0, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+        found = self._meta("schema_version")
+        if found is None:
+            self._set_meta("schema_version", str(SCHEMA_VERSION))
+        elif int(found) > SCHEMA_VERSION:
+            raise RuntimeError(
+                f"{path} was written by a newer ComfyFleet (queue schema {found}); update it"
+            )
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+
+    def data_version(self) -> int:
+        """Changes whenever another connection (another process) committed."""
+        return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+
+    # jobs
+
+    def add_job(self, spec: JobSpec, items: Sequence[ItemSpec], root: Path) -> int:
+        """The job's images go to spec.out_dir, else to a folder of its own under `root`."""
+        with self._write() as db:
+            cursor = db.execute(
+                "INSERT INTO jobs (name, workflow, workflow_key, workers, priority, out_dir,"
+                " created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    spec.name,
+                    json.dumps(spec.workflow),
+                    workflow_key(spec.workflow),
+                    None if spec.workers is None else json.dumps(list(spec.workers)),
+                    spec.priority,
+                    spec.out_dir or "",
+                    time.time(),
+                ),
+            )
+            job = int(cursor.lastrowid or 0)
+            if not spec.out_dir:
+                folder = root / f"job-{job:05}-{file_stem(spec.name)}"
+                db.execute("UPDATE jobs SET out_dir = ? WHERE id = ?", (str(folder), job))
+            db.executemany(
+                "INSERT INTO items (job, idx, seed, overrides, state) VALUES (?, ?, ?, ?, ?)",
+                [
+                    (
+                        job,
+                        i.index,
+                        None if i.seed is None else str(i.seed),
+                        json.dumps(i.overrides) if i.overrides else None,
+                        ItemState.QUEUED.value,
+                    )
+                    for i in items
+                ],
+            )
+        return job
+
+    def workflow(self, job: int) -> Workflow:
+        row = self._db.execute("SELECT workflow FROM jobs WHERE id = ?", (job,)).fetchone()
+        if row is None:
+            raise KeyError(job)
+        value: Workflow = json.loads(row[0])
+        return value
+
+    def jobs(self, job_ids: Sequence[int] | None = None) -> list[Job]:
+        """Every job (or the given ones) with its items counted by state, newest last."""
+        where = ""
+        if job_ids is not None:
+            where = f"WHERE j.id IN ({','.join('?' * len(job_ids))})"
+        rows = self._db.execute(
+            "SELECT j.id, j.name, j.workflow_key, j.workers, j.priority, j.out_dir, j.created,"
+            " j.paused, j.cancelled, j.ended, j.note FROM jobs j " + where + " ORDER BY j.id",
+            tuple(job_ids or ()),
+        ).fetchall()
+        counts: dict[int, dict[ItemState, int]] = {}
+        # (per state, read through the index: no item row is touched)
+        for job, state, n in self._db.execute(
+            "SELECT job, state, COUNT(*) FROM items GROUP BY job, state"
+        ):
+            counts.setdefault(job, {})[ItemState(state)] = n
+        times = {
+            job: (first, last)
+            for job, first, last in self._db.execute(
+                "SELECT job, MIN(sent_at), MAX(finished_at) FROM items"
+                " WHERE job IN (SELECT id FROM jobs WHERE ended IS NULL) GROUP BY job"
+            )
+        }
+        return [_job(r, counts.get(r[0], {}), times.get(r[0], (None, None))) for r in rows]
+
+    def client_id(self) -> str:
+        """The queue's own websocket client id, the same for every dispatcher of this queue:
+        a new one still hears of the prompts an earlier one sent."""
+        with self._write():
+            found = self._meta("client_id")
+            if found is None:
+                found = f"comfyfleet-queue-{uuid.uuid4().hex[:12]}"
+                self._set_meta("client_id", found)
+        return found
+
+    def job_brief(self, job: int) -> Job:
+        """The job without its items counted (cheap, for the dispatcher)."""
+        row = self._db.execute(
+            "SELECT id, name, workflow_key, workers, priority, out_dir, created, paused,"
+            " cancelled, ended, note FROM jobs WHERE id = ?",
+            (job,),
+        ).fetchone()
+        if row is None:
+            raise KeyError(job)
+        return _job(row, {}, (None, None))
+
+    def waiting_count(self, job: int | None = None) -> int:
+        if job is None:
+            row = self._db.execute("SELECT COUNT(*) FROM items WHERE state = 'queued'").fetchone()
+        else:
+            row = self._db.execute(
+                "SELECT COUNT(*) FROM items WHERE state = 'queued' AND job = ?", (job,)
+            ).fetchone()
+        return int(row[0])
+
+    def cancelled_jobs(self) -> set[int]:
+        """Cancelled jobs that still have items out (to be stopped where they run)."""
+        return {
+            row[0]
+            for row in self._db.execute(
+                "SELECT DISTINCT i.job FROM items i JOIN jobs j ON j.id = i.job"
+                " WHERE i.state IN ('sent', 'running') AND j.cancelled = 1"
+            )
+        }
+
+    def set_note(self, job: int, note: str | None) -> None:
+        with self._write() as db:
+            db.execute("UPDATE jobs SET note = ? WHERE id = ?", (note, job))
+
+    def done_per_minute(self, since: float) -> dict[str, dict[int, int]]:
+        """Images finished per participant per minute (minute: Unix time // 60) since then."""
+        found: dict[str, dict[int, int]] = {}
+        for participant, minute, n in self._db.execute(
+            "SELECT participant, CAST(finished_at / 60 AS INTEGER), COUNT(*) FROM items"
+            " WHERE state = 'done' AND finished_at >= ? GROUP BY 1, 2",
+            (since,),
+        ):
+            found.setdefault(str(participant), {})[int(minute)] = int(n)
+        return found
+
+    def job(self, job: int) -> Job:
+        found = self.jobs([job])
+        if not found:
+            raise KeyError(job)
+        return found[0]
+
+    def items(self, job: int | None = None, states: Sequence[ItemState] = ()) -> list[Item]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if job is not None:
+            clauses.append("job = ?")
+            params.append(job)
+        if states:
+            clauses.append(f"state IN ({','.join('?' * len(states))})")
+            params.extend(s.value for s in states)
+        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        return [
+            _item(r)
+            for r in self._db.execute(
+                f"SELECT {ITEM_COLUMNS} FROM items {where} ORDER BY job, idx", params
+            )
+        ]
+
+    def waiting(self, limit: int) -> list[Item]:
+        """Queued items that may go out now, highest priority first, then oldest job, in order."""
+        return [
+            _item(r)
+            for r in self._db.execute(
+                f"SELECT {ITEM_COLUMNS.replace('id,', 'i.id,', 1)} FROM items i"
+                " JOIN jobs j ON j.id = i.job"
+                " WHERE i.state = 'queued' AND j.paused = 0 AND j.cancelled = 0"
+                " ORDER BY j.priority DESC, j.id, i.idx LIMIT ?",
+                (limit,),
+            )
+        ]
+
+    def set_paused(self, paused: bool, job: int | None = None) -> None:
+        """One job, or the whole queue (job None)."""
+        with self._write() as db:
+            if job is None:
+                self._set_meta("paused", "1" if paused else "0")
+            elif (
+                db.execute("UPDATE jobs SET paused = ? WHERE id = ?", (int(paused), job)).rowcount
+                == 0
+            ):
+                raise KeyError(job)
+
+    def paused(self) -> bool:
+        return self._meta("paused") == "1"
+
+    def cancel(self, job: int) -> list[Item]:
+        """Its waiting items are cancelled at once; the ones out are returned, to be stopped
+        where they run (they become cancelled once stopped)."""
+        with self._write() as db:
+            if db.execute("UPDATE jobs SET cancelled = 1 WHERE id = ?", (job,)).rowcount == 0:
+                raise KeyError(job)
+            db.execute(
+                "UPDATE items SET state = 'cancelled', finished_at = ?"
+                " WHERE job = ? AND state = 'queued'",
+                (time.time(), job),
+            )
+            self._end_if_done(job)
+        return self.items(job, OUT)
+
+    def retry(self, job: int) -> int:
+        """Failed and cancelled items queued again; how many."""
+        with self._write() as db:
+            if (
+                db.execute(
+                    "UPDATE jobs SET cancelled = 0, ended = NULL WHERE id = ?", (job,)
+                ).rowcount
+                == 0
+            ):
+                raise KeyError(job)
+            return db.execute(
+                "UPDATE items SET state = 'queued', attempts = 0, error = NULL, participant = NULL,"
+                " prompt_id = NULL WHERE job = ? AND state IN ('failed', 'cancelled')",
+                (job,),
+            ).rowcount
+
+    def prune(self, ended_before: float) -> int:
+        """Jobs that ended before then leave the DB (their files stay); how many."""
+        with self._write() as db:
+            return db.execute(
+                "DELETE FROM jobs WHERE ended IS NOT NULL AND ended < ?", (ended_before,)
+            ).rowcount
+
+    # items
+
+    def sent(self, item: int, participant: str, prompt_id: str) -> None:
+        """Written before the prompt goes out: a crash right after sending loses nothing."""
+        self._update(
+            item,
+            state=ItemState.SENT,
+            participant=participant,
+            prompt_id=prompt_id,
+            sent_at=time.time(),
+        )
+
+    def running(self, item: int, at: float | None = None) -> None:
+        self._update(item, state=ItemState.RUNNING, started_at=at or time.time())
+
+    def done(self, item: int, files: Sequence[str]) -> None:
+        self._finish(item, ItemState.DONE, files=json.dumps(list(files)), error=None)
+
+    def failed(self, item: int, error: str) -> None:
+        self._finish(item, ItemState.FAILED, error=error)
+
+    def cancelled(self, item: int) -> None:
+        self._finish(item, ItemState.CANCELLED)
+
+    def lost(self, item: int, cause: str) -> ItemState:
+        """Its participant died or lost it: queued again, or failed after MAX_ATTEMPTS."""
+        row = self._db.execute("SELECT attempts FROM items WHERE id = ?", (item,)).fetchone()
+        attempts = int(row[0]) + 1
+        if attempts >= MAX_ATTEMPTS:
+            self._finish(item, ItemState.FAILED, error=f"lost {attempts} times; last: {cause}")
+            return ItemState.FAILED
+        self._update(
+            item,
+            state=ItemState.QUEUED,
+            attempts=attempts,
+            error=cause,
+            participant=None,
+            prompt_id=None,
+        )
+        return ItemState.QUEUED
+
+    def _finish(self, item: int, state: ItemState, **values: Any) -> None:
+        with self._write():
+            self._set(item, state=state, finished_at=time.time(), **values)
+            row = self._db.execute("SELECT job FROM items WHERE id = ?", (item,)).fetchone()
+            self._end_if_done(int(row[0]))
+
+    def _end_if_done(self, job: int) -> None:
+        left = self._db.execute(
+            "SELECT 1 FROM items WHERE job = ? AND state IN ('queued', 'sent', 'running') LIMIT 1",
+            (job,),
+        ).fetchone()
+        if left is None:
+            self._db.execute(
+                "UPDATE jobs SET ended = ? WHERE id = ? AND ended IS NULL", (time.time(), job)
+            )
+
+    def _update(self, item: int, **values: Any) -> None:
+        with self._write():
+            self._set(item, **values)
+
+    def _set(self, item: int, **values: Any) -> None:
+        names = ", ".join(f"{k} = ?" for k in values)
+        params = [v.value if isinstance(v, ItemState) else v for v in values.values()]
+        self._db.execute(f"UPDATE items SET {names} WHERE id = ?", (*params, item))
+
+
+def _job(row: Sequence[Any], counts: dict[ItemState, int], times: tuple[Any, Any]) -> Job:
+    return Job(
+        id=row[0],
+        name=row[1],
+        workflow_key=row[2],
+        workers=None if row[3] is None else tuple(json.loads(row[3])),
+        priority=row[4],
+        out_dir=row[5],
+        created=row[6],
+        paused=bool(row[7]),
+        cancelled=bool(row[8]),
+        ended=row[9],
+        note=row[10],
+        counts=counts,
+        first_sent=times[0],
+        last_finished=times[1],
+    )
+
+
+ITEM_COLUMNS = (
+    "id, job, idx, seed, overrides, state, participant, prompt_id, attempts, sent_at,"
+    " started_at, finished_at, error, files"
+)
+
+
+def _item(row: Sequence[Any]) -> Item:
+    return Item(
+        id=row[0],
+        job=row[1],
+        index=row[2],
+        seed=None if row[3] is None else int(row[3]),
+        overrides=tuple(tuple(o) for o in json.loads(row[4])) if row[4] else (),
+        state=ItemState(row[5]),
+        participant=row[6],
+        prompt_id=row[7],
+        attempts=row[8],
+        sent_at=row[9],
+        started_at=row[10],
+        finished_at=row[11],
+        error=row[12],
+        files=tuple(json.loads(row[13])) if row[13] else (),
+    )
+
+
+class DispatcherLock:
+    """Held by the one process that dispatches; the others can read who that is.
+
+    An OS file lock: it goes with the process, however that ends (no stale lock after kill -9)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._handle: IO[str] | None = None
+
+    @property
+    def _who_file(self) -> Path:
+        return self.path.with_suffix(".holder")
+
+    def acquire(self, who: str) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (held while dispatching)
+        if not _try_lock(handle):
+            handle.close()
+            return False
+        self._handle = handle
+        self._who_file.write_text(f"{who} (pid {os.getpid()})", encoding="utf-8")
+        return True
+
+    def holder(self) -> str | None:
+        """Who dispatches now, or None when nobody does."""
+        if self._handle is not None:
+            return self._who_file.read_text(encoding="utf-8")
+        try:
+            handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115
+        except OSError:
+            return None
+        with handle:
+            if _try_lock(handle):
+                _unlock(handle)
+                return None
+        try:
+            return self._who_file.read_text(encoding="utf-8") or "another process"
+        except OSError:
+            return "another process"
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._who_file.unlink(missing_ok=True)
+            _unlock(self._handle)
+            self._handle.close()
+            self._handle = None
+
+
+def _try_lock(handle: IO[str]) -> bool:
+    try:
+        if sys.platform == "win32":
+            import msvcrt
+
+            handle.seek(0)
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _unlock(handle: IO[str]) -> None:
+    if sys.platform == "win32":
+        import msvcrt
+
+        handle.seek(0)
+        msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
+    else:
+        import fcntl
+
+        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

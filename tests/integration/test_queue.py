@@ -1,0 +1,282 @@
+"""The fleet queue on simulated fleets: real simulator processes, a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from app.core.queue import ItemState, JobSpec, expand
+from app.core.runs import Participant
+from app.core.workflow import load_workflow
+from app.services.dispatcher import Dispatcher
+from app.services.queue_manifest import manifest_path
+from app.services.queue_store import QueueStore
+from app.sim.fleet import REPO_ROOT, SimInstance, http_json
+from tests.conftest import RECORDINGS
+from tests.waiting import until
+
+pytestmark = pytest.mark.asyncio
+NOMODEL = RECORDINGS / "workflows" / "workflow_nomodel.json"
+
+
+def nomodel() -> dict[str, Any]:
+    return load_workflow(NOMODEL.read_text(encoding="utf-8"))
+
+
+def add(store: QueueStore, tmp_path: Path, count: int, **spec: Any) -> int:
+    job = JobSpec(spec.pop("name", "noise"), spec.pop("workflow", None) or nomodel(), count, **spec)
+    return store.add_job(job, expand(job), tmp_path / "out")
+
+
+def participants(*sims: tuple[str, SimInstance]) -> list[Participant]:
+    return [Participant(name, sim.url) for name, sim in sims]
+
+
+@contextlib.asynccontextmanager
+async def dispatching(
+    store: QueueStore, lanes: list[Participant], **kw: Any
+) -> AsyncIterator[Dispatcher]:
+    async with aiohttp.ClientSession() as session:
+        dispatcher = Dispatcher(store, session, lanes, **kw)
+        stop = asyncio.Event()
+        task = asyncio.create_task(dispatcher.run(stop))
+        try:
+            yield dispatcher
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 10)
+
+
+def ended(store: QueueStore, job: int) -> bool:
+    return store.job_brief(job).ended is not None
+
+
+async def test_a_job_runs_every_seed_once_and_its_files_are_where_the_manifest_says(
+    sim_factory: Callable[..., SimInstance], tmp_path: Path
+) -> None:
+    fast, slow = sim_factory("fast"), sim_factory("slow", args=["--sim-time-scale", "3"])
+    store = QueueStore(tmp_path / "queue.db")
+    job = add(store, tmp_path, 12, seed=1000)
+    async with dispatching(store, participants(("fast", fast), ("slow", slow))):
+        await until(lambda: ended(store, job), timeout=60)
+    items = store.items(job)
+    assert [i.state for i in items] == [ItemState.DONE] * 12
+    assert sorted(i.seed for i in items) == list(range(1000, 1012))
+    made = json.loads(manifest_path(store.job(job)).read_text(encoding="utf-8"))
+    for entry in made["items"]:
+        folder = manifest_path(store.job(job)).parent
+        assert [(folder / f).is_file() for f in entry["files"]] == [True]
+        assert f"seed{entry['seed']}_{entry['participant']}" in entry["files"][0]
+    # every item ran exactly once, on the instance the store names, with its seed
+    for name, sim in (("fast", fast), ("slow", slow)):
+        history = http_json(f"{sim.url}/history")
+        mine = [i for i in items if i.participant == name]
+        assert sorted(history) == sorted(i.prompt_id for i in mine)
+        for item in mine:
+            prompt = history[item.prompt_id]["prompt"][2]
+            assert prompt["2"]["inputs"]["seed"] == item.seed
+    counts = {n: sum(i.participant == n for i in items) for n in ("fast", "slow")}
+    assert counts["fast"] > counts["slow"] > 0  # both worked, the fast one more
+
+
+async def test_a_worker_killed_mid_item_has_its_items_finished_elsewhere(
+    sim_factory: Callable[..., SimInstance], tmp_path: Path
+) -> None:
+    steady = sim_factory("steady")
+    doomed = sim_factory("doomed", args=["--sim-time-scale", "4"])
+    store = QueueStore(tmp_path / "queue.db")
+    job = add(store, tmp_path, 8)
+    async with dispatching(store, participants(("steady", steady), ("doomed", doomed))):
+        await until(
+            lambda: any(
+                i.participant == "doomed" and i.state is ItemState.RUNNING for i in store.items(job)
+            )
+        )
+        doomed.process.kill()
+        await until(lambda: ended(store, job), timeout=60)
+    items = store.items(job)
+    assert [i.state for i in items] == [ItemState.DONE] * 8
+    assert any(i.attempts == 1 and "doomed went offline" in (i.error or "") for i in items) or all(
+        i.participant == "steady" for i in items
+    )
+    assert all(i.participant == "steady" for i in items if i.attempts)
+
+
+async def test_a_worker_lacking_the_model_gets_none_of_the_jobs_items(
+    sim_factory: Callable[..., SimInstance], tmp_path: Path
+) -> None:
+    from app.core.config import FleetConfig
+    from app.services.job_service import JobService
+
+    has = sim_factory("has")
+    lacks = sim_factory("lacks", env={"COMFYFLEET_SIM_MODELS": '{"upscale_models": []}'})
+    workflow = load_workflow((RECORDINGS / "workflows" / "workflow_progress.json").read_text())
+    store = QueueStore(tmp_path / "queue.db")
+    job = add(store, tmp_path, 4, workflow=workflow)
+    async with aiohttp.ClientSession() as session:
+        service = JobService(session, FleetConfig())
+        async with dispatching(
+            store, participants(("has", has), ("lacks", lacks)), preflight=service.preflight_one
+        ) as dispatcher:
+            await until(lambda: ended(store, job), timeout=60)
+            assert "tiny_compact_x2" in dispatcher.lanes["lacks"].excluded[job]
+    assert {i.participant for i in store.items(job)} == {"has"}
+    assert http_json(f"{lacks.url}/history") == {}
+
+
+async def test_a_broken_workflow_fails_each_item_once_with_the_nodes_reason(
+    sim_factory: Callable[..., SimInstance], tmp_path: Path
+) -> None:
+    a, b = sim_factory("a"), sim_factory("b")
+    broken = load_workflow((RECORDINGS / "workflows" / "workflow_runtime_error.json").read_text())
+    store = QueueStore(tmp_path / "queue.db")
+    job = add(store, tmp_path, 3, workflow=broken)
+    async with dispatching(store, participants(("a", a), ("b", b))):
+        await until(lambda: ended(store, job), timeout=60)
+    items = store.items(job)
+    assert [i.state for i in items] == [ItemState.FAILED] * 3
+    assert all(i.attempts == 0 and "ImageBlur" in (i.error or "") for i in items)
+    ran = len(http_json(f"{a.url}/history")) + len(http_json(f"{b.url}/history"))
+    assert ran == 3  # once each, not once per GPU
+
+
+async def test_cancel_empties_every_participants_queue_of_that_job(
+    sim_factory: Callable[..., SimInstance], tmp_path: Path
+) -> None:
+    a, b = (
+        sim_factory("a", args=["--sim-time-scale", "20"]),
+        sim_factory("b", args=["--sim-time-scale", "20"]),
+    )
+    store = QueueStore(tmp_path / "queue.db")
+    job = add(store, tmp_path, 10)
+    async with dispatching(store, participants(("a", a), ("b", b))):
+        await until(lambda: sum(i.state is ItemState.RUNNING for i in store.items(job)) == 2)
+        QueueStore(store.path).cancel(job)  # as `queue cancel` does, from another process
+        await until(lambda: ended(store, job), timeout=30)
+    for sim in (a, b):
+        queue = http_json(f"{sim.url}/queue")
+        assert queue == {"queue_running": [], "queue_pending": []}
+    states = [i.state for i in store.items(job)]
+    # the two running were interrupted (or had reached their last node, which then finishes,
+    # as in ComfyUI); the two waiting in the instances' queues were deleted and never ran
+    assert (
+        set(states) <= {ItemState.CANCELLED, ItemState.DONE} and states.count(ItemState.DONE) <= 2
+    )
+    assert [len(http_json(f"{sim.url}/history")) for sim in (a, b)] == [1, 1]
+
+
+async def test_two_dispatchers_the_second_refuses(tmp_path: Path) -> None:
+    from app.services.queue_store import DispatcherLock
+
+    first, second = DispatcherLock(tmp_path / "queue.lock"), DispatcherLock(tmp_path / "queue.lock")
+    assert first.acquire("the window")
+    assert not second.acquire("queue run")
+    assert second.holder() == f"the window (pid {os.getpid()})"
+    first.release()
+    assert second.holder() is None and second.acquire("queue run")
+    second.release()
+
+
+def cli(config: Path, *words: str, **kw: Any) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "app", "--config", str(config), *words],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        **kw,
+    )
+
+
+def cli_done(config: Path, *words: str) -> tuple[int, str, str]:
+    process = cli(config, *words)
+    out, err = process.communicate(timeout=60)
+    return process.returncode, out, err
+
+
+def fleet_file(tmp_path: Path, master: SimInstance, **workers: SimInstance) -> Path:
+    from app.core.config import FleetConfig, MasterConfig, WorkerConfig, WorkerKind
+    from app.services.storage import ConfigStore
+
+    config = tmp_path / "fleet.json"
+    ConfigStore(config).save(
+        FleetConfig(
+            master=MasterConfig(port=master.port),
+            workers=tuple(
+                WorkerConfig(name, WorkerKind.REMOTE, port=sim.port)
+                for name, sim in workers.items()
+            ),
+        )
+    )
+    return config
+
+
+async def test_a_dispatcher_killed_mid_job_loses_nothing_and_runs_nothing_twice(
+    sim_factory: Callable[..., SimInstance], tmp_path: Path
+) -> None:
+    sims = {n: sim_factory(n, args=["--sim-time-scale", "3"]) for n in ("master", "w1", "w2")}
+    config = fleet_file(tmp_path, sims["master"], w1=sims["w1"], w2=sims["w2"])
+    code, out, err = cli_done(config, "queue", "add", str(NOMODEL), "--count", "12", "--json")
+    assert code == 0 and json.loads(out)["items"] == 12 and json.loads(out)["dispatcher"] is None
+    job = json.loads(out)["job"]
+    from app.services.paths import resolve_paths
+    from app.services.queue_service import QueuePaths
+
+    store = QueueStore(QueuePaths.under(resolve_paths(config).data_dir).db)
+    first = cli(config, "queue", "run")
+    await until(
+        lambda: (
+            store.job(job).count(ItemState.DONE) >= 3
+            and store.job(job).count(ItemState.SENT, ItemState.RUNNING) >= 3
+        ),
+        timeout=60,
+    )
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    code, out, err = cli_done(config, "queue", "add", str(NOMODEL))  # nobody dispatches now
+    assert "no dispatcher runs" in err
+    store.cancel(job + 1)  # (that one is not part of this check)
+    second = cli(config, "queue", "run")
+    try:
+        await until(lambda: store.job(job).ended is not None, timeout=90)
+    finally:
+        second.terminate()
+        second.wait(20)
+    items = store.items(job)
+    assert [i.state for i in items] == [ItemState.DONE] * 12
+    ran: dict[int, int] = {}
+    for sim in sims.values():
+        for entry in http_json(f"{sim.url}/history").values():
+            tag = entry["prompt"][3].get("comfyfleet", {})
+            if tag.get("job") == job and entry["status"]["completed"]:
+                ran[tag["item"]] = ran.get(tag["item"], 0) + 1
+    assert ran == {i: 1 for i in range(12)}  # each exactly once, though a dispatcher died
+
+
+async def test_a_second_queue_run_refuses_and_names_the_first(
+    sim_factory: Callable[..., SimInstance], tmp_path: Path
+) -> None:
+    master = sim_factory("master")
+    config = fleet_file(tmp_path, master)
+    first = cli(config, "queue", "run")
+    try:
+        assert first.stdout is not None
+        assert "dispatching" in first.stdout.readline()
+        code, out, err = cli_done(config, "queue", "run")
+        assert code == 1 and "the queue is dispatched by `comfy-fleet queue run` (pid" in err
+        code, out, err = cli_done(config, "queue", "add", str(NOMODEL), "--count", "2")
+        assert code == 0 and f"dispatched by `comfy-fleet queue run` (pid {first.pid})" in err
+    finally:
+        first.terminate()
+        first.wait(20)
