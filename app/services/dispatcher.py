@@ -143,6 +143,8 @@ class Dispatcher:
         for item in self.store.waiting(room * 2 + 8):
             groups.setdefault(item.job, []).append(item)
         for job, items in groups.items():
+            # full lanes take part in the plan too: a fast one busy now may still finish an
+            # item sooner than a slow one with room
             lanes = [lane for lane in ready if self._may_take(lane, job)]
             if not lanes:
                 self._say_blocked(job, ready)
@@ -164,7 +166,7 @@ class Dispatcher:
         return PlanLane(lane.name, len(lane.out), max(0.0, busy), each)
 
     def _may_take(self, lane: Lane, job: int) -> bool:
-        if len(lane.out) >= DEPTH or job in lane.excluded:
+        if job in lane.excluded:
             return False
         workers = self._job(job).workers
         if workers is not None and lane.name.casefold() not in {w.casefold() for w in workers}:

@@ -47,6 +47,18 @@ WORKER_KEYS = ("name", "host", "port", "cuda_device", "enabled", "extra_args", "
 COLLECTORS = ("DistributedCollector", "UltimateSDUpscaleDistributed")
 
 
+def _load_balance(prompt: dict[str, Any]) -> bool:
+    """A DistributedCollector asks for it (its input as a bool, a number or "true"/"yes"/…)."""
+    for node in prompt.values():
+        if node.get("class_type") == "DistributedCollector":
+            value = node.get("inputs", {}).get("load_balance", False)
+            if isinstance(value, str):
+                value = value.strip().lower() in {"1", "true", "yes", "on"}
+            if value is True or (isinstance(value, int | float) and bool(value)):
+                return True
+    return False
+
+
 def worker_url(worker: dict[str, Any]) -> str:
     host, port = worker.get("host") or "127.0.0.1", int(worker.get("port") or 8188)
     if (
@@ -102,6 +114,7 @@ class Distributed:
         self.collectors: dict[str, Collector] = {}
         self.machine_id = str(secrets.randbelow(10**14))
         self._session: aiohttp.ClientSession | None = None
+        self._round_robin = 0  # load_balance's turn among idle candidates
         engine.extension_nodes["DistributedSeed"] = self._seed_node
         engine.extension_nodes["DistributedCollector"] = self._collector_node
 
@@ -255,14 +268,16 @@ class Distributed:
                 )
         has_collector = any(n.get("class_type") in COLLECTORS for n in prompt.values())
         participants = online if has_collector else []
+        delegate = bool(data.get("delegate_master"))
+        if has_collector and _load_balance(prompt):
+            participants, delegate = await self._least_busy(online, delegate)
+            enabled = [str(w["id"]) for w in participants]
         job_id = f"exec_{int(time.time() * 1000)}_{secrets.token_hex(3)}"
         try:
             await self._dispatch(prompt, data["client_id"], participants, job_id, enabled)
         except aiohttp.ClientResponseError as exc:  # the master's own part is not queued
             return web.json_response({"error": str(exc)}, status=500)
-        master_prompt = self._prepare(
-            prompt, job_id, enabled, None, None, bool(data.get("delegate_master"))
-        )
+        master_prompt = self._prepare(prompt, job_id, enabled, None, None, delegate)
         item = await self.engine.submit(master_prompt, data["client_id"], result.outputs)
         return web.json_response(
             {
@@ -273,6 +288,39 @@ class Distributed:
                 "auto_prepare_supported": True,
             }
         )
+
+    async def _least_busy(
+        self, online: list[dict[str, Any]], delegate: bool
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """load_balance (queue_orchestration.py, dispatch.py select_least_busy_worker): one
+        candidate runs the whole job, the idle ones in turn, else the one with the shortest
+        queue; the master is a candidate unless delegate-only. A worker chosen makes the master
+        delegate-only; the master chosen runs it alone."""
+        candidates: list[dict[str, Any] | None] = [*online, *([] if delegate else [None])]
+        queues = await asyncio.gather(*(self._queue_remaining(c) for c in candidates))
+        statuses = [(c, q) for c, q in zip(candidates, queues, strict=True) if q is not None]
+        if not statuses:
+            return [], False
+        idle = [status for status in statuses if status[1] == 0]
+        if idle:
+            chosen = idle[self._round_robin % len(idle)][0]
+            self._round_robin += 1
+        else:
+            chosen = min(statuses, key=lambda status: status[1])[0]
+        return ([], False) if chosen is None else ([chosen], True)
+
+    async def _queue_remaining(self, worker: dict[str, Any] | None) -> int | None:
+        if worker is None:
+            return self.engine.queue_remaining
+        session = await self.session()
+        try:
+            async with session.get(
+                f"{worker_url(worker)}/prompt", timeout=aiohttp.ClientTimeout(total=3)
+            ) as response:
+                answer = await response.json()
+            return int(answer["exec_info"]["queue_remaining"])
+        except (TimeoutError, aiohttp.ClientError, ValueError, KeyError, TypeError):
+            return None
 
     async def _probe(self, workers: list[dict[str, Any]]) -> list[dict[str, Any]]:
         session = await self.session()

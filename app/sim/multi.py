@@ -1,4 +1,5 @@
-"""Many simulated ComfyUI instances in one process, for benchmarks: `python -m app.sim.multi N DIR`.
+"""Many simulated ComfyUI instances in one process, for benchmarks:
+`python -m app.sim.multi N DIR [simulator flags, e.g. --sim-time-scale 40]`.
 
 Each instance is a full SimServer on its own loopback port; the ports are printed as one JSON
 line once all of them listen.
@@ -25,12 +26,12 @@ class QuietLog(SimLog):
         self.lines.append(line)
 
 
-async def serve(count: int, base: Path) -> None:
+async def serve(count: int, base: Path, flags: list[str]) -> None:
     runners = []
     ports = []
     for number in range(count):
         settings = load_settings(
-            ["--port", "0", "--sim-name", f"bench{number}"], base / str(number)
+            ["--port", "0", "--sim-name", f"bench{number}", *flags], base / str(number)
         )
         runner = web.AppRunner(
             SimServer(settings, QuietLog()).app(), handle_signals=False, shutdown_timeout=1.0
@@ -50,4 +51,4 @@ async def serve(count: int, base: Path) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(int(sys.argv[1]), Path(sys.argv[2])))
+    asyncio.run(serve(int(sys.argv[1]), Path(sys.argv[2]), sys.argv[3:]))
