@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS items (
 CREATE INDEX IF NOT EXISTS items_by_job ON items (job, state);
 CREATE INDEX IF NOT EXISTS items_by_state ON items (state, job, idx);
 CREATE INDEX IF NOT EXISTS items_by_prompt ON items (prompt_id);
+CREATE INDEX IF NOT EXISTS items_by_finish ON items (finished_at);
 """
 
 
@@ -282,15 +283,15 @@ class QueueStore:
         with self._write() as db:
             db.execute("UPDATE jobs SET note = ? WHERE id = ?", (note, job))
 
-    def done_per_minute(self, since: float) -> dict[str, dict[int, int]]:
-        """Images finished per participant per minute (minute: Unix time // 60) since then."""
-        found: dict[str, dict[int, int]] = {}
-        for participant, minute, n in self._db.execute(
-            "SELECT participant, CAST(finished_at / 60 AS INTEGER), COUNT(*) FROM items"
-            " WHERE state = 'done' AND finished_at >= ? GROUP BY 1, 2",
+    def finished_since(self, since: float) -> dict[str, list[float]]:
+        """When each participant finished its images since then (for images per minute)."""
+        found: dict[str, list[float]] = {}
+        for participant, at in self._db.execute(
+            "SELECT participant, finished_at FROM items WHERE finished_at >= ? AND state = 'done'"
+            " ORDER BY finished_at",
             (since,),
         ):
-            found.setdefault(str(participant), {})[int(minute)] = int(n)
+            found.setdefault(str(participant), []).append(float(at))
         return found
 
     def job(self, job: int) -> Job:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import functools
 import gc
@@ -14,15 +15,17 @@ from collections.abc import Callable
 
 import aiohttp
 import qasync
-from PySide6.QtCore import QSettings, QTimer
-from PySide6.QtWidgets import QApplication, QSystemTrayIcon
+from PySide6.QtCore import QSettings, Qt, QTimer
+from PySide6.QtWidgets import QApplication, QDockWidget, QSystemTrayIcon
 
 from app import APP_ID, APP_NAME
 from app.core.config import AppSettings, FleetConfig, Notice
 from app.core.errors import ComfyFleetError, ConfigFileError
 from app.core.health import ProbeSchedule
+from app.core.queue import OUT, ItemState, JobSpec
 from app.services.autostart import Autostart
 from app.services.comfy_client import ComfyClient, check_connection
+from app.services.dispatcher import Dispatcher
 from app.services.distributed_sync import stable_id
 from app.services.gpus import GpuMonitor, GpuReader
 from app.services.job_service import JOBS_HTTP_TIMEOUT, JobService
@@ -30,6 +33,7 @@ from app.services.launch_plan import make_supervisor, plan_launches
 from app.services.monitor import targets_from_config
 from app.services.monitor_thread import MonitorThread
 from app.services.paths import AppPaths
+from app.services.queue_service import FleetQueue, QueueBusy, QueuePaths
 from app.services.storage import ConfigStore, LoadResult
 from app.services.tasks import OwnedTasks
 from app.ui.ask import DialogAsker, answer_of
@@ -40,6 +44,7 @@ from app.ui.icons import app_icon
 from app.ui.jobs_window import JobsWindow
 from app.ui.log_viewer import LogSources
 from app.ui.main_window import MainWindow
+from app.ui.queue_panel import QueuePanel
 from app.ui.settings_dialog import SettingsDialog
 from app.ui.single_instance import InstanceServer, activate_running, instance_key
 from app.ui.system_libs import explain_missing
@@ -112,6 +117,12 @@ class DesktopApp:
         self.instance = InstanceServer(instance_key(paths.config_file), self.window.bring_to_front)
         self.jobs_window: JobsWindow | None = None
         self._tasks = OwnedTasks(self.show_failure)
+        self.queue = FleetQueue(QueuePaths.under(paths.data_dir))
+        self.queue_panel = QueuePanel(self.queue.store, self._tasks.spawn)
+        self.dispatcher: Dispatcher | None = None
+        self._dispatching = asyncio.Event()  # set: the dispatcher stops
+        self._dispatch_task: asyncio.Task[None] | None = None
+        self._wire_queue()
 
     def _wire(self) -> None:
         window, bridge = self.window, self.bridge
@@ -215,8 +226,71 @@ class DesktopApp:
         if self.tray is not None:
             self.tray.show_health(self.monitor.snapshot())
 
+    def _wire_queue(self) -> None:
+        panel = self.queue_panel
+        dock = QDockWidget("Queue", self.window)
+        dock.setObjectName("queueDock")
+        dock.setWidget(panel)
+        self.window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        self.window.tabifyDockWidget(self.window.gpu_dock, dock)
+        self.window.gpu_dock.raise_()
+        self.queue_dock = dock
+        panel.addRequested.connect(self.add_job)
+        panel.cancelRequested.connect(self.cancel_job)
+        panel.changed.connect(self._queue_changed_here)
+        self._queue_timer = QTimer(self.window)
+        self._queue_timer.setInterval(1000)  # another process's changes, and the ETAs
+        self._queue_timer.timeout.connect(self._show_queue)
+        self._queue_timer.start()
+
+    def add_job(self, spec: JobSpec) -> None:
+        added = self.queue.add(spec)
+        self._queue_changed_here()
+        self.window.statusBar().showMessage(
+            f"Job {added.job}: {added.items} item(s) queued"
+            + ("" if added.dispatcher else " (no dispatcher runs: see the Queue panel)"),
+            10000,
+        )
+
+    def cancel_job(self, job: int) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.cancel(job)
+        else:
+            self.queue.store.cancel(job)
+        self._show_queue()
+
+    def _queue_changed_here(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.store_changed()
+        self._show_queue()
+
+    def _show_queue(self) -> None:
+        self.queue_panel.refresh()
+        if self.tray is not None:
+            waiting = sum(
+                j.count(ItemState.QUEUED, *OUT) for j in self.queue_panel.jobs.jobs if not j.ended
+            )
+            self.tray.show_queued(waiting)
+
+    async def _dispatch(self) -> None:
+        """The window dispatches the queue unless another process already does."""
+        try:
+            self.dispatcher = self.queue.dispatcher(
+                self.jobs_session(), self._config, "the window", self.show_failure
+            )
+        except QueueBusy as exc:
+            self.queue_panel.show_dispatcher(f"{str(exc).capitalize()}.")
+            return
+        self.queue_panel.show_dispatcher("Dispatched by this window.")
+        try:
+            await self.dispatcher.run(self._dispatching)
+        finally:
+            self.dispatcher = None
+            self.queue.lock.release()
+
     async def start(self) -> None:
         """Begin watching, and adopt the instances a previous run left alive."""
+        self._dispatch_task = self._tasks.spawn(self._dispatch(), "dispatching the queue")
         self.monitor.set_targets(targets_from_config(self._config))
         self.monitor.start()
         self.gpus.start()
@@ -233,6 +307,11 @@ class DesktopApp:
                     self.control.start(name)
 
     async def stop(self) -> None:
+        self._dispatching.set()  # what is out stays out: the next dispatcher follows it
+        if self._dispatch_task is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._dispatch_task, 10)
+        self.queue.close()
         await self.tunnels.shutdown()  # restores the master's host
         await self.control.shutdown()  # Quit stops what the app started
         await self.logs.close()

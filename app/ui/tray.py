@@ -67,6 +67,8 @@ class FleetTray(QSystemTrayIcon):
         self._control = control
         self._tunnels = tunnels
         self.health = FleetHealth.UNKNOWN
+        self.summary = ""
+        self.queued = 0  # items waiting or out in the fleet queue
         self.setToolTip(APP_NAME)
         self.menu = QMenu()
         self.menu.aboutToShow.connect(self._rebuild_menu)
@@ -75,14 +77,24 @@ class FleetTray(QSystemTrayIcon):
         self._rebuild_menu()
 
     def show_health(self, healths: Iterable[WorkerHealth]) -> None:
-        health, summary = fleet_health(healths)
-        self.setToolTip(f"{APP_NAME}: {summary}")
+        health, self.summary = fleet_health(healths)
+        self._tooltip()
         if health is not self.health:
             self.health = health
             self.setIcon(status_icon(QColor(COLORS[health])))
 
+    def show_queued(self, count: int) -> None:
+        self.queued = count
+        self._tooltip()
+
+    def _tooltip(self) -> None:
+        queued = f" · {self.queued} queued" if self.queued else ""
+        self.setToolTip(f"{APP_NAME}: {self.summary or 'starting'}{queued}")
+
     def _rebuild_menu(self) -> None:
         self.menu.clear()
+        if self.queued:
+            self.menu.addAction(f"{self.queued} queued").setEnabled(False)
         label = "Hide ComfyFleet" if self._window.isVisible() else "Show ComfyFleet"
         self.menu.addAction(label, self._toggle_window)
         self.menu.addSeparator()
