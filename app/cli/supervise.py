@@ -21,6 +21,7 @@ from app.services.gpus import GpuReader
 from app.services.launch_plan import make_supervisor, plan_launches, state_file
 from app.services.paths import AppPaths
 from app.services.processes import ProcessId, interrupt, kill_tree, wait_gone
+from app.services.queue_service import FleetQueue, QueueBusy, QueuePaths, dispatch_until
 from app.services.storage import ConfigStore
 from app.services.supervisor import InstanceStatus, read_state
 
@@ -78,12 +79,30 @@ async def _up(config: FleetConfig, paths: AppPaths, names: list[str], shared: bo
                 print(f"{name}: {exc}", file=sys.stderr, flush=True)
         if failed and failed == len(chosen):
             return 1
-        await until_signal()
+        await _serve_queue(config, paths)
         print("stopping…", flush=True)
     finally:
         await supervisor.stop_all()
         await client.close()
     return 1 if failed else 0
+
+
+async def _serve_queue(config: FleetConfig, paths: AppPaths) -> None:
+    """Until a signal: `up` also dispatches the fleet queue, unless another process does."""
+    stop = asyncio.Event()
+    queue = FleetQueue(QueuePaths.under(paths.data_dir))
+    try:
+        dispatching = asyncio.ensure_future(dispatch_until(queue, config, "`comfy-fleet up`", stop))
+        signalled = asyncio.ensure_future(until_signal())
+        await asyncio.wait({dispatching, signalled}, return_when=asyncio.FIRST_COMPLETED)
+        if dispatching.done() and isinstance(dispatching.exception(), QueueBusy):
+            print(f"queue: not dispatched here: {dispatching.exception()}", flush=True)
+        await signalled
+        stop.set()
+        with contextlib.suppress(QueueBusy):
+            await dispatching
+    finally:
+        queue.close()
 
 
 async def until_signal() -> None:
