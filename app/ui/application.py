@@ -16,7 +16,7 @@ from collections.abc import Callable
 import aiohttp
 import qasync
 from PySide6.QtCore import QSettings, Qt, QTimer
-from PySide6.QtWidgets import QApplication, QDockWidget, QSystemTrayIcon
+from PySide6.QtWidgets import QApplication, QDockWidget, QScrollArea, QSystemTrayIcon
 
 from app import APP_ID, APP_NAME
 from app.core.config import AppSettings, FleetConfig, Notice
@@ -230,7 +230,11 @@ class DesktopApp:
         panel = self.queue_panel
         dock = QDockWidget("Queue", self.window)
         dock.setObjectName("queueDock")
-        dock.setWidget(panel)
+        scroll = QScrollArea()  # (its buttons must not widen the window's minimum)
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(panel)
+        scroll.setMinimumWidth(200)
+        dock.setWidget(scroll)
         self.window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
         self.window.tabifyDockWidget(self.window.gpu_dock, dock)
         self.window.gpu_dock.raise_()
@@ -307,6 +311,7 @@ class DesktopApp:
                     self.control.start(name)
 
     async def stop(self) -> None:
+        self._queue_timer.stop()
         self._dispatching.set()  # what is out stays out: the next dispatcher follows it
         if self._dispatch_task is not None:
             with contextlib.suppress(TimeoutError):
