@@ -16,7 +16,7 @@ from collections.abc import Callable
 import aiohttp
 import qasync
 from PySide6.QtCore import QSettings, Qt, QTimer
-from PySide6.QtWidgets import QApplication, QDockWidget, QScrollArea, QSystemTrayIcon
+from PySide6.QtWidgets import QApplication, QDockWidget, QSystemTrayIcon
 
 from app import APP_ID, APP_NAME
 from app.core.config import AppSettings, FleetConfig, Notice
@@ -44,7 +44,7 @@ from app.ui.icons import app_icon
 from app.ui.jobs_window import JobsWindow
 from app.ui.log_viewer import LogSources
 from app.ui.main_window import MainWindow
-from app.ui.queue_panel import QueuePanel
+from app.ui.queue_panel import QueuePanel, QueueScroll
 from app.ui.settings_dialog import SettingsDialog
 from app.ui.single_instance import InstanceServer, activate_running, instance_key
 from app.ui.system_libs import explain_missing
@@ -230,11 +230,7 @@ class DesktopApp:
         panel = self.queue_panel
         dock = QDockWidget("Queue", self.window)
         dock.setObjectName("queueDock")
-        scroll = QScrollArea()  # (its buttons must not widen the window's minimum)
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(panel)
-        scroll.setMinimumWidth(200)
-        dock.setWidget(scroll)
+        dock.setWidget(QueueScroll(panel))
         self.window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
         self.window.tabifyDockWidget(self.window.gpu_dock, dock)
         self.window.gpu_dock.raise_()

@@ -8,7 +8,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt, Signal
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QPersistentModelIndex,
+    QSize,
+    Qt,
+    Signal,
+)
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -20,6 +27,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QSplitter,
     QStyle,
@@ -179,6 +187,20 @@ class AddJobDialog(QDialog):
             workers=names or None,
             priority=self.priority.value(),
         )
+
+
+class QueueScroll(QScrollArea):
+    """The panel in its dock: as narrow as the GPUs beside it until the user widens it (its
+    buttons must not widen the window)."""
+
+    def __init__(self, panel: QueuePanel) -> None:
+        super().__init__()
+        self.setWidgetResizable(True)
+        self.setWidget(panel)
+        self.setMinimumWidth(200)
+
+    def sizeHint(self) -> QSize:
+        return QSize(240, 400)
 
 
 class QueuePanel(QWidget):
