@@ -13,7 +13,14 @@ from typing import Any
 from app.cli.common import EXIT_OK, UsageError, read_text_file
 from app.cli.jobs import stop_on_signals
 from app.core.config import FleetConfig
-from app.core.queue import ItemState, JobSpec, QueueError, SeedPolicy, parse_sweep
+from app.core.queue import (
+    ItemState,
+    JobSpec,
+    QueueError,
+    SeedPolicy,
+    duration_text,
+    parse_sweep,
+)
 from app.core.workflow import load_workflow
 from app.services.paths import AppPaths
 from app.services.queue_service import FleetQueue, QueuePaths, dispatch_until
@@ -150,15 +157,10 @@ def _line(job: Job, now: float) -> str:
     if failed:
         parts.append(f"{failed} failed")
     if eta and job.ended is None:
-        parts.append(f"ETA {_duration(eta)}")
+        parts.append(f"ETA {duration_text(eta)}")
     if job.note:
         parts.append(job.note)
     return " · ".join(parts)
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds + 0.5), 60)
-    return f"{minutes}m{secs:02}s" if minutes else f"{secs}s"
 
 
 def _show(args: argparse.Namespace, queue: FleetQueue, config: FleetConfig) -> int:
@@ -233,7 +235,7 @@ def _bar(job: Job, now: float, width: int = 30) -> str:
     ended = job.count(ItemState.DONE, ItemState.FAILED, ItemState.CANCELLED)
     filled = int(width * ended / job.total) if job.total else width
     eta = job.eta_s(now)
-    tail = f" ETA {_duration(eta)}" if eta else ""
+    tail = f" ETA {duration_text(eta)}" if eta else ""
     bar = "#" * filled + "." * (width - filled)
     return f"job {job.id} {job.name[:20]:<20} [{bar}] {ended}/{job.total}{tail}"
 

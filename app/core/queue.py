@@ -228,3 +228,11 @@ def eta_s(remaining: int, lanes: Iterable[Lane]) -> float | None:
     """Seconds until `remaining` items are done at the lanes' summed rate."""
     rate = sum(1 / lane.seconds_per_item for lane in lanes if lane.seconds_per_item > 0)
     return remaining / rate if rate and remaining else (0.0 if not remaining else None)
+
+
+def duration_text(seconds: float | None) -> str:
+    """An ETA as people read it: "45s", "3m 05s"; "—" when not known yet."""
+    if seconds is None:
+        return "—"
+    minutes, secs = divmod(int(seconds + 0.5), 60)
+    return f"{minutes}m {secs:02}s" if minutes else f"{secs}s"

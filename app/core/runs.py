@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 MASTER = "master"
 
@@ -33,6 +34,16 @@ class ImageRef:
 
     def query(self) -> dict[str, str]:
         return {"filename": self.filename, "subfolder": self.subfolder, "type": self.type}
+
+
+def output_images(history_entry: Mapping[str, Any]) -> list[ImageRef]:
+    """The saved (type "output") images of one /history entry, in ComfyUI's order."""
+    return [
+        ImageRef(str(i["filename"]), str(i.get("subfolder", "")), str(i.get("type", "output")))
+        for node in (history_entry.get("outputs") or {}).values()
+        for i in node.get("images", [])
+        if i.get("type", "output") == "output"
+    ]
 
 
 @dataclass

@@ -139,9 +139,12 @@ class Dispatcher:
         room = sum(max(0, DEPTH - len(lane.out)) for lane in ready)
         if not room:
             return
+        limit = room * 2 + 8
+        fetched = self.store.waiting(limit)
         groups: dict[int, list[Item]] = {}
-        for item in self.store.waiting(room * 2 + 8):
+        for item in fetched:
             groups.setdefault(item.job, []).append(item)
+        complete = len(fetched) < limit  # then every waiting item is among them
         for job, items in groups.items():
             # full lanes take part in the plan too: a fast one busy now may still finish an
             # item sooner than a slow one with room
@@ -151,12 +154,10 @@ class Dispatcher:
                 continue
             key = self._job(job).workflow_key
             by_name = {lane.name: lane for lane in lanes}
-            names = plan([self._plan_lane(lane, key) for lane in lanes], self._waiting(job, items))
+            waiting = len(items) if complete else self.store.waiting_count(job)
+            names = plan([self._plan_lane(lane, key) for lane in lanes], waiting)
             for name, item in zip(names, items, strict=False):
                 self._send(by_name[name], item)
-
-    def _waiting(self, job: int, fetched: list[Item]) -> int:
-        return len(fetched) if len(fetched) < 8 else self.store.waiting_count(job)
 
     def _plan_lane(self, lane: Lane, key: str) -> PlanLane:
         each = self.speeds.guess(lane.name, key)

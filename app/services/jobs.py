@@ -29,6 +29,7 @@ from app.core.runs import (
     RunResult,
     Stopped,
     attribute_by_order,
+    output_images,
     seed_for,
 )
 from app.core.workflow import Rejection, Workflow, base_seed, rejection_from_answer
@@ -381,14 +382,7 @@ class Run:
         try:
             async with self._session.get(f"{self.master.url}/history/{prompt_id}") as response:
                 history = (await response.json()).get(prompt_id, {})
-            return [
-                ImageRef(
-                    str(i["filename"]), str(i.get("subfolder", "")), str(i.get("type", "output"))
-                )
-                for node in history.get("outputs", {}).values()
-                for i in node.get("images", [])
-                if i.get("type", "output") == "output"
-            ]
+            return output_images(history)
         except (aiohttp.ClientError, OSError, TimeoutError, ValueError, AttributeError) as exc:
             raise MasterUnusable(
                 f"the run finished, but the master's /history/{prompt_id} could not be read: "

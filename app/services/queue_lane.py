@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 
 from app.core.names import file_name, file_stem
-from app.core.runs import ImageRef, Participant
+from app.core.runs import Participant, output_images
 from app.services.comfy_client import classify
 from app.services.jobs import fetch_image
 from app.services.queue_store import Item
@@ -143,15 +143,6 @@ def history_outcome(entry: dict[str, Any], prompt_id: str) -> Finished:
             if found is not None:
                 return found
     return Finished(prompt_id, False, "it failed (its history says no more)")
-
-
-def output_images(entry: dict[str, Any]) -> list[ImageRef]:
-    return [
-        ImageRef(str(i["filename"]), str(i.get("subfolder", "")), str(i.get("type", "output")))
-        for node in (entry.get("outputs") or {}).values()
-        for i in node.get("images", [])
-        if i.get("type", "output") == "output"
-    ]
 
 
 async def collect(

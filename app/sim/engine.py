@@ -143,8 +143,7 @@ class Engine:
         extra_data = {"create_time": now_ms(), **(extra or {})}
         if client_id:
             extra_data["client_id"] = client_id
-        number = self._number
-        item = QueueItem(number, prompt_id or str(uuid.uuid4()), prompt, extra_data, outputs)
+        item = QueueItem(self._number, prompt_id or str(uuid.uuid4()), prompt, extra_data, outputs)
         self._number += 1
         self.pending.append(item)
         self.log.write("got prompt")  # (as recorded in the log routes' events)

@@ -39,7 +39,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.core.queue import ENDED, ItemState, JobSpec, QueueError
+from app.core.queue import ENDED, ItemState, JobSpec, QueueError, duration_text
 from app.core.workflow import WorkflowError, load_workflow
 from app.services.queue_store import Item, Job, QueueStore
 from app.ui.ask import answer_of, choose_path
@@ -49,13 +49,6 @@ Index = QModelIndex | QPersistentModelIndex
 JOB_COLUMNS = ("Job", "Name", "State", "Progress", "ETA")
 ITEM_COLUMNS = ("Item", "Seed", "State", "On", "Why")
 MAX_CHARTS = 8
-
-
-def eta_text(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    minutes, secs = divmod(int(seconds + 0.5), 60)
-    return f"{minutes}m {secs:02}s" if minutes else f"{secs}s"
 
 
 class JobsModel(QAbstractTableModel):
@@ -95,7 +88,7 @@ class JobsModel(QAbstractTableModel):
             job.name,
             job.state + (f" · {failed} failed" if failed else ""),
             f"{job.count(ItemState.DONE)}/{job.total}",
-            "" if job.ended else eta_text(job.eta_s(self.now)),
+            "" if job.ended else duration_text(job.eta_s(self.now)),
         )[index.column()]
 
 
