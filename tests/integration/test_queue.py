@@ -107,9 +107,7 @@ async def test_a_worker_killed_mid_item_has_its_items_finished_elsewhere(
         await until(lambda: ended(store, job), timeout=60)
     items = store.items(job)
     assert [i.state for i in items] == [ItemState.DONE] * 8
-    assert any(i.attempts == 1 and "doomed went offline" in (i.error or "") for i in items) or all(
-        i.participant == "steady" for i in items
-    )
+    assert any(i.attempts == 1 for i in items)  # the one it was running came back
     assert all(i.participant == "steady" for i in items if i.attempts)
 
 
