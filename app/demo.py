@@ -13,7 +13,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from app.core.config import AppSettings, FleetConfig, MasterConfig, WorkerConfig, WorkerKind
+from app.core.queue import JobSpec
+from app.core.workflow import Workflow
 from app.services.paths import AppPaths
+from app.services.queue_service import FleetQueue, QueuePaths
 from app.services.storage import ConfigStore
 from app.sim.fleet import SimInstance, create_sim_install, free_port, start_sim
 
@@ -46,6 +49,44 @@ DEMO_WORKERS = (
     ),
 )
 MASTER = DemoWorker("master", "NVIDIA GeForce RTX 4090", 24, local=True)
+DEMO_JOB_IMAGES = 48
+
+
+def demo_workflow() -> Workflow:
+    """SDXL text to image, 1024×1024, 20 steps (the simulator's checkpoint; a few seconds an
+    image on the fast cards, three times that on the slow one)."""
+    return {
+        "4": {
+            "class_type": "CheckpointLoaderSimple",
+            "inputs": {"ckpt_name": "sd_xl_base_1.0.safetensors"},
+        },
+        "5": {
+            "class_type": "EmptyLatentImage",
+            "inputs": {"width": 1024, "height": 1024, "batch_size": 1},
+        },
+        "6": {
+            "class_type": "CLIPTextEncode",
+            "inputs": {"text": "a lighthouse at dawn, film photo", "clip": ["4", 1]},
+        },
+        "7": {"class_type": "CLIPTextEncode", "inputs": {"text": "blurry, text", "clip": ["4", 1]}},
+        "3": {
+            "class_type": "KSampler",
+            "inputs": {
+                "seed": 1000,
+                "steps": 20,
+                "cfg": 7.0,
+                "sampler_name": "euler",
+                "scheduler": "normal",
+                "denoise": 1.0,
+                "model": ["4", 0],
+                "positive": ["6", 0],
+                "negative": ["7", 0],
+                "latent_image": ["5", 0],
+            },
+        },
+        "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["4", 2]}},
+        "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "demo", "images": ["8", 0]}},
+    }
 
 
 @dataclass
@@ -124,6 +165,11 @@ def _start(root: Path, fleet: DemoFleet, chosen: list[DemoWorker], theme: str) -
         app=AppSettings(start_fleet_on_launch=True, theme=theme),
     )
     ConfigStore(paths.config_file).save(config)
+    queue = FleetQueue(QueuePaths.under(paths.data_dir))
+    try:  # the window dispatches it over the whole fleet as it comes up
+        queue.add(JobSpec("demo: lighthouse", demo_workflow(), DEMO_JOB_IMAGES, seed=1000))
+    finally:
+        queue.close()
     log.info("demo fleet: %d workers, %d of them local", len(workers), len(ports) - 1)
     return paths
 

@@ -3,7 +3,6 @@ next item (earliest expected finish, by measured speed). Pure: no I/O, no clock 
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import heapq
 import itertools
@@ -138,13 +137,15 @@ def _seed(policy: SeedPolicy, first: int, n: int, rng: random.Random) -> int:
 
 
 def item_workflow(workflow: Workflow, item: ItemSpec) -> Workflow:
-    """The workflow one item runs: its seed in every seed input, its sweep values set."""
-    made = copy.deepcopy(workflow)
-    if item.seed is not None:
-        for node_id, name in seed_inputs(made):
-            made[node_id]["inputs"][name] = item.seed
-    for node_id, name, value in item.overrides:
-        made[node_id]["inputs"][name] = value
+    """The workflow one item runs: its seed in every seed input, its sweep values set. Only the
+    nodes it changes are copied (the others are shared with `workflow`: don't mutate them)."""
+    made = dict(workflow)
+    seeds = [] if item.seed is None else [(n, k, item.seed) for n, k in seed_inputs(workflow)]
+    for node_id, name, value in [*seeds, *item.overrides]:
+        node = made[node_id]
+        if node is workflow[node_id]:
+            node = made[node_id] = {**node, "inputs": dict(node.get("inputs", {}))}
+        node["inputs"][name] = value
     return made
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 
-from app.core.queue import DEPTH, OUT, SpeedBook, item_workflow, plan
+from app.core.queue import DEPTH, OUT, ItemState, SpeedBook, item_workflow, plan
 from app.core.queue import Lane as PlanLane
 from app.core.runs import Participant
 from app.core.workflow import PreflightResult, Workflow, rejection_from_answer
@@ -107,8 +107,10 @@ class Dispatcher:
             stopping.cancel()
             await self._tasks.cancel_all()
 
-    def _changed(self) -> None:
-        self._wake.set()
+    def _changed(self, room: bool = True) -> None:
+        """`room`: a participant may have room, or an item may be waiting, that it had not."""
+        if room:
+            self._wake.set()
         for listener in self._listeners:
             try:
                 listener()
@@ -119,7 +121,7 @@ class Dispatcher:
         """Items out on a participant that is no longer in the fleet go back to the queue."""
         for item in self.store.items(states=OUT):
             if item.participant not in self.lanes:
-                self.store.lost(item.id, f"{item.participant} is no longer in the fleet")
+                self._lose(item, f"{item.participant} is no longer in the fleet")
 
     async def _watch_store(self) -> None:
         seen = self.store.data_version()
@@ -229,7 +231,7 @@ class Dispatcher:
                 answer = await response.json(content_type=None) if status != 200 else None
         except HTTP_ERRORS as exc:
             if lane.out.pop(prompt_id, None) is not None:
-                self.store.lost(item.id, f"could not send it to {lane.name}: {_why(exc)}")
+                self._lose(item, f"could not send it to {lane.name}: {_why(exc)}")
             self._changed()
             return
         if status == 200:
@@ -240,22 +242,38 @@ class Dispatcher:
             self.store.failed(item.id, rejection_from_answer(status, answer).text())
             self._ended(item)
         else:
-            self.store.lost(item.id, f"{lane.name} refused it: HTTP {status}")
+            self._lose(item, f"{lane.name} refused it: HTTP {status}")
         self._changed()
 
     def _event(self, lane: Lane, kind: str, data: dict[str, Any]) -> None:
         prompt_id = str(data.get("prompt_id", ""))
-        if kind == "execution_start" and prompt_id in lane.out:
+        if prompt_id not in lane.out:
+            return
+        if kind == "execution_start":
             lane.running = prompt_id
             lane.started[prompt_id] = time.monotonic()
+            lane.outputs[prompt_id] = {}
             self.store.running(lane.out[prompt_id].id)
-            self._changed()
+            self._changed(room=False)
+            return
+        if kind == "executed":
+            heard, output = lane.outputs.get(prompt_id), data.get("output")
+            if heard is not None and isinstance(output, dict):
+                heard[str(data.get("node"))] = output
             return
         finished = finished_from(kind, data)
-        if finished is not None and prompt_id in lane.out:
-            self._finished(lane, finished, took_s(lane, prompt_id))
+        if finished is not None:
+            outputs = lane.outputs.pop(prompt_id, None)
+            self._finished(lane, finished, took_s(lane, prompt_id), outputs)
 
-    def _finished(self, lane: Lane, finished: Finished, took: float | None) -> None:
+    def _finished(
+        self,
+        lane: Lane,
+        finished: Finished,
+        took: float | None,
+        outputs: dict[str, Any] | None = None,
+    ) -> None:
+        """`outputs`: its ui outputs when known (else its images are found in its /history)."""
         item = lane.out.pop(finished.prompt_id)
         if lane.running == finished.prompt_id:
             lane.running = None
@@ -263,36 +281,47 @@ class Dispatcher:
         if finished.ok:
             if took is not None:
                 self.speeds.learn(lane.name, self._job(item.job).workflow_key, took)
-            self._tasks.spawn(self._collect(lane, item, finished.prompt_id), "collecting images")
+            self._tasks.spawn(
+                self._collect(lane, item, finished.prompt_id, outputs), "collecting images"
+            )
         elif finished.interrupted and item.job in self._cancelled:
             self.store.cancelled(item.id)
             self._ended(item)
         elif finished.interrupted:
-            self.store.lost(item.id, f"interrupted on {lane.name}")
+            self._lose(item, f"interrupted on {lane.name}")
         elif finished.out_of_vram:
             lane.excluded[item.job] = "out of VRAM for this workflow"
-            self.store.lost(item.id, f"{lane.name} ran out of VRAM: {finished.error}")
+            self._lose(item, f"{lane.name} ran out of VRAM: {finished.error}")
         else:
             self.store.failed(item.id, f"{finished.error} (on {lane.name})")
             self._ended(item)
         self._changed()
 
-    async def _collect(self, lane: Lane, item: Item, prompt_id: str) -> None:
+    async def _collect(
+        self, lane: Lane, item: Item, prompt_id: str, outputs: dict[str, Any] | None
+    ) -> None:
         folder = Path(self._job(item.job).out_dir)
         try:
-            entry = await history_entry(self._session, lane.url, prompt_id)
+            if outputs is not None:
+                entry: dict[str, Any] | None = {"outputs": outputs}
+            else:
+                entry = await history_entry(self._session, lane.url, prompt_id)
             if entry is None:
                 raise ValueError(f"{lane.name} has no history of it")
             files = await collect(self._session, lane, item, entry, folder)
         except HTTP_ERRORS as exc:
-            self.store.lost(
-                item.id, f"its images could not be fetched from {lane.name}: {_why(exc)}"
-            )
+            self._lose(item, f"its images could not be fetched from {lane.name}: {_why(exc)}")
         else:
             self.store.done(item.id, files)
             lane.done += 1
             self._ended(item)
+            self._changed(room=False)  # its room was made when it finished
+            return
         self._changed()
+
+    def _lose(self, item: Item, cause: str) -> None:
+        if self.store.lost(item.id, cause) is ItemState.FAILED:  # lost once too often
+            self._ended(item)
 
     def _ended(self, item: Item) -> None:
         job = self.store.job_brief(item.job)
@@ -302,6 +331,7 @@ class Dispatcher:
     # participants coming and going
 
     def _state(self, lane: Lane, online: bool, reason: str) -> None:
+        lane.outputs.clear()  # events may have been missed: /history tells
         if online:
             lane.problem = ""
             lane.excluded.clear()
@@ -324,7 +354,7 @@ class Dispatcher:
             pass
         for prompt_id, item in list(lane.out.items()):
             lane.out.pop(prompt_id)
-            self.store.lost(item.id, f"{lane.name} went offline: {reason}")
+            self._lose(item, f"{lane.name} went offline: {reason}")
         lane.running = None
         self._changed()
 
@@ -351,9 +381,9 @@ class Dispatcher:
                 entry = None
             if entry is None:
                 lane.out.pop(prompt_id, None)
-                self.store.lost(item.id, f"it was no longer in {lane.name}'s queue")
+                self._lose(item, f"it was no longer in {lane.name}'s queue")
             else:
-                self._finished(lane, history_outcome(entry, prompt_id), None)
+                self._finished(lane, history_outcome(entry, prompt_id), None, entry.get("outputs"))
         lane.online = True
         self._stop_cancelled()
         self._changed()

@@ -40,6 +40,9 @@ class Lane:
     out: dict[str, Item] = field(default_factory=dict)  # prompt id → item, in sending order
     running: str | None = None
     started: dict[str, float] = field(default_factory=dict)  # prompt id → execution_start
+    # prompt id → node → its ui output, from `executed` events heard since its execution_start
+    # (then its images need no /history request); cleared when the websocket comes and goes
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     online: bool = False
     problem: str = ""
     excluded: dict[int, str] = field(default_factory=dict)  # job → why it gets none of it
@@ -61,7 +64,8 @@ EventListener = Callable[[Lane, str, dict[str, Any]], None]
 
 class LaneSocket:
     """Follows one participant's websocket for the queue's client id, reconnecting for ever;
-    `on_event` gets every event, `on_state` each change of online/offline."""
+    `on_event` gets the execution_* and executed events, `on_state` each change of online and
+    offline."""
 
     def __init__(
         self,
@@ -99,6 +103,8 @@ class LaneSocket:
             delay = min(RECONNECT_MAX_S, delay * 2)
 
     def _dispatch(self, text: str) -> None:
+        if '"execution_' not in text and '"executed"' not in text:
+            return  # progress, executing, status…: none of the queue's business
         try:
             event = json.loads(text)
         except ValueError:

@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,9 @@ import psutil
 import pytest
 
 from app import demo
-from app.demo import start_demo_fleet
+from app.demo import DEMO_JOB_IMAGES, demo_workflow, start_demo_fleet
+from app.services.queue_service import QueuePaths
+from app.services.queue_store import QueueStore
 from app.services.storage import ConfigStore
 from app.sim.fleet import SimInstance, http_json
 from tests.waiting import wait_until
@@ -38,6 +41,10 @@ def test_demo_fleet_starts_the_remote_part_and_configures_the_local_one() -> Non
         slow = http_json(f"{fleet.instances[0].url}/system_stats")
         assert "RTX 3090" in slow["devices"][0]["name"]
         processes = [i.process for i in fleet.instances]
+        queue = QueueStore(QueuePaths.under(paths.data_dir).db)
+        (job,) = queue.jobs()  # the demo has a job in its queue for the window to dispatch
+        assert job.total == DEMO_JOB_IMAGES and job.ended is None
+        queue.close()
     finally:
         fleet.stop()
     assert all(p.poll() is not None for p in processes)
@@ -100,3 +107,12 @@ def test_demo_command_opens_app_and_stops_fleet_on_sigterm(isolated_dirs: Path) 
         assert "Traceback" not in output, output
     # the demo writes no config outside its temp folder
     assert not (isolated_dirs / "xdg_config_home" / "comfy-fleet" / "fleet.json").exists()
+
+
+def test_the_demo_job_runs_on_the_simulator(sim_factory: Callable[..., SimInstance]) -> None:
+    sim = sim_factory("demo-job")
+    prompt_id = http_json(f"{sim.url}/prompt", {"prompt": demo_workflow()})["prompt_id"]
+    wait_until(lambda: prompt_id in http_json(f"{sim.url}/history/{prompt_id}"))
+    entry = http_json(f"{sim.url}/history/{prompt_id}")[prompt_id]
+    assert entry["status"]["status_str"] == "success"
+    assert [i["type"] for i in entry["outputs"]["9"]["images"]] == ["output"]

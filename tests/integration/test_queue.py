@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from app.core.queue import ItemState, JobSpec, expand
+from app.core.queue import MAX_ATTEMPTS, ItemState, JobSpec, expand
 from app.core.runs import Participant
 from app.core.workflow import load_workflow
 from app.services.dispatcher import Dispatcher
@@ -109,6 +109,29 @@ async def test_a_worker_killed_mid_item_has_its_items_finished_elsewhere(
     assert [i.state for i in items] == [ItemState.DONE] * 8
     assert any(i.attempts == 1 for i in items)  # the one it was running came back
     assert all(i.participant == "steady" for i in items if i.attempts)
+
+
+async def test_an_item_lost_too_often_fails_and_its_job_still_ends_with_a_manifest(
+    sim_factory: Callable[..., SimInstance], tmp_path: Path
+) -> None:
+    slow = sim_factory("slow", args=["--sim-time-scale", "20"])
+    store = QueueStore(tmp_path / "queue.db")
+    job = add(store, tmp_path, 1)
+    interrupted: set[str] = set()
+
+    def interrupt_each_try() -> bool:
+        item = store.items(job)[0]
+        if item.state is ItemState.RUNNING and item.prompt_id not in interrupted:
+            interrupted.add(str(item.prompt_id))
+            http_json(f"{slow.url}/interrupt", {})
+        return ended(store, job)
+
+    async with dispatching(store, participants(("slow", slow))):
+        await until(interrupt_each_try, timeout=60)
+    (item,) = store.items(job)
+    assert item.state is ItemState.FAILED and len(interrupted) == MAX_ATTEMPTS
+    assert item.error == f"lost {MAX_ATTEMPTS} times; last: interrupted on slow"
+    assert json.loads(manifest_path(store.job(job)).read_text())["items"][0]["state"] == "failed"
 
 
 async def test_a_worker_lacking_the_model_gets_none_of_the_jobs_items(
