@@ -49,7 +49,7 @@ DEMO_WORKERS = (
     ),
 )
 MASTER = DemoWorker("master", "NVIDIA GeForce RTX 4090", 24, local=True)
-DEMO_JOB_IMAGES = 48
+DEMO_JOB_IMAGES = 240  # a few minutes of the whole fleet
 
 
 def demo_workflow() -> Workflow:

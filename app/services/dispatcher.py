@@ -42,6 +42,7 @@ from app.services.tasks import FailureListener, OwnedTasks
 log = logging.getLogger(__name__)
 Preflight = Callable[[Workflow, Participant], Awaitable[PreflightResult]]
 STORE_POLL_S = 0.2  # how often another process's changes (queue add, cancel) are looked for
+PREFLIGHT_RETRY_S = 2.0
 HTTP_ERRORS = (aiohttp.ClientError, OSError, TimeoutError, ValueError)
 
 
@@ -193,11 +194,14 @@ class Dispatcher:
         assert self._preflight is not None
         try:
             result = await self._preflight(self._workflow(job), lane.participant)
+            if result.error:  # it could not be asked (a one-off 500, a timeout): ask again soon
+                await asyncio.sleep(PREFLIGHT_RETRY_S)
         finally:
             lane.checking.discard(job)
-        lane.preflighted.add(job)
-        if not result.ok:
-            lane.excluded[job] = result.summary()
+        if not result.error:
+            lane.preflighted.add(job)
+            if not result.ok:  # it lacks nodes or models: none of this job's items
+                lane.excluded[job] = result.summary()
         self._changed()
 
     def _job(self, job: int) -> Job:
@@ -430,4 +434,6 @@ class Dispatcher:
 def _why(exc: BaseException) -> str:
     if isinstance(exc, ValueError):
         return str(exc)
+    if isinstance(exc, aiohttp.ClientResponseError):  # it answered, with an error
+        return f"HTTP {exc.status} from {exc.request_info.url.path}"
     return classify(exc).message

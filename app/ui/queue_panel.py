@@ -46,7 +46,7 @@ from app.ui.ask import answer_of, choose_path
 from app.ui.history import KEEP, SAMPLE_S, Chart
 
 Index = QModelIndex | QPersistentModelIndex
-JOB_COLUMNS = ("Job", "Name", "State", "Progress", "ETA")
+JOB_COLUMNS = ("Name", "Progress", "ETA", "State", "Job")  # what matters first: docks are narrow
 ITEM_COLUMNS = ("Item", "Seed", "State", "On", "Why")
 MAX_CHARTS = 8
 
@@ -84,11 +84,11 @@ class JobsModel(QAbstractTableModel):
             return None
         failed = job.count(ItemState.FAILED)
         return (
-            str(job.id),
             job.name,
-            job.state + (f" · {failed} failed" if failed else ""),
             f"{job.count(ItemState.DONE)}/{job.total}",
             "" if job.ended else duration_text(job.eta_s(self.now)),
+            job.state + (f" · {failed} failed" if failed else ""),
+            str(job.id),
         )[index.column()]
 
 
@@ -213,7 +213,9 @@ class QueuePanel(QWidget):
         self.dispatcher_label = QLabel()
         self.dispatcher_label.setWordWrap(True)
         self.jobs_view = self._table(self.jobs)
-        self.jobs_view.setItemDelegateForColumn(3, ProgressDelegate(self.jobs_view))
+        self.jobs_view.setItemDelegateForColumn(
+            JOB_COLUMNS.index("Progress"), ProgressDelegate(self.jobs_view)
+        )
         self.items_view = self._table(self.items)
         self.charts_box = QVBoxLayout()
         self.charts: dict[str, Chart] = {}

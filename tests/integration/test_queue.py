@@ -18,7 +18,7 @@ import pytest
 
 from app.core.queue import MAX_ATTEMPTS, ItemState, JobSpec, expand
 from app.core.runs import Participant
-from app.core.workflow import load_workflow
+from app.core.workflow import PreflightResult, Workflow, load_workflow
 from app.services.dispatcher import Dispatcher
 from app.services.queue_manifest import manifest_path
 from app.services.queue_store import QueueStore
@@ -154,6 +154,25 @@ async def test_a_worker_lacking_the_model_gets_none_of_the_jobs_items(
             assert "tiny_compact_x2" in dispatcher.lanes["lacks"].excluded[job]
     assert {i.participant for i in store.items(job)} == {"has"}
     assert http_json(f"{lacks.url}/history") == {}
+
+
+async def test_a_preflight_that_could_not_ask_is_asked_again_not_held_against_it(
+    sim_factory: Callable[..., SimInstance], tmp_path: Path
+) -> None:
+    flaky = sim_factory("flaky")
+    store = QueueStore(tmp_path / "queue.db")
+    job = add(store, tmp_path, 4)
+    asked: list[str] = []
+
+    async def preflight(workflow: Workflow, participant: Participant) -> PreflightResult:
+        asked.append(participant.name)  # the first time its answer was a one-off 500
+        error = "could not ask it: HTTP 500 from /object_info" if len(asked) == 1 else ""
+        return PreflightResult(participant.name, error=error)
+
+    async with dispatching(store, participants(("flaky", flaky)), preflight=preflight):
+        await until(lambda: ended(store, job), timeout=60)
+    assert len(asked) == 2
+    assert [(i.state, i.participant) for i in store.items(job)] == [(ItemState.DONE, "flaky")] * 4
 
 
 async def test_a_broken_workflow_fails_each_item_once_with_the_nodes_reason(

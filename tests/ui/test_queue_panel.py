@@ -13,7 +13,7 @@ from app.core.config import AppSettings, FleetConfig, MasterConfig, WorkerConfig
 from app.core.queue import ItemState, JobSpec
 from app.core.workflow import load_workflow
 from app.sim.fleet import SimInstance
-from app.ui.queue_panel import AddJobDialog
+from app.ui.queue_panel import JOB_COLUMNS, AddJobDialog
 from tests.conftest import RECORDINGS
 from tests.ui.helpers import desktop_with
 from tests.waiting import until
@@ -46,17 +46,22 @@ async def test_the_queue_panel_shows_progress_and_eta_while_a_job_runs(
         workflow = load_workflow(NOMODEL.read_text(encoding="utf-8"))
         app.add_job(JobSpec("noise", workflow, 16, seed=5))
         await until(lambda: app.queue_panel.jobs.rowCount() == 1)
-        await until(lambda: panel_cell(app, 0, 2) == "running")
+        await until(lambda: panel_cell(app, 0, JOB_COLUMNS.index("State")) == "running")
         # an ETA once something finished, and the bar's own numbers
-        await until(lambda: panel_cell(app, 0, 4) not in ("—", ""), timeout=30)
-        ended, total = panel_cell(app, 0, 3, Qt.ItemDataRole.UserRole)  # type: ignore[misc]
+        await until(
+            lambda: panel_cell(app, 0, JOB_COLUMNS.index("ETA")) not in ("—", ""), timeout=30
+        )
+        ended, total = panel_cell(app, 0, JOB_COLUMNS.index("Progress"), Qt.ItemDataRole.UserRole)  # type: ignore[misc]
         assert total == 16 and 0 < ended < 16
-        assert str(panel_cell(app, 0, 4)).endswith("s")
+        assert str(panel_cell(app, 0, JOB_COLUMNS.index("ETA"))).endswith("s")
         app.queue_panel.jobs_view.selectRow(0)
         await until(lambda: app.queue_panel.items.rowCount() == 16)
-        await until(lambda: panel_cell(app, 0, 2) == "done", timeout=60)
+        await until(lambda: panel_cell(app, 0, JOB_COLUMNS.index("State")) == "done", timeout=60)
         assert {i.state for i in app.queue.store.items(1)} == {ItemState.DONE}
-        assert app.queue_panel.jobs.data(app.queue_panel.jobs.index(0, 3)) == "16/16"
+        assert (
+            app.queue_panel.jobs.data(app.queue_panel.jobs.index(0, JOB_COLUMNS.index("Progress")))
+            == "16/16"
+        )
         assert set(app.queue_panel.charts) == {"master", "w1"}  # images per minute, per GPU
         assert app.tray is None or app.tray.queued == 0
     finally:
