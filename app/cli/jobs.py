@@ -14,11 +14,12 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from app.cli.common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, read_text_file
+from app.cli.common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK
+from app.cli.workflow import FILE_HELP, load_prompt
 from app.core.config import FleetConfig
 from app.core.errors import ComfyFleetError
 from app.core.runs import Phase, Progress, RunResult
-from app.core.workflow import PreflightResult, Workflow, load_workflow, missing_models_script
+from app.core.workflow import PreflightResult, Workflow, missing_models_script
 from app.services import run_once
 from app.services.comfy_client import classify
 from app.services.job_service import JOBS_HTTP_TIMEOUT, JobService
@@ -28,8 +29,8 @@ T = TypeVar("T")
 
 
 def add_job_commands(commands: Any) -> None:
-    run = commands.add_parser("run", help="run an API-format workflow across the fleet")
-    run.add_argument("workflow", type=Path, metavar="WORKFLOW.json")
+    run = commands.add_parser("run", help="run a workflow across the fleet")
+    run.add_argument("workflow", type=Path, metavar="WORKFLOW", help=FILE_HELP)
     run.add_argument("--workers", help="comma-separated worker names (default: every enabled one)")
     run.add_argument("--out", type=Path, metavar="DIR", help="save the images into DIR")
     run.add_argument("--json", action="store_true", help="print one JSON object")
@@ -41,7 +42,7 @@ def add_job_commands(commands: Any) -> None:
 
 
 def run_command(args: argparse.Namespace, config: FleetConfig) -> int:
-    workflow = load_workflow(read_text_file(args.workflow, "a workflow (.json)"))
+    workflow = load_prompt(args.workflow, config)
     names = [n.strip() for n in args.workers.split(",") if n.strip()] if args.workers else None
     return _readable(config, _run(args, config, workflow, names))
 

@@ -14,6 +14,7 @@ from app.cli.queue import add_queue_commands, queue_command
 from app.cli.settings import add_settings_commands, config_command, master_command, worker_command
 from app.cli.supervise import down_command, logs_command, propose_command, up_command
 from app.cli.tunnel import add_tunnel_commands, tunnel_command
+from app.cli.workflow import add_workflow_commands, workflow_command
 from app.core.errors import ComfyFleetError, ConfigError
 from app.services.launch_plan import state_file
 from app.services.paths import AppPaths, resolve_paths
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_tunnel_commands(commands)
     add_job_commands(commands)
     add_queue_commands(commands)
+    add_workflow_commands(commands)
     demo = commands.add_parser("demo", help="open the app on a simulated fleet")
     demo.add_argument(
         "--workers", type=int, default=4, help="simulated workers (default 4: 2 local, 2 remote)"
@@ -74,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         "run": lambda a, p: run_command(a, load_config(p)[1]),
         "test-fleet": lambda a, p: test_fleet_command(a, load_config(p)[1]),
         "queue": lambda a, p: queue_command(a, p, load_config(p)[1]),
+        "workflow": lambda a, p: workflow_command(a, load_config(p)[1]),
     }
     try:
         return handlers[args.command](args, paths)

@@ -10,8 +10,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from app.cli.common import EXIT_OK, UsageError, read_text_file
+from app.cli.common import EXIT_OK, UsageError
 from app.cli.jobs import stop_on_signals
+from app.cli.workflow import FILE_HELP, load_prompt
 from app.core.config import FleetConfig
 from app.core.queue import (
     ItemState,
@@ -21,7 +22,6 @@ from app.core.queue import (
     duration_text,
     parse_sweep,
 )
-from app.core.workflow import load_workflow
 from app.services.paths import AppPaths
 from app.services.queue_service import FleetQueue, QueuePaths, dispatch_until
 from app.services.queue_store import Job
@@ -36,7 +36,7 @@ def add_queue_commands(commands: Any) -> None:
     queue = commands.add_parser("queue", help="the fleet queue: jobs spread over every GPU")
     verbs = queue.add_subparsers(dest="verb", metavar="VERB", required=True)
     add = verbs.add_parser("add", help="queue a job: a workflow, N seeds, sweeps")
-    add.add_argument("workflow", type=Path, metavar="WORKFLOW.json")
+    add.add_argument("workflow", type=Path, metavar="WORKFLOW", help=FILE_HELP)
     add.add_argument("--count", type=int, default=1, help="items (seeds) per sweep value")
     add.add_argument("--seed", type=int, help="first seed (default: the workflow's own)")
     add.add_argument(
@@ -90,7 +90,7 @@ def queue_command(args: argparse.Namespace, paths: AppPaths, config: FleetConfig
 
 
 def _add(args: argparse.Namespace, queue: FleetQueue, config: FleetConfig) -> int:
-    workflow = load_workflow(read_text_file(args.workflow, "a workflow (.json)"))
+    workflow = load_prompt(args.workflow, config)
     workers = None
     if args.workers:
         workers = tuple(n.strip() for n in args.workers.split(",") if n.strip())
@@ -143,7 +143,7 @@ def _list(args: argparse.Namespace, queue: FleetQueue, config: FleetConfig) -> i
     if queue.store.paused():
         print("the queue is paused (`comfy-fleet queue resume`)")
     if not jobs:
-        print("no jobs (`comfy-fleet queue add WORKFLOW.json --count N`)")
+        print("no jobs (`comfy-fleet queue add WORKFLOW --count N`)")
     for job in jobs:
         print(_line(job, now))
     return EXIT_OK

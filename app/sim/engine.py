@@ -68,6 +68,16 @@ class RunningNode:
         return self.engine.settings.name
 
     @property
+    def png_text(self) -> dict[str, str]:
+        """What ComfyUI's SaveImage writes into a PNG: the prompt, and each entry of the
+        client's extra_data.extra_pnginfo (the frontend sends its UI workflow there)."""
+        text = {"prompt": json.dumps(self.item.prompt)}
+        extra = self.item.extra_data.get("extra_pnginfo")
+        if isinstance(extra, dict):
+            text.update({str(k): json.dumps(v) for k, v in extra.items()})
+        return text
+
+    @property
     def output_dir(self) -> Path:
         return self.engine.settings.output
 

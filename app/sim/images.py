@@ -1,4 +1,4 @@
-"""Seeded RGB images and a small PNG encoder (no numpy, no Pillow)."""
+"""Seeded RGB images and a small PNG encoder (no numpy; Pillow only for WebP, as ComfyUI)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import random
 import struct
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -104,3 +105,21 @@ def decode_png(data: bytes) -> Image:
     pixels = b"".join(raw[y * stride + 1 : (y + 1) * stride] for y in range(height))
     info = json.loads(png_text(data).get("comfyfleet_sim", "{}"))
     return Image(width, height, pixels, info.get("maker", ""), info.get("seed"))
+
+
+def save_webp(frames: list[Image], path: Path, exif: dict[int, str], duration_ms: int) -> None:
+    """An animated WebP with these EXIF tags, written with Pillow as ComfyUI writes it."""
+    from PIL import Image as Pil  # only this node needs it
+
+    made = [Pil.frombytes("RGB", (f.width, f.height), f.pixels) for f in frames]
+    metadata = made[0].getexif()
+    for tag, value in exif.items():
+        metadata[tag] = value
+    made[0].save(
+        path,
+        save_all=True,
+        duration=duration_ms,
+        append_images=made[1:],
+        exif=metadata,
+        lossless=True,
+    )

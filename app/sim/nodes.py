@@ -45,6 +45,8 @@ class NodeContext(Protocol):
     @property
     def maker(self) -> str: ...
     @property
+    def png_text(self) -> dict[str, str]: ...
+    @property
     def output_dir(self) -> Path: ...
     @property
     def temp_dir(self) -> Path: ...
@@ -122,19 +124,41 @@ async def _save(
     for image in batch:
         counter = _next_counter(folder, prefix)
         filename = f"{prefix}_{counter:05}_.png"
-        data = await asyncio.to_thread(images.encode_png, image)
+        data = await asyncio.to_thread(images.encode_png, image, ctx.png_text)
         (folder / filename).write_bytes(data)
         results.append({"filename": filename, "subfolder": "", "type": kind})
     return NodeResult((), {"images": results})
 
 
-def _next_counter(folder: Path, prefix: str) -> int:
+def _next_counter(folder: Path, prefix: str, extension: str = "png") -> int:
     numbers = [
         int(p.name[len(prefix) + 1 : len(prefix) + 6])
-        for p in folder.glob(f"{prefix}_?????_.png")
+        for p in folder.glob(f"{prefix}_?????_.{extension}")
         if p.name[len(prefix) + 1 : len(prefix) + 6].isdigit()
     ]
     return max(numbers, default=0) + 1
+
+
+async def save_animated_webp(ctx: NodeContext, inputs: dict[str, Any]) -> NodeResult:
+    """ComfyUI's SaveAnimatedWEBP: every frame in one WebP, its prompt and extra_pnginfo in EXIF
+    (0x0110 "prompt:<json>", then 0x010F, 0x010E, … "<key>:<json>")."""
+    batch, prefix = inputs["images"], str(inputs.get("filename_prefix") or "ComfyUI")
+    folder = ctx.output_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    await ctx.work(0.06 + _pixels(batch) * 2e-7)
+    filename = f"{prefix}_{_next_counter(folder, prefix, 'webp'):05}_.webp"
+    text = dict(ctx.png_text)
+    exif = {0x0110: f"prompt:{text.pop('prompt')}"}
+    exif.update({0x010F - n: f"{key}:{value}" for n, (key, value) in enumerate(text.items())})
+    fps = float(inputs.get("fps") or 6.0)
+    await asyncio.to_thread(images.save_webp, batch, folder / filename, exif, int(1000.0 / fps))
+    return NodeResult(
+        (),
+        {
+            "images": [{"filename": filename, "subfolder": "", "type": "output"}],
+            "animated": (len(batch) != 1,),
+        },
+    )
 
 
 async def save_image(ctx: NodeContext, inputs: dict[str, Any]) -> NodeResult:
@@ -228,6 +252,7 @@ HANDLERS: dict[str, Handler] = {
     "ImageInvert": image_invert,
     "ImageBlur": image_blur,
     "SaveImage": save_image,
+    "SaveAnimatedWEBP": save_animated_webp,
     "PreviewImage": preview_image,
     "UpscaleModelLoader": upscale_model_loader,
     "ImageUpscaleWithModel": image_upscale_with_model,

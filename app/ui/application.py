@@ -36,6 +36,7 @@ from app.services.paths import AppPaths
 from app.services.queue_service import FleetQueue, QueueBusy, QueuePaths
 from app.services.storage import ConfigStore, LoadResult
 from app.services.tasks import OwnedTasks
+from app.services.workflow_source import prompt_of
 from app.ui.ask import DialogAsker, answer_of
 from app.ui.bridge import FleetBridge
 from app.ui.config_keeper import ConfigKeeper
@@ -118,7 +119,11 @@ class DesktopApp:
         self.jobs_window: JobsWindow | None = None
         self._tasks = OwnedTasks(self.show_failure)
         self.queue = FleetQueue(QueuePaths.under(paths.data_dir))
-        self.queue_panel = QueuePanel(self.queue.store, self._tasks.spawn)
+        self.queue_panel = QueuePanel(
+            self.queue.store,
+            self._tasks.spawn,
+            lambda file: prompt_of(file, self.jobs_session(), self._config.master.url),
+        )
         self.dispatcher: Dispatcher | None = None
         self._dispatching = asyncio.Event()  # set: the dispatcher stops
         self._dispatch_task: asyncio.Task[None] | None = None

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QMimeData, Qt
 from PySide6.QtWidgets import QApplication, QDialog, QFileDialog, QMessageBox, QWidget
 
 from app import APP_NAME
+from app.core.workflow_file import EXTENSIONS
 
 Button = QMessageBox.StandardButton
 
@@ -96,6 +97,15 @@ async def choose_path(
         return Path(dialog.selectedFiles()[0])
     finally:
         dialog.deleteLater()
+
+
+WORKFLOW_FILTER = "Workflows and ComfyUI images (" + " ".join(f"*{e}" for e in EXTENSIONS) + ")"
+
+
+def dropped_workflows(mime: QMimeData) -> list[Path]:
+    """The workflow files (.json, or images ComfyUI made) among what is dragged."""
+    paths = [Path(u.toLocalFile()) for u in mime.urls() if u.isLocalFile()]
+    return [p for p in paths if p.suffix.lower() in EXTENSIONS]
 
 
 class DialogAsker:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import aiohttp
 from PySide6.QtCore import Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QCloseEvent, QDesktopServices
+from PySide6.QtGui import QCloseEvent, QDesktopServices, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -31,12 +31,14 @@ from app.core.config import FleetConfig, Notice
 from app.core.errors import ComfyFleetError
 from app.core.health import WorkerHealth, WorkerState
 from app.core.runs import Output, Progress, RunResult
-from app.core.workflow import MASTER_ONLY, PreflightResult, Workflow, is_distributed, load_workflow
+from app.core.workflow import MASTER_ONLY, PreflightResult, Workflow, is_distributed
+from app.core.workflow_file import WorkflowFile
 from app.services import run_once
 from app.services.job_service import CanaryReport, JobService
 from app.services.jobs import Run, RunRejected, fetch_image, save_outputs
 from app.services.tasks import OwnedTasks
-from app.ui.ask import choose_path, confirm
+from app.services.workflow_source import prompt_of, read_workflow_file
+from app.ui.ask import WORKFLOW_FILTER, choose_path, confirm, dropped_workflows
 from app.ui.gallery import Gallery
 from app.ui.preflight_dialog import PreflightDialog
 from app.ui.run_progress import RunProgress
@@ -44,7 +46,9 @@ from app.ui.run_progress import RunProgress
 log = logging.getLogger(__name__)
 
 UP = (WorkerState.ONLINE, WorkerState.BUSY)
-NO_WORKFLOW = "No workflow open. Open an API-format workflow (.json)."
+NO_WORKFLOW = (
+    "No workflow open. Open or drop a workflow (.json, UI or API format) or an image ComfyUI made."
+)
 Health = Callable[[str], WorkerHealth | None]
 AskDrop = Callable[[list[PreflightResult]], Awaitable[bool]]
 
@@ -86,6 +90,7 @@ class JobsWindow(QMainWindow):
         self._closing = False
         self.setWindowTitle(f"Jobs — {APP_NAME}")
         self.setObjectName("JobsWindow")
+        self.setAcceptDrops(True)
         self.resize(1040, 700)
         self._build()
         self.set_config(config)
@@ -206,27 +211,56 @@ class JobsWindow(QMainWindow):
         self._tasks.spawn(self._choose_workflow(), "opening a workflow")
 
     async def _choose_workflow(self) -> None:
-        path = await choose_path(
-            self, "Open workflow (API format)", name_filter="Workflow (*.json)"
-        )
+        path = await choose_path(self, "Open a workflow", name_filter=WORKFLOW_FILTER)
         if path is not None:
             self.open_workflow(path)
 
     def open_workflow(self, path: Path) -> bool:
-        """The workflow to run; one that cannot be used leaves none armed."""
+        """The workflow to run; one that cannot be used leaves none armed. A UI-format one is
+        converted with the master's nodes first (armed when that is done)."""
         try:
-            workflow = load_workflow(path.read_bytes().decode("utf-8"))
-        except (OSError, UnicodeDecodeError, ComfyFleetError) as exc:
-            self.workflow, self.workflow_name = None, ""
-            self.file_label.setText(NO_WORKFLOW)
-            self._error(f"{path.name}: {exc}")
-            self._set_busy(False)
+            file = read_workflow_file(path)
+        except ComfyFleetError as exc:
+            self._disarm(path, exc)
             return False
-        self.workflow, self.workflow_name = workflow, path.name
-        self.file_label.setText(f"{path.name} — {len(workflow)} nodes")
+        if file.prompt is None:
+            self.workflow, self.workflow_name = None, ""
+            self.file_label.setText(f"{path.name} — converting it with the master's nodes…")
+            self._set_busy(False)
+            self._tasks.spawn(self._convert(path, file), f"converting {path.name}")
+            return True
+        self._arm(path.name, file.prompt, file.kind)
+        return True
+
+    async def _convert(self, path: Path, file: WorkflowFile) -> None:
+        try:
+            prompt = await prompt_of(file, self._session(), self.config.master.url)
+        except ComfyFleetError as exc:
+            self._disarm(path, exc)
+            return
+        self._arm(path.name, prompt, f"{file.kind}, converted")
+
+    def _arm(self, name: str, workflow: Workflow, kind: str) -> None:
+        self.workflow, self.workflow_name = workflow, name
+        self.file_label.setText(f"{name} — {kind}, {len(workflow)} nodes")
         self.message.setText("" if is_distributed(workflow) else f"ⓘ {MASTER_ONLY}")
         self._set_busy(False)
-        return True
+
+    def _disarm(self, path: Path, exc: Exception) -> None:
+        self.workflow, self.workflow_name = None, ""
+        self.file_label.setText(NO_WORKFLOW)
+        self._error(f"{path.name}: {exc}")
+        self._set_busy(False)
+
+    def dragEnterEvent(self, event: QDragEnterEvent) -> None:
+        if dropped_workflows(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event: QDropEvent) -> None:
+        files = dropped_workflows(event.mimeData())
+        if files:
+            self.open_workflow(files[0])
+            event.acceptProposedAction()
 
     # actions
 

@@ -4,7 +4,7 @@ minute per GPU; add a job (or drop a workflow file on it), cancel, retry, pause.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +39,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.errors import ComfyFleetError
 from app.core.queue import ENDED, ItemState, JobSpec, QueueError, duration_text
-from app.core.workflow import WorkflowError, load_workflow
+from app.core.workflow import Workflow
+from app.core.workflow_file import WorkflowFile
 from app.services.queue_store import Item, Job, QueueStore
-from app.ui.ask import answer_of, choose_path
+from app.services.workflow_source import read_workflow_file
+from app.ui.ask import WORKFLOW_FILTER, answer_of, choose_path, dropped_workflows
 from app.ui.history import KEEP, SAMPLE_S, Chart
 
 Index = QModelIndex | QPersistentModelIndex
@@ -140,11 +143,11 @@ class ProgressDelegate(QStyledItemDelegate):
 
 
 class AddJobDialog(QDialog):
-    def __init__(self, path: Path, parent: QWidget | None = None) -> None:
+    def __init__(self, path: Path, workflow: Workflow, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Add a job to the queue")
         self.setMinimumWidth(460)
-        self.path = path
+        self.path, self.workflow = path, workflow
         self.count = QSpinBox()
         self.count.setRange(1, 100_000)
         self.count.setValue(8)
@@ -168,13 +171,12 @@ class AddJobDialog(QDialog):
         form.addRow(buttons)
 
     def spec(self) -> JobSpec:
-        """The job as asked (WorkflowError/QueueError/ValueError say what is wrong)."""
-        workflow = load_workflow(self.path.read_text(encoding="utf-8"))
+        """The job as asked (QueueError/ValueError say what is wrong)."""
         seed = self.seed.text().strip()
         names = tuple(n.strip() for n in self.workers.text().split(",") if n.strip())
         return JobSpec(
             self.path.stem,
-            workflow,
+            self.workflow,
             self.count.value(),
             int(seed) if seed else None,
             workers=names or None,
@@ -203,11 +205,18 @@ class QueuePanel(QWidget):
     cancelRequested = Signal(int)
     changed = Signal()  # after a change made here (the dispatcher acts on it at once)
 
-    def __init__(self, store: QueueStore, spawn: Callable[[Any, str], object]) -> None:
+    def __init__(
+        self,
+        store: QueueStore,
+        spawn: Callable[[Any, str], object],
+        prompt_of: Callable[[WorkflowFile], Awaitable[Workflow]],
+    ) -> None:
+        """`prompt_of`: the prompt a workflow file runs (UI-format ones converted)."""
         super().__init__()
         self.setAcceptDrops(True)
         self.store = store
         self._spawn = spawn
+        self._prompt_of = prompt_of
         self.jobs = JobsModel()
         self.items = ItemsModel()
         self.dispatcher_label = QLabel()
@@ -236,7 +245,7 @@ class QueuePanel(QWidget):
         layout.addWidget(self.dispatcher_label)
         layout.addLayout(buttons)
         layout.addWidget(split, 1)
-        hint = QLabel("Drop an API-format workflow (.json) here to queue it.")
+        hint = QLabel("Drop a workflow (.json) or an image ComfyUI made here to queue it.")
         hint.setObjectName("hint")
         layout.addWidget(hint)
         self.jobs_view.selectionModel().selectionChanged.connect(lambda *_: self._show_selected())
@@ -317,16 +326,21 @@ class QueuePanel(QWidget):
 
     async def _add_from_file(self, path: Path | None) -> None:
         if path is None:
-            path = await choose_path(self, "A workflow to queue", name_filter="Workflows (*.json)")
+            path = await choose_path(self, "A workflow to queue", name_filter=WORKFLOW_FILTER)
             if path is None:
                 return
-        dialog = AddJobDialog(path, self)
+        try:
+            workflow = await self._prompt_of(read_workflow_file(path))
+        except ComfyFleetError as exc:
+            self.show_dispatcher(f"Not queued: {path.name}: {exc}")
+            return
+        dialog = AddJobDialog(path, workflow, self)
         try:
             if not await answer_of(dialog):
                 return
             try:
                 spec = dialog.spec()
-            except (WorkflowError, QueueError, ValueError, OSError) as exc:
+            except (QueueError, ValueError) as exc:
                 self.show_dispatcher(f"Not queued: {exc}")
                 return
             self.addRequested.emit(spec)
@@ -355,12 +369,10 @@ class QueuePanel(QWidget):
         self.changed.emit()
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
-        if any(u.toLocalFile().endswith(".json") for u in event.mimeData().urls()):
+        if dropped_workflows(event.mimeData()):
             event.acceptProposedAction()
 
     def dropEvent(self, event: QDropEvent) -> None:
-        files = [Path(u.toLocalFile()) for u in event.mimeData().urls() if u.toLocalFile()]
-        for path in files:
-            if path.suffix == ".json":
-                self._spawn(self._add_from_file(path), "adding a dropped job")
+        for path in dropped_workflows(event.mimeData()):
+            self._spawn(self._add_from_file(path), "adding a dropped job")
         event.acceptProposedAction()

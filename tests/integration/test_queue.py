@@ -320,3 +320,30 @@ async def test_a_second_queue_run_refuses_and_names_the_first(
     finally:
         first.terminate()
         first.wait(20)
+
+
+async def test_queue_add_takes_a_ui_format_template(
+    sim_factory: Callable[..., SimInstance], tmp_path: Path
+) -> None:
+    models = {"COMFYFLEET_SIM_MODELS": '{"checkpoints": ["v1-5-pruned-emaonly-fp16.safetensors"]}'}
+    master = sim_factory("master", env=models)
+    config = fleet_file(tmp_path, master)
+    template = RECORDINGS / "ui_workflows" / "t01_default_txt2img" / "ui.json"
+    code, out, err = cli_done(
+        config, "queue", "add", str(template), "--count", "3", "--seed", "5", "--json"
+    )
+    assert code == 0, err
+    from app.services.paths import resolve_paths
+    from app.services.queue_service import QueuePaths
+
+    store = QueueStore(QueuePaths.under(resolve_paths(config).data_dir).db)
+    job = json.loads(out)["job"]
+    async with dispatching(store, participants(("master", master))):
+        await until(lambda: ended(store, job), timeout=60)
+    items = store.items(job)
+    assert [(i.state, i.seed) for i in items] == [(ItemState.DONE, s) for s in (5, 6, 7)]
+    assert all(Path(f).is_file() for i in items for f in i.files)
+    seeds = sorted(
+        e["prompt"][2]["3"]["inputs"]["seed"] for e in http_json(f"{master.url}/history").values()
+    )
+    assert seeds == [5, 6, 7]  # the converted template's KSampler, one seed per item

@@ -14,6 +14,7 @@ from app.core.workflow import PreflightResult
 from app.services.gpus import GpuReader
 from app.sim.fleet import SimInstance, http_json
 from app.ui.jobs_window import JobsWindow
+from tests.conftest import RECORDINGS
 from tests.fakes.nvml import FakeNvml
 from tests.integration.sim_client import workflow
 from tests.ui.helpers import desktop_with
@@ -56,9 +57,13 @@ async def test_run_gallery_history_preflight_and_canary(
         assert window is not None and window.isVisible()
         bad = tmp_path / "ui.json"
         bad.write_text(json.dumps({"nodes": [], "links": []}))
-        assert not window.open_workflow(bad)
-        assert "Export (API)" in window.message.text()
-        assert not window.buttons["Run"].isEnabled()
+        assert window.open_workflow(bad)  # UI format: converted with the master's nodes
+        await until(lambda: "nothing to run" in window.message.text())
+        assert not window.buttons["Run"].isEnabled() and window.workflow is None
+        assert window.open_workflow(RECORDINGS / "ui_workflows" / "c12_subgraph_basic" / "ui.json")
+        await until(lambda: window.buttons["Run"].isEnabled())
+        assert "UI-format workflow, converted, 4 nodes" in window.file_label.text()
+        assert window.workflow is not None and set(window.workflow) == {"1", "4", "5:2", "5:3"}
 
         path = tmp_path / "distributed.json"
         path.write_text(json.dumps(workflow("workflow_distributed_nomodel")))

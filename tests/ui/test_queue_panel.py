@@ -70,7 +70,7 @@ async def test_the_queue_panel_shows_progress_and_eta_while_a_job_runs(
 
 
 def test_the_add_dialog_reads_count_seed_and_participants(qapp: QApplication) -> None:
-    dialog = AddJobDialog(NOMODEL)
+    dialog = AddJobDialog(NOMODEL, load_workflow(NOMODEL.read_text()))
     dialog.count.setValue(3)
     dialog.seed.setText("77")
     dialog.workers.setText("w1, master")

@@ -1,0 +1,69 @@
+"""What a workflow file holds: an API prompt, a UI-format workflow (ComfyUI's Save), or an image
+ComfyUI made (its prompt and workflow inside). Pure: bytes in, a WorkflowFile out."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from app.core.image_meta import embedded_texts, is_image
+from app.core.ui_workflow import is_ui_workflow
+from app.core.workflow import Workflow, WorkflowError, load_workflow
+
+EXTENSIONS = (".json", ".png", ".webp")  # what file dialogs and drops offer
+
+
+@dataclass(frozen=True)
+class WorkflowFile:
+    prompt: Workflow | None  # ready to run (API format)
+    ui: dict[str, Any] | None  # the UI workflow: converted when there is no prompt
+    kind: str  # what it was, in words
+
+    @property
+    def needs_conversion(self) -> bool:
+        return self.prompt is None
+
+
+def read_workflow(data: bytes, name: str = "the file") -> WorkflowFile:
+    """An image runs exactly the prompt it carries (else its converted workflow); a JSON file is
+    an API prompt or a UI-format workflow."""
+    if is_image(data):
+        return _from_image(data, name)
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise WorkflowError(f"{name} is neither a workflow (.json) nor a PNG or WebP") from None
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError:
+        parsed = None  # load_workflow says where
+    if is_ui_workflow(parsed):
+        return WorkflowFile(None, parsed, "a UI-format workflow")
+    return WorkflowFile(load_workflow(text), None, "an API-format workflow")
+
+
+def _from_image(data: bytes, name: str) -> WorkflowFile:
+    try:
+        texts = embedded_texts(data)
+    except (ValueError, IndexError) as exc:
+        raise WorkflowError(f"{name}: cannot read its metadata ({exc})") from None
+    prompt = _json(texts.get("prompt"))
+    workflow = _json(texts.get("workflow"))
+    ui = workflow if is_ui_workflow(workflow) else None
+    if isinstance(prompt, dict) and prompt:
+        return WorkflowFile(load_workflow(json.dumps(prompt)), ui, "an image made by ComfyUI")
+    if ui is not None:
+        return WorkflowFile(None, ui, "an image made by ComfyUI (its workflow only)")
+    raise WorkflowError(
+        f"{name} carries no ComfyUI workflow (made elsewhere, or saved without metadata)"
+    )
+
+
+def _json(text: str | None) -> Any:
+    if not text:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None

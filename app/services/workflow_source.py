@@ -1,0 +1,77 @@
+"""A workflow file as the prompt to run: an API prompt as it is, a UI-format workflow (or an image
+that only carries one) converted with the master's `/object_info` and its ComfyUI-Distributed
+workers, as ComfyUI's own frontend converts it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from app.core.errors import ComfyFleetError
+from app.core.ui_workflow import to_prompt
+from app.core.workflow import Workflow, WorkflowError
+from app.core.workflow_file import WorkflowFile, read_workflow
+from app.services.comfy_client import classify
+from app.services.distributed_sync import read_config
+
+HTTP_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
+
+
+def read_workflow_file(path: Path) -> WorkflowFile:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ComfyFleetError(f"cannot read {path}: {exc.strerror}") from None
+    return read_workflow(data, path.name)
+
+
+async def prompt_of(
+    file: WorkflowFile,
+    session: aiohttp.ClientSession,
+    master_url: str,
+    object_info: dict[str, Any] | None = None,
+) -> Workflow:
+    """The prompt the file runs; a UI workflow is converted against the master (or against
+    `object_info` when given, and then without Distributed workers)."""
+    if file.prompt is not None:
+        return file.prompt
+    assert file.ui is not None
+    workers: list[dict[str, Any]] = []
+    if object_info is None:
+        object_info = await _object_info(session, master_url)
+        workers = await _distributed_workers(session, master_url)
+    return to_prompt(file.ui, object_info, workers)
+
+
+async def _object_info(session: aiohttp.ClientSession, master_url: str) -> dict[str, Any]:
+    why = (
+        f"a UI-format workflow is converted with the master's node list ({master_url}/object_info)"
+    )
+    try:
+        async with session.get(f"{master_url}/object_info") as response:
+            response.raise_for_status()
+            info = json.loads(await response.read())
+    except aiohttp.ClientResponseError as exc:
+        raise WorkflowError(f"{why}: it answered HTTP {exc.status}") from None
+    except HTTP_ERRORS as exc:
+        raise WorkflowError(f"{why}: {classify(exc).message}") from None
+    except ValueError:
+        raise WorkflowError(f"{why}: its answer is not JSON") from None
+    if not isinstance(info, dict):
+        raise WorkflowError(f"{why}: its answer is not a node list")
+    return info
+
+
+async def _distributed_workers(
+    session: aiohttp.ClientSession, master_url: str
+) -> list[dict[str, Any]]:
+    """For DistributedValue's per-worker values; none when the master has no Distributed."""
+    try:
+        config = await read_config(session, master_url)
+    except (ComfyFleetError, *HTTP_ERRORS):
+        return []
+    workers = config.get("workers")
+    return [w for w in workers if isinstance(w, dict)] if isinstance(workers, list) else []
