@@ -42,9 +42,9 @@ def add_job_commands(commands: Any) -> None:
 
 
 def run_command(args: argparse.Namespace, config: FleetConfig) -> int:
-    workflow = load_prompt(args.workflow, config)
+    workflow, file = load_prompt(args.workflow, config)
     names = [n.strip() for n in args.workers.split(",") if n.strip()] if args.workers else None
-    return _readable(config, _run(args, config, workflow, names))
+    return _readable(config, _run(args, config, workflow, names, file.model_sources))
 
 
 def _readable(config: FleetConfig, job: Coroutine[Any, Any, int]) -> int:
@@ -89,14 +89,19 @@ async def unless_stopped(awaitable: Awaitable[T], stop: asyncio.Event) -> T:
 
 
 async def _run(
-    args: argparse.Namespace, config: FleetConfig, workflow: Workflow, names: list[str] | None
+    args: argparse.Namespace,
+    config: FleetConfig,
+    workflow: Workflow,
+    names: list[str] | None,
+    sources: dict[str, str],
 ) -> int:
     stop = stop_on_signals()
     async with aiohttp.ClientSession(timeout=JOBS_HTTP_TIMEOUT) as session:
         service = JobService(session, config)
         try:
             prepared = await unless_stopped(
-                run_once.prepare(service, workflow, names, _decide(args.drop_failing)), stop
+                run_once.prepare(service, workflow, names, _decide(args.drop_failing, sources)),
+                stop,
             )
         except Interrupted:
             print("Stopped before anything was sent.", file=sys.stderr)
@@ -125,11 +130,11 @@ async def _run(
     return EXIT_OK if master_part.phase is Phase.DONE else EXIT_FAILURE
 
 
-def _decide(drop_failing: bool) -> run_once.Decide:
+def _decide(drop_failing: bool, sources: dict[str, str]) -> run_once.Decide:
     """Print what the preflight found; run without the failing workers only if asked to."""
 
     async def decide(checks: list[PreflightResult]) -> bool:
-        _print_preflight(checks)
+        _print_preflight(checks, sources)
         return drop_failing
 
     return decide
@@ -151,11 +156,11 @@ def _print_result(result: RunResult, saved: list[Path], as_json: bool) -> None:
         print(f"{output.image.filename}\t{output.participant or '?'}\tseed {output.seed}{where}")
 
 
-def _print_preflight(checks: list[PreflightResult]) -> None:
+def _print_preflight(checks: list[PreflightResult], sources: dict[str, str]) -> None:
     for check in checks:
         print(f"{check.participant}: {check.summary()}")
     if any(c.missing_models for c in checks):
-        print("\n" + missing_models_script(checks))
+        print("\n" + missing_models_script(checks, sources))
 
 
 def _print_progress(progress: Progress) -> None:

@@ -90,7 +90,7 @@ def queue_command(args: argparse.Namespace, paths: AppPaths, config: FleetConfig
 
 
 def _add(args: argparse.Namespace, queue: FleetQueue, config: FleetConfig) -> int:
-    workflow = load_prompt(args.workflow, config)
+    workflow, _ = load_prompt(args.workflow, config)
     workers = None
     if args.workers:
         workers = tuple(n.strip() for n in args.workers.split(",") if n.strip())

@@ -1,10 +1,12 @@
-"""`comfy-fleet workflow convert`: the API prompt of a UI-format workflow, or of an image."""
+"""`comfy-fleet workflow convert|token`: the API prompt of any workflow file; download tokens."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +15,10 @@ import aiohttp
 from app.cli.common import EXIT_OK, read_text_file
 from app.core.config import FleetConfig
 from app.core.errors import ComfyFleetError
-from app.core.workflow import Workflow
+from app.core.workflow import TOKEN_KEY, TOKEN_SITES, Workflow
+from app.core.workflow_file import WorkflowFile
 from app.services.job_service import JOBS_HTTP_TIMEOUT
+from app.services.secrets import SecretStore
 from app.services.workflow_source import prompt_of, read_workflow_file
 
 FILE_HELP = "a workflow: API or UI format (.json), or a PNG/WebP made by ComfyUI"
@@ -33,30 +37,48 @@ def add_workflow_commands(commands: Any) -> None:
         metavar="FILE",
         help="the node list to convert with (a saved /object_info; default: the master's)",
     )
+    token = verbs.add_parser(
+        "token", help="store a token for gated model downloads in the keyring (stdin or prompt)"
+    )
+    token.add_argument("site", choices=sorted(set(TOKEN_SITES.values())))
 
 
 def workflow_command(args: argparse.Namespace, config: FleetConfig) -> int:
+    if args.verb == "token":
+        return _store_token(args.site)
     info = None
     if args.object_info:
         try:
             info = json.loads(read_text_file(args.object_info, "a saved /object_info (.json)"))
         except ValueError as exc:
             raise ComfyFleetError(f"{args.object_info} is not JSON: {exc}") from None
-    print(json.dumps(load_prompt(args.file, config, info), indent=2, ensure_ascii=False))
+    prompt, _ = load_prompt(args.file, config, info)
+    print(json.dumps(prompt, indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
+def _store_token(site: str) -> int:
+    """The missing-models script reads it back when it runs (never written into it)."""
+    if sys.stdin.isatty():
+        token = getpass.getpass(f"Token for downloads from {site} (hidden): ")
+    else:
+        token = sys.stdin.readline().strip()
+    SecretStore().set(TOKEN_KEY.format(site=site), token)
+    print(f"Stored the {site} download token in the system keyring.")
     return EXIT_OK
 
 
 def load_prompt(
     path: Path, config: FleetConfig, object_info: dict[str, Any] | None = None
-) -> Workflow:
-    """The prompt a workflow file runs (a UI workflow is converted with the master's nodes)."""
+) -> tuple[Workflow, WorkflowFile]:
+    """The prompt a workflow file runs (a UI workflow is converted with the master's nodes),
+    and the file as read."""
     file = read_workflow_file(path)
-    if not file.needs_conversion:
-        assert file.prompt is not None
-        return file.prompt
+    if file.prompt is not None:
+        return file.prompt, file
 
     async def convert() -> Workflow:
         async with aiohttp.ClientSession(timeout=JOBS_HTTP_TIMEOUT) as session:
             return await prompt_of(file, session, config.master.url, object_info)
 
-    return asyncio.run(convert())
+    return asyncio.run(convert()), file

@@ -680,3 +680,27 @@ def _js_json(value: Any) -> str:
 
 def _array_index(key: str) -> bool:
     return key.isdigit() and str(int(key)) == key and int(key) < 2**32 - 1
+
+
+def model_sources(ui: Mapping[str, Any]) -> dict[str, str]:
+    """File name → download URL of the models a UI workflow lists (`models` on the workflow or
+    in a node's properties, subgraphs' nodes included), as ComfyUI's templates give them."""
+    nodes = [n for n in ui.get("nodes") or [] if isinstance(n, dict)]
+    for definition in (ui.get("definitions") or {}).get("subgraphs") or []:
+        if isinstance(definition, dict):
+            nodes += [n for n in definition.get("nodes") or [] if isinstance(n, dict)]
+    listed = [*(ui.get("models") or [])]
+    for node in nodes:
+        listed += (node.get("properties") or {}).get("models") or []
+    sources: dict[str, str] = {}
+    for model in listed:
+        if not isinstance(model, dict):
+            continue
+        name, url = model.get("name"), model.get("url")
+        if (
+            isinstance(name, str)
+            and isinstance(url, str)
+            and url.startswith(("https://", "http://"))
+        ):
+            sources.setdefault(name, url)
+    return sources

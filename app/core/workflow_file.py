@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.core.image_meta import embedded_texts, is_image
-from app.core.ui_workflow import is_ui_workflow
+from app.core.ui_workflow import is_ui_workflow, model_sources
 from app.core.workflow import Workflow, WorkflowError, load_workflow
 
 EXTENSIONS = (".json", ".png", ".webp")  # what file dialogs and drops offer
@@ -23,6 +23,11 @@ class WorkflowFile:
     @property
     def needs_conversion(self) -> bool:
         return self.prompt is None
+
+    @property
+    def model_sources(self) -> dict[str, str]:
+        """Model file name → download URL, as its UI workflow lists them."""
+        return {} if self.ui is None else model_sources(self.ui)
 
 
 def read_workflow(data: bytes, name: str = "the file") -> WorkflowFile:

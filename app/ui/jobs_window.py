@@ -79,10 +79,11 @@ class JobsWindow(QMainWindow):
         self._health = health
         self.config = config
         self.ask_drop_failing: AskDrop = ask_drop_failing or (
-            lambda checks: PreflightDialog(checks, self).ask()
+            lambda checks: PreflightDialog(checks, self, self.model_sources).ask()
         )
         self.workflow: Workflow | None = None
         self.workflow_name = ""
+        self.model_sources: dict[str, str] = {}  # model file → URL, from a UI workflow
         self.run: Run | None = None
         self.history: list[RunRecord] = []
         self._tasks = OwnedTasks(lambda what, exc: self._error(f"{what} failed: {exc}"))
@@ -229,7 +230,7 @@ class JobsWindow(QMainWindow):
             self._set_busy(False)
             self._tasks.spawn(self._convert(path, file), f"converting {path.name}")
             return True
-        self._arm(path.name, file.prompt, file.kind)
+        self._arm(path.name, file.prompt, file)
         return True
 
     async def _convert(self, path: Path, file: WorkflowFile) -> None:
@@ -238,10 +239,12 @@ class JobsWindow(QMainWindow):
         except ComfyFleetError as exc:
             self._disarm(path, exc)
             return
-        self._arm(path.name, prompt, f"{file.kind}, converted")
+        self._arm(path.name, prompt, file)
 
-    def _arm(self, name: str, workflow: Workflow, kind: str) -> None:
+    def _arm(self, name: str, workflow: Workflow, file: WorkflowFile) -> None:
         self.workflow, self.workflow_name = workflow, name
+        self.model_sources = file.model_sources
+        kind = f"{file.kind}, converted" if file.needs_conversion else file.kind
         self.file_label.setText(f"{name} — {kind}, {len(workflow)} nodes")
         self.message.setText("" if is_distributed(workflow) else f"ⓘ {MASTER_ONLY}")
         self._set_busy(False)

@@ -20,9 +20,16 @@ from app.ui.ask import answer_of, choose_path
 
 
 class PreflightDialog(QDialog):
-    def __init__(self, checks: list[PreflightResult], parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        checks: list[PreflightResult],
+        parent: QWidget | None = None,
+        model_sources: dict[str, str] | None = None,
+    ) -> None:
+        """`model_sources`: model file → URL (the workflow's own list), for the script."""
         super().__init__(parent)
         self.checks = checks
+        self.model_sources = model_sources or {}
         self._tasks = OwnedTasks()
         self.setWindowTitle("Preflight — some participants cannot run this workflow")
         self.resize(760, 360)
@@ -67,4 +74,6 @@ class PreflightDialog(QDialog):
             save_as="missing-models.sh",
         )
         if path is not None:
-            path.write_text(missing_models_script(self.checks), encoding="utf-8")
+            path.write_text(
+                missing_models_script(self.checks, self.model_sources), encoding="utf-8"
+            )
