@@ -21,7 +21,7 @@ from app.services.job_service import JOBS_HTTP_TIMEOUT
 from app.services.secrets import SecretStore
 from app.services.workflow_source import prompt_of, read_workflow_file
 
-FILE_HELP = "a workflow: API or UI format (.json), or a PNG/WebP made by ComfyUI"
+FILE_HELP = "a workflow: API or UI format (.json), or a PNG, WebP or MP4 made by ComfyUI"
 
 
 def add_workflow_commands(commands: Any) -> None:

@@ -3,7 +3,9 @@
 PNG (SaveImage, PreviewImage): a text chunk per entry, "prompt" (the API prompt) and "workflow"
 (the frontend's UI workflow, from extra_data.extra_pnginfo). WebP (SaveAnimatedWEBP): EXIF tags,
 0x0110 (Model) = "prompt:<json>" and 0x010F (Make) = "workflow:<json>", further extra_pnginfo
-entries on 0x010E, 0x010D, …. Pure: bytes in, texts out.
+entries on 0x010E, 0x010D, …. MP4 (SaveVideo, through PyAV with movflags use_metadata_tags):
+QuickTime metadata, moov/udta/meta with `keys` ("prompt", "workflow") and `ilst` values.
+Pure: bytes in, texts out.
 """
 
 from __future__ import annotations
@@ -14,17 +16,19 @@ import zlib
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def is_image(data: bytes) -> bool:
-    return data.startswith(PNG_SIGNATURE) or _is_webp(data)
+def is_media(data: bytes) -> bool:
+    return data.startswith(PNG_SIGNATURE) or _is_webp(data) or _is_mp4(data)
 
 
 def embedded_texts(data: bytes) -> dict[str, str]:
-    """The metadata texts of a PNG or WebP ComfyUI made, by key ("prompt", "workflow"…)."""
+    """The metadata texts of a PNG, WebP or MP4 ComfyUI made, by key ("prompt", "workflow"…)."""
     if data.startswith(PNG_SIGNATURE):
         return _png_texts(data)
     if _is_webp(data):
         return _webp_texts(data)
-    raise ValueError("not a PNG or WebP image")
+    if _is_mp4(data):
+        return _mp4_texts(data)
+    raise ValueError("not a PNG, WebP or MP4 file")
 
 
 def _is_webp(data: bytes) -> bool:
@@ -95,4 +99,64 @@ def _exif_texts(tiff: bytes) -> dict[str, str]:
         key, sep, value = raw.rstrip(b"\x00").decode("utf-8", "replace").partition(":")
         if sep and key:
             found[key] = value
+    return found
+
+
+def _is_mp4(data: bytes) -> bool:
+    return data[4:8] == b"ftyp"
+
+
+CONTAINERS = frozenset({b"moov", b"udta", b"meta"})
+
+
+def _boxes(data: bytes, start: int, end: int) -> list[tuple[bytes, int, int]]:
+    """(type, body start, body end) of the boxes in data[start:end]."""
+    found = []
+    offset = start
+    while offset + 8 <= end:
+        size, kind = struct.unpack(">I4s", data[offset : offset + 8])
+        header = 8
+        if size == 1:
+            (size,) = struct.unpack(">Q", data[offset + 8 : offset + 16])
+            header = 16
+        elif size == 0:
+            size = end - offset
+        if size < header:
+            break
+        found.append((kind, offset + header, min(end, offset + size)))
+        offset += size
+    return found
+
+
+def _mp4_texts(data: bytes) -> dict[str, str]:
+    found: dict[str, str] = {}
+    stack = [(b"", 0, len(data))]
+    while stack:
+        _, start, end = stack.pop()
+        boxes = _boxes(data, start, end)
+        kinds = {kind: (a, b) for kind, a, b in boxes}
+        if b"keys" in kinds and b"ilst" in kinds:
+            found.update(_mdta(data, kinds[b"keys"], kinds[b"ilst"]))
+        for kind, a, b in boxes:
+            if kind in CONTAINERS:
+                # an ISO meta box has version and flags first; QuickTime's (ffmpeg's) has not
+                skip = 4 if kind == b"meta" and data[a + 4 : a + 8] != b"hdlr" else 0
+                stack.append((kind, a + skip, b))
+    return found
+
+
+def _mdta(data: bytes, keys: tuple[int, int], ilst: tuple[int, int]) -> dict[str, str]:
+    start, _ = keys
+    (count,) = struct.unpack(">I", data[start + 4 : start + 8])
+    names, offset = [], start + 8
+    for _ in range(count):
+        size = struct.unpack(">I", data[offset : offset + 4])[0]
+        names.append(data[offset + 8 : offset + size].decode("utf-8", "replace"))
+        offset += size
+    found: dict[str, str] = {}
+    for kind, a, b in _boxes(data, *ilst):
+        index = int.from_bytes(kind, "big") - 1
+        for inner, c, d in _boxes(data, a, b):
+            if inner == b"data" and 0 <= index < len(names):
+                found[names[index]] = data[c + 8 : d].decode("utf-8", "replace")
     return found

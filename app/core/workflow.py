@@ -39,11 +39,6 @@ MODEL_INPUTS: dict[str, str] = {
     "gligen_name": "gligen",
     "hypernetwork_name": "hypernetworks",
 }
-UI_FORMAT_HELP = (
-    "This is a UI-format workflow (it has 'nodes' and 'links'). ComfyFleet needs the API format: "
-    "in ComfyUI open the workflow and use Workflow → Export (API) (older versions: enable "
-    "'Dev mode' in the settings, then 'Save (API Format)')."
-)
 
 
 class WorkflowError(ComfyFleetError):
@@ -112,15 +107,14 @@ class Rejection:
 
 
 def load_workflow(text: str) -> Workflow:
-    """Parse an API-format workflow; errors name the line and column or say how to export it."""
+    """Parse an API-format workflow; errors name the line and column (UI-format files are
+    app.core.workflow_file's to tell apart)."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise WorkflowError(
             f"not valid JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}"
         ) from None
-    if isinstance(data, dict) and "nodes" in data and "links" in data:
-        raise WorkflowError(UI_FORMAT_HELP)
     if isinstance(data, dict) and isinstance(data.get("prompt"), dict):
         data = data["prompt"]  # a saved /prompt request body
     if not isinstance(data, dict) or not data:

@@ -1,5 +1,5 @@
 """What a workflow file holds: an API prompt, a UI-format workflow (ComfyUI's Save), or an image
-ComfyUI made (its prompt and workflow inside). Pure: bytes in, a WorkflowFile out."""
+or video ComfyUI made (its prompt and workflow inside). Pure: bytes in, a WorkflowFile out."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from app.core.image_meta import embedded_texts, is_image
+from app.core.image_meta import embedded_texts, is_media
 from app.core.ui_workflow import is_ui_workflow, model_sources
 from app.core.workflow import Workflow, WorkflowError, load_workflow
 
-EXTENSIONS = (".json", ".png", ".webp")  # what file dialogs and drops offer
+EXTENSIONS = (".json", ".png", ".webp", ".mp4")  # what file dialogs and drops offer
 
 
 @dataclass(frozen=True)
@@ -33,12 +33,14 @@ class WorkflowFile:
 def read_workflow(data: bytes, name: str = "the file") -> WorkflowFile:
     """An image runs exactly the prompt it carries (else its converted workflow); a JSON file is
     an API prompt or a UI-format workflow."""
-    if is_image(data):
+    if is_media(data):
         return _from_image(data, name)
     try:
         text = data.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise WorkflowError(f"{name} is neither a workflow (.json) nor a PNG or WebP") from None
+    except UnicodeDecodeError as exc:
+        raise WorkflowError(
+            f"{name} is not UTF-8 text (byte {exc.start}), nor a PNG, WebP or MP4 ComfyUI made"
+        ) from None
     try:
         parsed = json.loads(text)
     except json.JSONDecodeError:

@@ -188,4 +188,4 @@ def test_a_workflow_that_is_not_utf8_is_explained(tmp_path: Path, content: bytes
     path = tmp_path / "wf.json"
     path.write_bytes(content)
     line = _one_line_error(comfy_fleet("run", str(path), config=config))
-    assert "is not a UTF-8 text file" in line
+    assert "wf.json is not UTF-8 text (byte " in line

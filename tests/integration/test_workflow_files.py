@@ -92,19 +92,6 @@ def test_the_simulators_webp_carries_them_in_exif_as_comfyui_writes_them(
     assert file.prompt == prompt and file.ui == ui
 
 
-def test_an_image_without_a_workflow_says_so() -> None:
-    from app.core.workflow import WorkflowError
-    from app.sim.images import encode_png, solid
-
-    data = encode_png(solid(4, 4, 0))
-    try:
-        read_workflow(data, "photo.png")
-    except WorkflowError as exc:
-        assert "photo.png carries no ComfyUI workflow" in str(exc)
-    else:
-        raise AssertionError("an image without a workflow was taken")
-
-
 def test_convert_prints_the_frontends_prompt_with_a_given_or_the_masters_nodes(
     sim_factory: Callable[..., SimInstance], tmp_path: Path
 ) -> None:

@@ -1,4 +1,5 @@
-"""The Queue panel on a live simulated fleet: progress and ETA while a job runs; cancel."""
+"""The Queue panel on a live simulated fleet: progress and ETA while a job runs; cancel; files
+dropped on it and on the jobs window."""
 
 from __future__ import annotations
 
@@ -6,13 +7,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDragEnterEvent, QDropEvent
+from PySide6.QtWidgets import QApplication, QWidget
 
 from app.core.config import AppSettings, FleetConfig, MasterConfig, WorkerConfig, WorkerKind
 from app.core.queue import ItemState, JobSpec
 from app.core.workflow import load_workflow
-from app.sim.fleet import SimInstance
+from app.sim.fleet import SimInstance, http_json
 from app.ui.queue_panel import JOB_COLUMNS, AddJobDialog
 from tests.conftest import RECORDINGS
 from tests.ui.helpers import desktop_with
@@ -84,3 +86,67 @@ def test_the_add_dialog_reads_count_seed_and_participants(qapp: QApplication) ->
     dialog.seed.setText("seven")
     with pytest.raises(ValueError):
         dialog.spec()
+
+
+def drop(widget: QWidget, path: Path) -> None:
+    """A file dropped from a file manager: drag-enter, then drop."""
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    point = QPointF(widget.rect().center())
+    enter = QDragEnterEvent(
+        point.toPoint(),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    QApplication.sendEvent(widget, enter)
+    assert enter.isAccepted(), f"{path.name} refused on entering"
+    event = QDropEvent(
+        point,
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    QApplication.sendEvent(widget, event)
+
+
+@pytest.mark.asyncio
+async def test_a_ui_format_workflow_dropped_on_the_panel_and_the_jobs_window(
+    qapp: QApplication, sim_factory: Callable[..., SimInstance], tmp_path: Path
+) -> None:
+    master = sim_factory("master")
+    config = FleetConfig(master=MasterConfig(port=master.port))
+    app = desktop_with(qapp, tmp_path, config)
+    app.window.show()
+    await app.start()
+    subgraph = RECORDINGS / "ui_workflows" / "c12_subgraph_basic" / "ui.json"
+    try:
+        await until(lambda: app.dispatcher is not None)
+        drop(app.queue_panel, subgraph)
+        await until(
+            lambda: any(
+                isinstance(w, AddJobDialog) and w.isVisible() for w in qapp.topLevelWidgets()
+            )
+        )
+        dialog = next(
+            w for w in qapp.topLevelWidgets() if isinstance(w, AddJobDialog) and w.isVisible()
+        )
+        assert set(dialog.workflow) == {"1", "4", "5:2", "5:3"}  # converted with the master's nodes
+        dialog.count.setValue(2)
+        dialog.accept()
+        await until(lambda: app.queue_panel.jobs.rowCount() == 1)
+        await until(lambda: panel_cell(app, 0, JOB_COLUMNS.index("State")) == "done", timeout=60)
+        prompts = [e["prompt"][2] for e in http_json(f"{master.url}/history").values()]
+        assert len(prompts) == 2 and all(p["4"]["inputs"]["images"] == ["5:3", 0] for p in prompts)
+
+        app.open_jobs()
+        window = app.jobs_window
+        assert window is not None
+        drop(window, subgraph)
+        await until(lambda: window.buttons["Run"].isEnabled())
+        assert window.file_label.text() == "ui.json — a UI-format workflow, converted, 4 nodes"
+    finally:
+        app.quit_now()
+        await app.stop()

@@ -19,12 +19,16 @@ from app.core.workflow import (
     preflight,
     rejection_from_answer,
 )
+from app.core.workflow_file import read_workflow
 from tests.integration.sim_client import recorded_http
 
 
-def test_ui_format_is_explained() -> None:
-    with pytest.raises(WorkflowError, match="Export \\(API\\)"):
-        load_workflow(json.dumps({"last_node_id": 4, "nodes": [], "links": []}))
+def test_a_ui_format_file_is_told_apart_for_conversion() -> None:
+    ui = {"last_node_id": 4, "nodes": [], "links": []}
+    file = read_workflow(json.dumps(ui).encode(), "saved.json")
+    assert file.needs_conversion and file.ui == ui and file.kind == "a UI-format workflow"
+    api = read_workflow(b'{"1": {"class_type": "EmptyImage", "inputs": {}}}', "api.json")
+    assert not api.needs_conversion and api.kind == "an API-format workflow"
 
 
 def test_invalid_json_names_line_and_column() -> None:
