@@ -77,6 +77,8 @@ class Dispatcher:
         self._jobs: dict[int, Job] = {}
         self._cancelled: set[int] = set()
         self._stopping: set[str] = set()
+        self._sockets: dict[str, asyncio.Task[None]] = {}
+        self._running = False
 
     def subscribe(self, listener: Callable[[], None]) -> None:
         """Called after every change the dispatcher makes (the store has the details)."""
@@ -91,9 +93,9 @@ class Dispatcher:
     async def run(self, stop: asyncio.Event) -> None:
         """Dispatch until `stop` is set; what is out stays out (the next dispatcher follows it)."""
         self._requeue_orphans()
+        self._running = True
         for lane in self.lanes.values():
-            socket = LaneSocket(self._session, lane, self._client_id, self._event, self._state)
-            self._tasks.spawn(socket.run(), f"following {lane.name}")
+            self._follow(lane)
         self._tasks.spawn(self._watch_store(), "watching the queue")
         stopping = asyncio.ensure_future(stop.wait())
         try:
@@ -105,8 +107,54 @@ class Dispatcher:
                 if not stop.is_set():
                     self._schedule()
         finally:
+            self._running = False
             stopping.cancel()
             await self._tasks.cancel_all()
+
+    def set_participants(self, participants: Sequence[Participant]) -> None:
+        """The fleet changed (a worker added, removed, its address changed): newcomers get work,
+        the items out on those that left go back to the queue."""
+        wanted = {p.name: p for p in participants}
+        for name, lane in list(self.lanes.items()):
+            if wanted.get(name) != lane.participant:
+                self._drop(lane)
+        for name, participant in wanted.items():
+            if name not in self.lanes:
+                self.lanes[name] = Lane(participant)
+                if self._running:
+                    self._follow(self.lanes[name])
+        self._changed()
+
+    def _follow(self, lane: Lane) -> None:
+        socket = LaneSocket(self._session, lane, self._client_id, self._event, self._state)
+        self._sockets[lane.name] = self._tasks.spawn(socket.run(), f"following {lane.name}")
+
+    def _drop(self, lane: Lane) -> None:
+        del self.lanes[lane.name]
+        task = self._sockets.pop(lane.name, None)
+        if task is not None:
+            task.cancel()
+        if lane.out:
+            self._tasks.spawn(
+                self._withdraw(lane.url, list(lane.out)), f"withdrawing from {lane.name}"
+            )
+        for item in lane.out.values():
+            self._lose(item, f"{lane.name} is no longer in the fleet")
+        lane.out.clear()
+
+    async def _withdraw(self, url: str, prompt_ids: list[str]) -> None:
+        """What a participant that left still holds: deleted from its queue, or interrupted
+        (its items run elsewhere now; where it is gone already, nothing is to be done)."""
+        try:
+            running, pending = await queued_ids(self._session, url)
+            if pending & set(prompt_ids):
+                await self._session.post(
+                    f"{url}/queue", json={"delete": sorted(pending & set(prompt_ids))}
+                )
+            for prompt_id in running & set(prompt_ids):
+                await self._session.post(f"{url}/interrupt", json={"prompt_id": prompt_id})
+        except HTTP_ERRORS as exc:
+            log.info("could not withdraw items from %s: %s", url, _why(exc))
 
     def _changed(self, room: bool = True) -> None:
         """`room`: a participant may have room, or an item may be waiting, that it had not."""

@@ -211,6 +211,9 @@ class DesktopApp:
         self._follow_settings(config)
         if self.jobs_window is not None:
             self.jobs_window.set_config(config)
+        if self.dispatcher is not None:  # the queue follows the fleet
+            master, workers = JobService(self.jobs_session(), config).participants()
+            self.dispatcher.set_participants([master, *workers])
         kept = {stable_id(w) for w in config.workers}
         removed = [stable_id(w) for w in previous.workers if stable_id(w) not in kept]
         self._tasks.spawn(self._sync(config, removed), "syncing ComfyUI-Distributed")

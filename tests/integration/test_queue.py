@@ -347,3 +347,25 @@ async def test_queue_add_takes_a_ui_format_template(
         e["prompt"][2]["3"]["inputs"]["seed"] for e in http_json(f"{master.url}/history").values()
     )
     assert seeds == [5, 6, 7]  # the converted template's KSampler, one seed per item
+
+
+async def test_the_dispatcher_follows_the_fleet_as_it_changes(
+    sim_factory: Callable[..., SimInstance], tmp_path: Path
+) -> None:
+    first = sim_factory("first", args=["--sim-time-scale", "8"])
+    joined = sim_factory("joined", args=["--sim-time-scale", "2"])
+    store = QueueStore(tmp_path / "queue.db")
+    job = add(store, tmp_path, 10)
+    async with dispatching(store, participants(("first", first))) as dispatcher:
+        await until(lambda: any(i.participant == "first" for i in store.items(job)))
+        dispatcher.set_participants(participants(("first", first), ("joined", joined)))
+        await until(lambda: any(i.participant == "joined" for i in store.items(job)), timeout=30)
+        dispatcher.set_participants(participants(("joined", joined)))  # first leaves the fleet
+        await until(lambda: ended(store, job), timeout=60)
+        assert set(dispatcher.lanes) == {"joined"}
+    items = store.items(job)
+    assert [i.state for i in items] == [ItemState.DONE] * 10
+    assert {i.participant for i in items} <= {"first", "joined"} and any(i.attempts for i in items)
+    await until(
+        lambda: http_json(f"{first.url}/queue") == {"queue_running": [], "queue_pending": []}
+    )
