@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from app.core.cloud import CloudSettings
 from app.core.errors import ConfigError
 from app.core.net import CLOUD_HTTPS_PORT, base_url, is_loopback, validate_host
 
@@ -121,6 +122,7 @@ class FleetConfig:
     workers: tuple[WorkerConfig, ...] = ()
     tunnel: TunnelSettings = field(default_factory=TunnelSettings)
     app: AppSettings = field(default_factory=AppSettings)
+    cloud: CloudSettings = field(default_factory=CloudSettings)
     schema_version: int = SCHEMA_VERSION
 
     def worker(self, name: str) -> WorkerConfig | None:

@@ -1,0 +1,215 @@
+"""The Runpod client against the simulated Runpod API (a real server process on loopback), and
+both held against Runpod's own OpenAPI spec: every request the client sends, every answer the
+simulator gives."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from app.core.cloud import Pod, PodRecipe
+from app.services.runpod import RunpodClient, RunpodError
+from app.sim.fleet import REPO_ROOT, free_port
+from tests.runpod_contract import Exchange, check_answer, check_request
+
+pytestmark = pytest.mark.asyncio
+KEY = "rp_test_key_planted_0123456789"
+READONLY = "rp_readonly_key_9876543210"
+
+
+@dataclass
+class SimRunpod:
+    process: subprocess.Popen[str]
+    url: str
+
+    def fail_next_create(self, how: str) -> None:
+        import urllib.request
+
+        request = urllib.request.Request(
+            f"{self.url}/sim/fail",
+            data=json.dumps({"fail": how}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        urllib.request.urlopen(request, timeout=5).read()
+
+
+@pytest.fixture
+def runpod() -> Iterator[SimRunpod]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "app.sim.runpod", "--port", str(port), "--api-key", KEY,
+         "--readonly-key", READONLY, "--provisioning-s", "0.3", "--starting-s", "0.3"],
+        stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT,
+    )  # fmt: skip
+    assert process.stdout is not None
+    assert json.loads(process.stdout.readline()) == {"port": port}
+    try:
+        yield SimRunpod(process, f"http://127.0.0.1:{port}")
+    finally:
+        process.terminate()
+        process.wait(10)
+
+
+@dataclass
+class Recorder:
+    """A pass-through in front of the simulator that keeps every exchange."""
+
+    target: str
+    exchanges: list[Exchange] = field(default_factory=list)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        body = json.loads(raw) if raw else None
+        headers = {
+            k: v for k, v in request.headers.items() if k.lower() not in ("host", "content-length")
+        }
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(
+                request.method, f"{self.target}{request.path_qs}", data=raw or None, headers=headers
+            ) as answer,
+        ):
+            text = await answer.text()
+            kind = answer.headers.get("Content-Type", "")
+            parsed = json.loads(text) if text and "json" in kind else None
+            kept = {
+                k: v
+                for k, v in answer.headers.items()
+                if k.lower()
+                not in (
+                    "content-length",
+                    "transfer-encoding",
+                    "content-encoding",
+                    "date",
+                    "server",
+                    "connection",
+                )
+            }
+            self.exchanges.append(
+                Exchange(request.method, request.path, body, answer.status, kind, parsed, kept)
+            )
+            return web.Response(status=answer.status, body=text.encode(), headers=kept)
+
+
+@contextlib.asynccontextmanager
+async def recorded(target: str) -> AsyncIterator[tuple[str, Recorder]]:
+    recorder = Recorder(target)
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", recorder.handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}", recorder
+    finally:
+        await runner.cleanup()
+
+
+async def status_becomes(client: RunpodClient, pod_id: str, status: str) -> Pod:
+    deadline = time.monotonic() + 15
+    while (pod := await client.pod(pod_id)).status != status:
+        assert time.monotonic() < deadline, f"{pod_id} stayed {pod.status}"
+        await asyncio.sleep(0.05)
+    return pod
+
+
+class Waits:
+    """The client's sleep, recorded (backoff and Retry-After without waiting them out)."""
+
+    def __init__(self) -> None:
+        self.seconds: list[float] = []
+
+    async def __call__(self, seconds: float) -> None:
+        self.seconds.append(seconds)
+
+
+async def test_every_request_and_answer_keeps_runpods_contract(runpod: SimRunpod) -> None:
+    async with recorded(runpod.url) as (url, recorder), aiohttp.ClientSession() as session:
+        client = RunpodClient(session, KEY, url, sleep=Waits())
+        assert await client.pods() == []
+        types = await client.gpu_types()
+        assert any(t.id == "NVIDIA GeForce RTX 4090" and t.secure_per_h > 0 for t in types)
+        pod = await client.create(PodRecipe(), "comfyfleet-a")
+        assert pod.status == "PROVISIONING" and pod.cost_per_h > 0
+        running = await status_becomes(client, pod.id, "RUNNING")
+        assert running.uptime_s is not None and running.gpu_util == (0,)
+        assert set(running.actions) == {"stop", "restart", "terminate"}
+        with pytest.raises(RunpodError) as refused:
+            await client.act(pod.id, "start")  # not while it runs
+        assert refused.value.status == 409
+        stopped = await client.act(pod.id, "stop")
+        assert stopped is not None and stopped.status == "EXITED" and stopped.cost_per_h == 0.0
+        started = await client.act(pod.id, "start")
+        assert started is not None and started.status == "PROVISIONING"
+        assert await client.logs(pod.id)
+        costs = await client.pod_costs(time.time() - 3600)
+        assert costs.by_pod[pod.id] > 0 and costs.total == pytest.approx(sum(costs.by_pod.values()))
+        image = PodRecipe(image="runpod/comfyui:latest", template_id=None, network_volume="vol_1",
+                          env=(("COMFY_ARGS", "--listen"),), cloud="COMMUNITY")  # fmt: skip
+        other = await client.create(image, "comfyfleet-b")
+        assert await client.act(other.id, "terminate") is None
+        with pytest.raises(RunpodError) as gone:
+            await client.pod(other.id)
+        assert gone.value.status == 404
+        for key, status in (("rp_wrong", 401), (READONLY, 403)):
+            with pytest.raises(RunpodError) as denied:
+                await RunpodClient(session, key, url).pods()
+            assert denied.value.status == status
+        async with session.post(
+            f"{url}/v2/pods",
+            json={"name": "x", "bogus": 1},
+            headers={"Authorization": f"Bearer {KEY}"},
+        ) as raw:
+            assert raw.status == 422  # the simulator refuses what breaks the contract
+    sent = [
+        e for e in recorder.exchanges if not (e.method == "POST" and e.body and "bogus" in e.body)
+    ]
+    assert len(recorder.exchanges) >= 15
+    for exchange in sent:
+        check_request(exchange.method, exchange.path, exchange.body)
+    for exchange in recorder.exchanges:
+        check_answer(exchange)
+    assert {e.status for e in recorder.exchanges} >= {200, 201, 204, 401, 403, 404, 409, 422}
+
+
+async def test_a_429_waits_what_retry_after_says(runpod: SimRunpod) -> None:
+    runpod.fail_next_create("ratelimit")
+    waits = Waits()
+    async with aiohttp.ClientSession() as session:
+        pod = await RunpodClient(session, KEY, runpod.url, sleep=waits).create(PodRecipe(), "p")
+    assert pod.name == "p" and waits.seconds == [1.0]
+
+
+async def test_a_5xx_after_create_never_leaves_two_pods(runpod: SimRunpod) -> None:
+    runpod.fail_next_create("created-then-500")
+    async with aiohttp.ClientSession() as session:
+        client = RunpodClient(session, KEY, runpod.url, sleep=Waits())
+        pod = await client.create(PodRecipe(), "comfyfleet-once")
+        pods = await client.pods()
+    assert [p.id for p in pods] == [pod.id]
+
+
+async def test_no_capacity_and_no_balance_are_explained(runpod: SimRunpod) -> None:
+    async with aiohttp.ClientSession() as session:
+        client = RunpodClient(session, KEY, runpod.url, sleep=Waits())
+        for how, status, words in (
+            ("capacity", 400, "no free GPU of that type right now"),
+            ("balance", 402, "balance is too low"),
+            ("contract", 422, "rejected the request as invalid"),
+        ):
+            runpod.fail_next_create(how)
+            with pytest.raises(RunpodError) as refused:
+                await client.create(PodRecipe(), f"p-{how}")
+            assert refused.value.status == status and words in str(refused.value)
+        assert await client.pods() == []  # none of them billed a pod
