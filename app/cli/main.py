@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable
 
 from app import APP_ID, __version__
+from app.cli.cloud import add_cloud_commands, cloud_command
 from app.cli.common import EXIT_FAILURE, EXIT_USAGE, UsageError, load_config
 from app.cli.fleet import add_status_command, add_supervisor_commands, status_command
 from app.cli.jobs import add_job_commands, run_command, test_fleet_command
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_job_commands(commands)
     add_queue_commands(commands)
     add_workflow_commands(commands)
+    add_cloud_commands(commands)
     demo = commands.add_parser("demo", help="open the app on a simulated fleet")
     demo.add_argument(
         "--workers", type=int, default=4, help="simulated workers (default 4: 2 local, 2 remote)"
@@ -77,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         "test-fleet": lambda a, p: test_fleet_command(a, load_config(p)[1]),
         "queue": lambda a, p: queue_command(a, p, load_config(p)[1]),
         "workflow": lambda a, p: workflow_command(a, load_config(p)[1]),
+        "cloud": lambda a, p: cloud_command(a, load_config(p)[1]),
     }
     try:
         return handlers[args.command](args, paths)

@@ -42,6 +42,10 @@ from app.services.tasks import FailureListener, OwnedTasks
 log = logging.getLogger(__name__)
 Preflight = Callable[[Workflow, Participant], Awaitable[PreflightResult]]
 STORE_POLL_S = 0.2  # how often another process's changes (queue add, cancel) are looked for
+# Silence after which what a participant holds is looked up in its own /queue and /history: its
+# events can be missed (ComfyUI keeps one socket per client id, and the cleanup of a replaced one
+# can drop the new one's registration).
+AUDIT_S = 5.0
 PREFLIGHT_RETRY_S = 2.0
 HTTP_ERRORS = (aiohttp.ClientError, OSError, TimeoutError, ValueError)
 
@@ -63,8 +67,10 @@ class Dispatcher:
         participants: Sequence[Participant],
         preflight: Preflight | None = None,
         on_failure: FailureListener | None = None,
+        audit_s: float = AUDIT_S,
     ) -> None:
         self.store = store
+        self.audit_s = audit_s
         self._session = session
         self.lanes = {p.name: Lane(p) for p in participants}
         self.speeds = SpeedBook()
@@ -97,6 +103,7 @@ class Dispatcher:
         for lane in self.lanes.values():
             self._follow(lane)
         self._tasks.spawn(self._watch_store(), "watching the queue")
+        self._tasks.spawn(self._audit(), "auditing what is out")
         stopping = asyncio.ensure_future(stop.wait())
         try:
             while not stop.is_set():
@@ -287,6 +294,8 @@ class Dispatcher:
             self._changed()
             return
         if status == 200:
+            if prompt_id in lane.out:
+                lane.accepted[prompt_id] = time.monotonic()
             return
         if lane.out.pop(prompt_id, None) is None:
             return
@@ -301,6 +310,7 @@ class Dispatcher:
         prompt_id = str(data.get("prompt_id", ""))
         if prompt_id not in lane.out:
             return
+        lane.heard = time.monotonic()
         if kind == "execution_start":
             lane.running = prompt_id
             lane.started[prompt_id] = time.monotonic()
@@ -318,6 +328,38 @@ class Dispatcher:
             outputs = lane.outputs.pop(prompt_id, None)
             self._finished(lane, finished, took_s(lane, prompt_id), outputs)
 
+    async def _audit(self) -> None:
+        while True:
+            await asyncio.sleep(self.audit_s)
+            for lane in list(self.lanes.values()):
+                lane.accepted = {p: at for p, at in lane.accepted.items() if p in lane.out}
+                now = time.monotonic()
+                quiet = now - lane.heard > self.audit_s
+                old = [p for p, at in lane.accepted.items() if now - at > self.audit_s]
+                if lane.online and quiet and old:
+                    await self._look_up(lane, old)
+
+    async def _look_up(self, lane: Lane, prompt_ids: list[str]) -> None:
+        """Prompts it took that nothing was heard of: still queued there → wait; finished →
+        collected; gone → queued again."""
+        try:
+            running, pending = await queued_ids(self._session, lane.url)
+            for prompt_id in prompt_ids:
+                if prompt_id in running or prompt_id in pending or prompt_id not in lane.out:
+                    continue
+                entry = await history_entry(self._session, lane.url, prompt_id)
+                if prompt_id not in lane.out:  # heard of while asking
+                    continue
+                log.info("%s: %s finished unheard; its history tells", lane.name, prompt_id)
+                if entry is None:
+                    self._lose(lane.out.pop(prompt_id), f"{lane.name} lost it")
+                    self._changed()
+                else:
+                    outcome = history_outcome(entry, prompt_id)
+                    self._finished(lane, outcome, None, entry.get("outputs"))
+        except HTTP_ERRORS as exc:
+            log.info("cannot audit %s: %s", lane.name, _why(exc))
+
     def _finished(
         self,
         lane: Lane,
@@ -327,6 +369,7 @@ class Dispatcher:
     ) -> None:
         """`outputs`: its ui outputs when known (else its images are found in its /history)."""
         item = lane.out.pop(finished.prompt_id)
+        lane.accepted.pop(finished.prompt_id, None)
         if lane.running == finished.prompt_id:
             lane.running = None
         self._stopping.discard(finished.prompt_id)
@@ -423,6 +466,7 @@ class Dispatcher:
             assert prompt_id is not None
             if prompt_id in running or prompt_id in pending:
                 lane.out.setdefault(prompt_id, item)
+                lane.accepted.setdefault(prompt_id, time.monotonic())
                 if prompt_id in running:
                     lane.running = prompt_id
                 continue

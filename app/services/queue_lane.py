@@ -49,6 +49,8 @@ class Lane:
     preflighted: set[int] = field(default_factory=set)  # jobs it was checked for
     checking: set[int] = field(default_factory=set)
     done: int = 0
+    accepted: dict[str, float] = field(default_factory=dict)  # prompt id → when /prompt took it
+    heard: float = 0.0  # the last execution event from it (monotonic)
 
     @property
     def name(self) -> str:

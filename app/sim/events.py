@@ -1,11 +1,14 @@
-"""Websocket clients by client id: execution events reach only the client that asked."""
+"""Websocket clients by client id: execution events reach only the client that asked.
+
+As ComfyUI 0.3.64's server.py keeps them: one socket per client id; a new connection with an id
+in use replaces the old socket (which then hears nothing), and when any socket of that id
+closes, the id is dropped — even if a newer socket had taken it over (that one goes deaf)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import json
-from collections import defaultdict
 from typing import Any
 
 from aiohttp import web
@@ -13,23 +16,22 @@ from aiohttp import web
 
 class EventHub:
     def __init__(self) -> None:
-        self._sockets: dict[str, set[web.WebSocketResponse]] = defaultdict(set)
+        self._sockets: dict[str, web.WebSocketResponse] = {}
 
     def add(self, sid: str, socket: web.WebSocketResponse) -> None:
-        self._sockets[sid].add(socket)
+        self._sockets.pop(sid, None)  # "Reusing existing session, remove old"
+        self._sockets[sid] = socket
 
-    def remove(self, sid: str, socket: web.WebSocketResponse) -> None:
-        self._sockets[sid].discard(socket)
-        if not self._sockets[sid]:
-            del self._sockets[sid]
+    def remove(self, sid: str) -> None:
+        self._sockets.pop(sid, None)  # whichever socket holds the id now
 
     async def send(self, event: str, data: dict[str, Any], sid: str | None = None) -> None:
         """To one client (sid), or to everyone when sid is None, as ComfyUI's send_sync."""
         text = json.dumps({"type": event, "data": data})
         if sid is None:
-            targets = [s for group in self._sockets.values() for s in group]
+            targets = list(self._sockets.values())
         else:
-            targets = list(self._sockets.get(sid, ()))
+            targets = [self._sockets[sid]] if sid in self._sockets else []
         if targets:
             await asyncio.gather(*(self._send(s, text) for s in targets))
 
@@ -40,6 +42,5 @@ class EventHub:
                 await socket.send_str(text)
 
     async def close_all(self) -> None:
-        for group in list(self._sockets.values()):
-            for socket in list(group):
-                await socket.close()
+        for socket in list(self._sockets.values()):
+            await socket.close()

@@ -1,7 +1,8 @@
 """A simulated Runpod REST v2 API (https://api.runpod.io/v2), for tests and the demo.
 
-`python -m app.sim.runpod --port N [--api-key K] [--readonly-key K] [--provisioning-s S]
-[--starting-s S] [--fail WHAT …]` prints `{"port": N}` when it listens on 127.0.0.1.
+`python -m app.sim.runpod --port N [--provisioning-s S]
+[--starting-s S] [--fail WHAT …]` prints `{"port": N}` when it listens on 127.0.0.1; the keys it
+takes come from COMFYFLEET_SIM_RUNPOD_KEY and COMFYFLEET_SIM_RUNPOD_READONLY_KEY.
 
 From REFERENCE §8 and Runpod's OpenAPI spec (shared/runpod/openapi-v2.json), which a contract
 test holds every answer against: bearer auth (401 without a valid key, 403 for a key without
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import string
 import time
@@ -449,8 +451,11 @@ async def serve(port: int, sim: RunpodSim) -> None:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m app.sim.runpod")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--api-key", default="sim-runpod-key")
-    parser.add_argument("--readonly-key", default="sim-readonly-key")
+    # (keys from the environment, as secrets are kept off command lines)
+    parser.add_argument("--api-key", default=os.environ.get("COMFYFLEET_SIM_RUNPOD_KEY", "sim-key"))
+    parser.add_argument(
+        "--readonly-key", default=os.environ.get("COMFYFLEET_SIM_RUNPOD_READONLY_KEY", "sim-ro")
+    )
     parser.add_argument("--provisioning-s", type=float, default=1.0)
     parser.add_argument("--starting-s", type=float, default=1.0)
     parser.add_argument("--fail", action="append", default=[], help="the next creates' failures")

@@ -165,7 +165,7 @@ class SimServer:
                 if message.type.name == "TEXT" and '"feature_flags"' in message.data:
                     await socket.send_json({"type": "feature_flags", "data": FEATURES})
         finally:
-            self.events.remove(sid, socket)
+            self.events.remove(sid)
         return socket
 
     async def system_stats(self, request: web.Request) -> web.Response:

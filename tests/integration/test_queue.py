@@ -369,3 +369,24 @@ async def test_the_dispatcher_follows_the_fleet_as_it_changes(
     await until(
         lambda: http_json(f"{first.url}/queue") == {"queue_running": [], "queue_pending": []}
     )
+
+
+async def test_a_dispatcher_gone_deaf_still_finishes_from_each_instances_history(
+    sim_factory: Callable[..., SimInstance], tmp_path: Path
+) -> None:
+    """As in ComfyUI: another socket with the queue's client id takes its events, and when that
+    one closes the id is dropped, so the dispatcher's own socket hears nothing any more."""
+    sim = sim_factory("deaf", args=["--sim-time-scale", "6"])
+    store = QueueStore(tmp_path / "queue.db")
+    job = add(store, tmp_path, 6)
+    async with dispatching(store, participants(("deaf", sim)), audit_s=0.5) as dispatcher:
+        await until(lambda: any(i.state is ItemState.RUNNING for i in store.items(job)))
+        async with aiohttp.ClientSession() as session:
+            other = await session.ws_connect(f"{sim.url}/ws?clientId={store.client_id()}")
+            await other.close()  # the id is gone with it: the dispatcher is deaf now
+        await until(lambda: ended(store, job), timeout=60)
+        assert dispatcher.lanes["deaf"].online  # its socket never closed
+    items = store.items(job)
+    assert [i.state for i in items] == [ItemState.DONE] * 6
+    assert all(i.files and all(Path(f).is_file() for f in i.files) for i in items)
+    assert len(http_json(f"{sim.url}/history")) == 6  # each ran once

@@ -7,10 +7,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import subprocess
-import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -19,45 +17,11 @@ from aiohttp import web
 
 from app.core.cloud import Pod, PodRecipe
 from app.services.runpod import RunpodClient, RunpodError
-from app.sim.fleet import REPO_ROOT, free_port
+from app.sim.fleet import free_port
+from tests.integration.runpod_helpers import KEY, READONLY, SimRunpod
 from tests.runpod_contract import Exchange, check_answer, check_request
 
 pytestmark = pytest.mark.asyncio
-KEY = "rp_test_key_planted_0123456789"
-READONLY = "rp_readonly_key_9876543210"
-
-
-@dataclass
-class SimRunpod:
-    process: subprocess.Popen[str]
-    url: str
-
-    def fail_next_create(self, how: str) -> None:
-        import urllib.request
-
-        request = urllib.request.Request(
-            f"{self.url}/sim/fail",
-            data=json.dumps({"fail": how}).encode(),
-            headers={"Content-Type": "application/json"},
-        )
-        urllib.request.urlopen(request, timeout=5).read()
-
-
-@pytest.fixture
-def runpod() -> Iterator[SimRunpod]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "app.sim.runpod", "--port", str(port), "--api-key", KEY,
-         "--readonly-key", READONLY, "--provisioning-s", "0.3", "--starting-s", "0.3"],
-        stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT,
-    )  # fmt: skip
-    assert process.stdout is not None
-    assert json.loads(process.stdout.readline()) == {"port": port}
-    try:
-        yield SimRunpod(process, f"http://127.0.0.1:{port}")
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 @dataclass

@@ -1,17 +1,24 @@
 """What the fleet queue relies on in ComfyUI, as the simulator does it:
 - POST /prompt keeps a prompt_id the client chose (ComfyUI 0.3.64 server.py:
   `prompt_id = str(json_data.get("prompt_id", uuid.uuid4()))`), and extra_data stays with it;
+- one websocket per client id (server.py websocket_handler: a new connection with an id in use
+  pops the old socket; the `finally` of any socket's handler pops the id, so a newer socket
+  that took it over hears nothing more);
 - ComfyUI-Distributed 1.4.4's load_balance: one candidate runs the whole job, idle ones in
   turn (api/orchestration/dispatch.py select_least_busy_worker), the master a candidate too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import urllib.request
 import uuid
 from collections.abc import Callable
 from typing import Any
+
+import aiohttp
+import pytest
 
 from app.sim.fleet import SimInstance, http_json
 from tests.conftest import RECORDINGS
@@ -75,3 +82,40 @@ def test_load_balance_gives_each_whole_run_to_one_idle_candidate_in_turn(
         )
     # all idle each time: w1, then w2, then the master alone — one image per run
     assert ran == [(1, 1, 0), (1, 1, 1), (0, 1, 1)]
+
+
+@pytest.mark.asyncio
+async def test_one_socket_per_client_id_and_a_closed_one_takes_the_id_with_it(
+    sim_factory: Callable[..., SimInstance],
+) -> None:
+    sim = sim_factory("ws")
+    workflow = json.loads((RECORDINGS / "workflows" / "workflow_nomodel.json").read_text())
+
+    async def heard(socket: aiohttp.ClientWebSocketResponse, prompt_id: str) -> bool:
+        try:
+            while True:
+                message = await asyncio.wait_for(socket.receive(), 3)
+                data = json.loads(message.data) if message.type == aiohttp.WSMsgType.TEXT else {}
+                if data.get("type") == "execution_success":
+                    return bool(data["data"]["prompt_id"] == prompt_id)
+        except TimeoutError:
+            return False
+
+    async with aiohttp.ClientSession() as session:
+        first = await session.ws_connect(f"{sim.url}/ws?clientId=same")
+        second = await session.ws_connect(f"{sim.url}/ws?clientId=same")
+        one = (
+            await asyncio.to_thread(
+                post, f"{sim.url}/prompt", {"prompt": workflow, "client_id": "same"}
+            )
+        )["prompt_id"]
+        assert await heard(second, one) and not await heard(first, one)
+        await first.close()  # its handler's cleanup drops the id the second one holds
+        two = (
+            await asyncio.to_thread(
+                post, f"{sim.url}/prompt", {"prompt": workflow, "client_id": "same"}
+            )
+        )["prompt_id"]
+        assert not await heard(second, two)
+        wait_until(lambda: two in http_json(f"{sim.url}/history/{two}"))
+        await second.close()

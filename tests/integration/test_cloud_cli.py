@@ -1,0 +1,81 @@
+"""`comfy-fleet cloud …` on the simulated Runpod API: login, create, pods, stop, terminate (asks),
+cost, logs, gpus; the planted API key appears nowhere but in the keyring."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from pathlib import Path
+
+import psutil
+import pytest
+
+from app.cli.cloud import cloud_command
+from app.cli.main import parse_command_line
+from app.core.cloud import CloudSettings
+from app.core.config import FleetConfig
+from app.services.runpod import API_KEY
+from app.services.secrets import SecretStore
+from app.services.storage import ConfigStore
+from tests.fakes.memory_keyring import MemoryKeyring
+from tests.integration.runpod_helpers import KEY, SimRunpod
+
+
+def run(config: FleetConfig, store: SecretStore, *words: str, stdin: str = "") -> int:
+    import sys
+
+    args = parse_command_line(["cloud", *words])
+    sys.stdin = io.StringIO(stdin)
+    try:
+        return cloud_command(args, config, store)
+    finally:
+        sys.stdin = sys.__stdin__
+
+
+def test_the_cloud_commands_on_a_simulated_runpod(
+    runpod: SimRunpod,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    config = FleetConfig(cloud=CloudSettings(runpod_api_url=runpod.url))
+    config_file = tmp_path / "fleet.json"
+    ConfigStore(config_file).save(config)
+    store = SecretStore(backend=MemoryKeyring())
+
+    assert run(config, store, "login", "runpod", stdin="rp_wrong\n") == 1
+    assert "refused the API key" in capsys.readouterr().err and store.get(API_KEY) is None
+    assert run(config, store, "login", "runpod", stdin=f"{KEY}\n") == 0
+    assert "Stored the Runpod API key in the system keyring (0 pod(s)" in capsys.readouterr().out
+    assert store.get(API_KEY) == KEY
+
+    assert run(config, store, "create", "--name", "gpu-a", "--json") == 0
+    made = json.loads(capsys.readouterr().out)
+    assert made["name"] == "gpu-a" and made["status"] == "PROVISIONING"
+    assert run(config, store, "pods", "--json") == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [p["name"] for p in listed["pods"]] == ["gpu-a"] and listed["cost_per_h"] > 0
+    assert run(config, store, "stop", "gpu-a") == 0
+    assert "stop: gpu-a" in capsys.readouterr().out
+    assert run(config, store, "logs", "gpu-a") == 0
+    assert "stop requested" in capsys.readouterr().out
+    assert run(config, store, "cost", "--json") == 0
+    cost = json.loads(capsys.readouterr().out)
+    assert cost["cost_per_h"] == 0.0 and cost["running"] == 0 and cost["today"] >= 0
+    assert run(config, store, "terminate", "gpu-a") == 1  # no terminal to ask: not done
+    assert "Not terminated gpu-a: answer y, or pass --yes" in capsys.readouterr().err
+    assert run(config, store, "terminate", "gpu-a", "--yes") == 0
+    assert "terminated" in capsys.readouterr().out
+    assert run(config, store, "pods") == 0
+    assert "no pods" in capsys.readouterr().out
+    assert run(config, store, "gpus") == 0
+    assert "NVIDIA GeForce RTX 4090\t24 GB" in capsys.readouterr().out
+
+    # the key: in the keyring, nowhere else
+    assert KEY not in config_file.read_text()
+    assert all(KEY not in record.getMessage() for record in caplog.records)
+    assert all(KEY not in p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file())
+    for process in psutil.process_iter(["cmdline"]):
+        assert KEY not in " ".join(process.info["cmdline"] or [])
