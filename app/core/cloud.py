@@ -62,6 +62,7 @@ class Pod:
     uptime_s: int | None
     gpu_util: tuple[int, ...]
     actions: tuple[str, ...]
+    ports: tuple[str, ...] = ()
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> Pod:
@@ -77,6 +78,7 @@ class Pod:
             uptime_s=runtime.get("uptime") if isinstance(runtime.get("uptime"), int) else None,
             gpu_util=tuple(int(g.get("util", 0) or 0) for g in runtime.get("gpus") or []),
             actions=tuple(str(a) for a in data.get("actions") or []),
+            ports=tuple(str(p) for p in data.get("ports") or []),
         )
 
     def url(self, proxy: str, port: int = COMFY_PORT) -> str:

@@ -12,22 +12,34 @@ second into /v2/billing/pods, the GPU catalog with prices, logs as an event stre
 problems, RateLimit headers on every answer. `--fail` queues the next creates' failures, in
 order: `capacity` (400), `balance` (402), `contract` (422), `ratelimit` (429, Retry-After 1),
 `created-then-500` (the pod is made, the answer is a 500).
+
+With `--comfy-root DIR`, each pod that is RUNNING is backed by a simulated ComfyUI (`python -m
+app.sim`, its files under DIR/<pod id>), reached through a stand-in for Runpod's proxy that
+answers 502 until that ComfyUI is up (REFERENCE §8: 502 while nothing listens on the port). Such
+pods are given ids that are the loopback port of their proxy, so that the proxy address form
+`http://127.0.0.1:{pod}` reaches them (the real one is `https://{pod}-{port}.proxy.runpod.net`).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
+import signal
 import string
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
+import aiohttp
 from aiohttp import web
+
+from app.sim.fleet import SimInstance, free_port, start_sim
 
 ALLOWED = {  # REFERENCE §8: the actions each state allows
     "PROVISIONING": ["stop", "terminate"],
@@ -83,11 +95,14 @@ class RunpodSim:
         provisioning_s: float = 1.0,
         starting_s: float = 1.0,
         failures: list[str] | None = None,
+        comfy_root: Path | None = None,
     ) -> None:
         self.api_key, self.readonly_key = api_key, readonly_key
         self.provisioning_s, self.starting_s = provisioning_s, starting_s
         self.failures = list(failures or [])
         self.pods: dict[str, SimPod] = {}
+        self.comfy_root = comfy_root
+        self.backing: dict[str, PodComfy] = {}
 
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._headers, self._auth])
@@ -148,9 +163,11 @@ class RunpodSim:
             pod.started = time.time() - (now - started)
             pod.logs.append("container running")
 
-    @staticmethod
-    def _enter(pod: SimPod, phase: str, at: float | None = None) -> None:
+    def _enter(self, pod: SimPod, phase: str, at: float | None = None) -> None:
         pod.phase, pod.phase_from = phase, time.monotonic() if at is None else at
+        backing = self.backing.get(pod.id)
+        if backing is not None:
+            backing.follow(pod)
 
     def _pod(self, request: web.Request) -> SimPod:
         pod = self.pods.get(request.match_info["id"])
@@ -248,7 +265,7 @@ class RunpodSim:
             return problem(404, "Not Found", f"template {template} not found")
         cloud = body.get("cloud", "SECURE")
         pod = SimPod(
-            id="".join(random.choices(string.ascii_lowercase + string.digits, k=14)),
+            id=self._new_id(),
             name=body["name"],
             image=body.get("image") or f"(the image of template {template})",
             gpu_id=gpu["id"],
@@ -260,6 +277,9 @@ class RunpodSim:
         )
         pod.logs.append(f"pod {pod.name} provisioning on {pod.gpu_count}× {pod.gpu_id}")
         self.pods[pod.id] = pod
+        if self.comfy_root is not None:
+            self.backing[pod.id] = PodComfy(self.comfy_root / pod.id, int(pod.id))
+            await self.backing[pod.id].open_proxy()
         if failure == "created-then-500":
             return problem(500, "Internal Server Error", "upstream timeout")
         return web.json_response(self.pod_json(pod), status=201)
@@ -384,6 +404,18 @@ class RunpodSim:
             }
         return web.json_response({"records": records, "metadata": metadata})
 
+    def _new_id(self) -> str:
+        if self.comfy_root is not None:
+            return str(free_port())  # the loopback port of its proxy (see above)
+        return "".join(random.choices(string.ascii_lowercase + string.digits, k=14))
+
+    async def tick(self) -> None:
+        """Phases move on by themselves (and backing ComfyUIs start) though nobody asks."""
+        while True:
+            await asyncio.sleep(0.1)
+            for pod in self.pods.values():
+                self._advance(pod)
+
     async def queue_failure(self, request: web.Request) -> web.Response:
         self.failures.append(str((await request.json())["fail"]))
         return web.json_response({"queued": self.failures})
@@ -440,12 +472,106 @@ def _contract_errors(body: dict[str, Any]) -> list[str]:
     return errors
 
 
+class PodComfy:
+    """A RUNNING pod's ComfyUI (a simulated one) behind a stand-in for Runpod's proxy."""
+
+    def __init__(self, folder: Path, proxy_port: int) -> None:
+        self.folder, self.proxy_port = folder, proxy_port
+        self.instance: SimInstance | None = None
+        self._runner: web.AppRunner | None = None
+
+    async def open_proxy(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._forward)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.proxy_port).start()
+
+    def follow(self, pod: SimPod) -> None:
+        if pod.phase == "RUNNING" and self.instance is None:
+            args = ["--sim-name", pod.name, "--sim-device", pod.gpu_id, "--sim-startup-s", "1"]
+            self.instance = start_sim(
+                self.folder, wait=False, args=["--listen", "127.0.0.1", *args]
+            )
+        elif pod.phase != "RUNNING" and self.instance is not None:
+            self.instance.stop()
+            self.instance = None
+
+    async def _forward(self, request: web.Request) -> web.StreamResponse:
+        if self.instance is None:
+            return _bad_gateway()
+        target = f"http://127.0.0.1:{self.instance.port}{request.path_qs}"
+        async with aiohttp.ClientSession() as session:
+            try:
+                if request.headers.get("Upgrade", "").lower() == "websocket":
+                    return await self._websocket(request, session, target)
+                async with session.request(
+                    request.method, target, data=await request.read(), headers=_passed(request)
+                ) as answer:
+                    body = await answer.read()
+                    headers = {k: v for k, v in answer.headers.items() if k.lower() not in HOP}
+                    return web.Response(status=answer.status, body=body, headers=headers)
+            except aiohttp.ClientConnectionError:
+                return _bad_gateway()
+
+    @staticmethod
+    async def _websocket(
+        request: web.Request, session: aiohttp.ClientSession, target: str
+    ) -> web.StreamResponse:
+        upstream = await session.ws_connect(target)
+        socket = web.WebSocketResponse()
+        await socket.prepare(request)
+
+        async def down() -> None:
+            async for message in upstream:
+                if message.type == aiohttp.WSMsgType.TEXT:
+                    await socket.send_str(message.data)
+                elif message.type == aiohttp.WSMsgType.BINARY:
+                    await socket.send_bytes(message.data)
+            await socket.close()
+
+        pump = asyncio.ensure_future(down())
+        async for message in socket:
+            if message.type == aiohttp.WSMsgType.TEXT:
+                await upstream.send_str(message.data)
+        pump.cancel()
+        await upstream.close()
+        return socket
+
+    async def close(self) -> None:
+        if self.instance is not None:
+            self.instance.stop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+HOP = frozenset({"content-length", "transfer-encoding", "connection", "content-encoding", "host"})
+
+
+def _passed(request: web.Request) -> dict[str, str]:
+    return {k: v for k, v in request.headers.items() if k.lower() not in HOP}
+
+
+def _bad_gateway() -> web.Response:
+    return web.Response(status=502, text="502 Bad Gateway", content_type="text/html")
+
+
 async def serve(port: int, sim: RunpodSim) -> None:
     runner = web.AppRunner(sim.app())
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     print(json.dumps({"port": port}), flush=True)
-    await asyncio.Event().wait()
+    ticking = asyncio.ensure_future(sim.tick())
+    stop = asyncio.Event()
+    for name in ("SIGTERM", "SIGINT"):  # the backing ComfyUIs go with it
+        with contextlib.suppress(NotImplementedError, AttributeError):
+            asyncio.get_running_loop().add_signal_handler(getattr(signal, name), stop.set)
+    try:
+        await stop.wait()
+    finally:
+        ticking.cancel()
+        for backing in sim.backing.values():
+            await backing.close()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -459,10 +585,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--provisioning-s", type=float, default=1.0)
     parser.add_argument("--starting-s", type=float, default=1.0)
     parser.add_argument("--fail", action="append", default=[], help="the next creates' failures")
+    parser.add_argument("--comfy-root", type=Path, help="back running pods with simulated ComfyUIs")
     args = parser.parse_args(argv)
     sim = RunpodSim(
-        args.api_key, args.readonly_key, args.provisioning_s, args.starting_s, args.fail
-    )
+        args.api_key, args.readonly_key, args.provisioning_s, args.starting_s, args.fail,
+        args.comfy_root,
+    )  # fmt: skip
     asyncio.run(serve(args.port, sim))
 
 

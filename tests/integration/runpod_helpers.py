@@ -9,6 +9,7 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from app.sim.fleet import REPO_ROOT, free_port
 
@@ -30,12 +31,14 @@ class SimRunpod:
         urllib.request.urlopen(request, timeout=5).read()
 
 
-def simulated_runpod() -> Iterator[SimRunpod]:
-    """Start it; stopped when the generator closes (the `runpod` fixture)."""
+def simulated_runpod(comfy_root: Path | None = None) -> Iterator[SimRunpod]:
+    """Start it (with `comfy_root`, running pods are backed by simulated ComfyUIs); stopped
+    when the generator closes (the `runpod` fixture)."""
     port = free_port()
+    backed = ["--comfy-root", str(comfy_root)] if comfy_root else []
     process = subprocess.Popen(
         [sys.executable, "-m", "app.sim.runpod", "--port", str(port),
-         "--provisioning-s", "0.3", "--starting-s", "0.3"],
+         "--provisioning-s", "0.3", "--starting-s", "0.3", *backed],
         stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT,
         env={**os.environ, "COMFYFLEET_SIM_RUNPOD_KEY": KEY,
              "COMFYFLEET_SIM_RUNPOD_READONLY_KEY": READONLY},
