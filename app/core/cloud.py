@@ -49,6 +49,9 @@ class CloudSettings:
     # where a pod's HTTP port is reached ({pod}: its id, {port}: the port)
     runpod_proxy: str = "https://{pod}-{port}.proxy.runpod.net"
     recipe: PodRecipe = field(default_factory=PodRecipe)
+    idle_stop_min: float = 15.0  # stop a pod after this long with no work for it (0: never)
+    daily_budget_usd: float = 0.0  # stop every pod once today's spend reaches it (0: no limit)
+    poll_s: float = 15.0  # how often the pods are read (and the guards look)
 
 
 @dataclass(frozen=True)

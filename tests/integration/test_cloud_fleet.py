@@ -18,7 +18,7 @@ from app.core.queue import ItemState
 from app.core.runs import Participant
 from app.services.queue_store import QueueStore
 from app.services.runpod import RunpodClient
-from tests.integration.runpod_helpers import KEY, simulated_runpod
+from tests.integration.runpod_helpers import KEY, SimRunpod, simulated_runpod
 from tests.integration.test_queue import add, dispatching, ended
 from tests.waiting import until
 
@@ -99,3 +99,52 @@ def test_the_real_proxy_form_makes_a_cloud_worker() -> None:
     assert (
         with_pods(FleetConfig(), [other], "https://{pod}-{port}.proxy.runpod.net").workers == ()
     )  # no ComfyUI port
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.asyncio
+async def test_the_guards_stop_an_idle_pod_and_every_pod_past_the_budget(runpod: SimRunpod) -> None:
+    from app.core.cloud import CloudSettings
+    from app.services.cloud_watch import CloudWatch
+
+    said: list[str] = []
+    busy = {"yes": True}
+    clock = Clock()
+    settings = CloudSettings(idle_stop_min=15, daily_budget_usd=0)
+    async with aiohttp.ClientSession() as session:
+        client = RunpodClient(session, KEY, runpod.url)
+        watch = CloudWatch(lambda: client, lambda: settings, lambda pods: None,
+                           lambda pod: busy["yes"], said.append, clock)  # fmt: skip
+        pod = await client.create(PodRecipe(), "idle-pod")
+        while (await client.pod(pod.id)).status != "RUNNING":
+            await asyncio.sleep(0.05)
+        await watch.tick()  # first seen running: the clock starts
+        clock.now += 20 * 60
+        await watch.tick()  # it had work
+        busy["yes"] = False
+        clock.now += 14 * 60
+        await watch.tick()
+        assert (await client.pod(pod.id)).status == "RUNNING" and not said
+        clock.now += 60
+        await watch.tick()  # 15 min without work
+        stopped = await client.pod(pod.id)
+        assert stopped.status == "EXITED" and stopped.cost_per_h == 0.0
+        assert said == ["stopped idle-pod: no work for it for 15 min (it cost $0.69/h)"]
+
+        settings = CloudSettings(idle_stop_min=0, daily_budget_usd=0.000001)
+        await client.act(pod.id, "start")
+        other = await client.create(PodRecipe(), "second")
+        while watch.today_usd <= settings.daily_budget_usd:
+            await asyncio.sleep(0.05)
+            await watch.tick()
+        assert [p.status for p in await client.pods()] == ["EXITED", "EXITED"]
+        assert said[-1].startswith("daily budget $0.00 reached") and "idle-pod, second" in said[-1]
+        assert watch.cost_per_h == pytest.approx(0.69 * 2)  # as read before they were stopped
+        assert other.id in {p.id for p in watch.pods}
