@@ -11,6 +11,7 @@ import psutil
 import pytest
 
 from app.sim.fleet import SimInstance, start_sim
+from tests.integration.runpod_helpers import SimRunpod
 from tests.netguard_site import netguard
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,3 +101,11 @@ def sim_factory(tmp_path: Path) -> Iterator[Callable[..., SimInstance]]:
     yield start
     for instance in started:
         instance.stop()
+
+
+@pytest.fixture
+def runpod() -> Iterator[SimRunpod]:
+    """The simulated Runpod API, a server process on a loopback port."""
+    from tests.integration.runpod_helpers import simulated_runpod
+
+    yield from simulated_runpod()

@@ -25,8 +25,11 @@ def pod_worker(pod: Pod, proxy: str, name: str) -> WorkerConfig | None:
     """The worker a pod is, while it runs with ComfyUI's port exposed over HTTP."""
     if pod.status != "RUNNING" or f"{COMFY_PORT}/http" not in pod.ports:
         return None
-    address = urlsplit(pod.url(proxy))
-    host, port = address.hostname or "", address.port
+    try:
+        address = urlsplit(pod.url(proxy))
+        host, port = address.hostname or "", address.port
+    except (ValueError, KeyError, IndexError):  # a proxy form that makes no address of it
+        return None
     identity = f"{POD_ID_PREFIX}{pod.id}"
     if address.scheme == "https" and port in (None, 443):
         return WorkerConfig(name, WorkerKind.CLOUD, host, 443, distributed_id=identity)

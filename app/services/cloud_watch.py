@@ -45,7 +45,11 @@ class CloudWatch:
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
-            await self.tick()
+            try:
+                await self.tick()
+            except Exception as exc:  # the watch goes on; what went wrong is said
+                log.exception("reading the pods failed")
+                self.problem = f"reading the pods failed: {exc}"
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self._settings().poll_s)
 

@@ -19,6 +19,7 @@ from PySide6.QtCore import QSettings, Qt, QTimer
 from PySide6.QtWidgets import QApplication, QDockWidget, QSystemTrayIcon
 
 from app import APP_ID, APP_NAME
+from app.core.cloud import money
 from app.core.config import AppSettings, FleetConfig, Notice
 from app.core.errors import ComfyFleetError, ConfigFileError
 from app.core.health import ProbeSchedule
@@ -37,8 +38,9 @@ from app.services.queue_service import FleetQueue, QueueBusy, QueuePaths
 from app.services.storage import ConfigStore, LoadResult
 from app.services.tasks import OwnedTasks
 from app.services.workflow_source import prompt_of
-from app.ui.ask import DialogAsker, answer_of
+from app.ui.ask import Button, DialogAsker, answer_of, ask
 from app.ui.bridge import FleetBridge
+from app.ui.cloud_control import CloudControl
 from app.ui.config_keeper import ConfigKeeper
 from app.ui.fleet_control import FleetControl
 from app.ui.icons import app_icon
@@ -128,6 +130,11 @@ class DesktopApp:
         self._dispatching = asyncio.Event()  # set: the dispatcher stops
         self._dispatch_task: asyncio.Task[None] | None = None
         self._wire_queue()
+        self.cloud = CloudControl(
+            self.keeper, self.jobs_session, self._tasks.spawn, self._cloud_said, self._has_work
+        )
+        self._cloud_stop = asyncio.Event()
+        self._wire_cloud()
 
     def _wire(self) -> None:
         window, bridge = self.window, self.bridge
@@ -251,6 +258,29 @@ class DesktopApp:
         self._queue_timer.timeout.connect(self._show_queue)
         self._queue_timer.start()
 
+    def _wire_cloud(self) -> None:
+        dock = QDockWidget("Cloud", self.window)
+        dock.setObjectName("cloudDock")
+        dock.setWidget(self.cloud.panel)
+        self.window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
+        self.window.tabifyDockWidget(self.window.gpu_dock, dock)
+        self.window.gpu_dock.raise_()
+        self.cloud_dock = dock
+
+    def _cloud_said(self, text: str) -> None:
+        self.window.statusBar().showMessage(f"Cloud: {text}", 30000)
+        if self.tray is not None:
+            self.tray.showMessage(APP_NAME, f"Cloud: {text}")
+
+    def _has_work(self, worker: str) -> bool:
+        """The queue has items out on it or waiting, or its own ComfyUI queue is not empty."""
+        lane = self.dispatcher.lanes.get(worker) if self.dispatcher is not None else None
+        if lane is not None and lane.out:
+            return True
+        health = self.monitor.health(worker)
+        busy = health is not None and bool(health.queue_remaining)
+        return busy or self.queue.store.waiting_count() > 0
+
     def add_job(self, spec: JobSpec) -> None:
         added = self.queue.add(spec)
         self._queue_changed_here()
@@ -299,6 +329,7 @@ class DesktopApp:
     async def start(self) -> None:
         """Begin watching, and adopt the instances a previous run left alive."""
         self._dispatch_task = self._tasks.spawn(self._dispatch(), "dispatching the queue")
+        self._tasks.spawn(self.cloud.run(self._cloud_stop), "watching the cloud pods")
         self.monitor.set_targets(targets_from_config(self._config))
         self.monitor.start()
         self.gpus.start()
@@ -315,6 +346,7 @@ class DesktopApp:
                     self.control.start(name)
 
     async def stop(self) -> None:
+        self._cloud_stop.set()
         self._queue_timer.stop()
         self._dispatching.set()  # what is out stays out: the next dispatcher follows it
         if self._dispatch_task is not None:
@@ -331,16 +363,38 @@ class DesktopApp:
             await self._jobs_session.close()
 
     def quit(self) -> None:
-        """Leave, asking first if a run is in progress (it is interrupted everywhere)."""
-        if self.jobs_window is None or self.jobs_window.run is None:
+        """Leave, asking first if a run is in progress (it is interrupted everywhere) or pods
+        still bill."""
+        running = self.jobs_window is not None and self.jobs_window.run is not None
+        if not running and not self.cloud.billing():
             self.quit_now()
             return
         self._tasks.spawn(self._quit_after_asking(), "quitting")
 
     async def _quit_after_asking(self) -> None:
-        assert self.jobs_window is not None
-        if await self.jobs_window.stop_run_if_asked():
-            self.quit_now()
+        if self.jobs_window is not None and not await self.jobs_window.stop_run_if_asked():
+            return
+        pods = self.cloud.billing()
+        if pods:
+            cost = money(sum(p.cost_per_h for p in pods))
+            answer = await ask(
+                self.window,
+                f"{len(pods)} pod(s) still running ({cost}/h): "
+                + ", ".join(p.name for p in pods)
+                + ".",
+                Button.Yes | Button.No | Button.Cancel,
+                Button.Cancel,
+                labels={Button.Yes: "Stop them", Button.No: "Keep them", Button.Cancel: "Cancel"},
+            )
+            if answer == Button.Cancel:
+                return
+            if answer == Button.Yes:
+                try:
+                    await self.cloud.stop_all(pods)
+                except ComfyFleetError as exc:
+                    self._cloud_said(f"not every pod stopped: {exc}")
+                    return
+        self.quit_now()
 
     def quit_on_signal(self) -> None:
         """SIGTERM/Ctrl-C: nobody to ask; a run in progress is interrupted, then the app ends."""

@@ -45,12 +45,16 @@ async def ask(
     buttons: Button = Button.Yes | Button.No,
     default: Button = Button.No,
     icon: QMessageBox.Icon = QMessageBox.Icon.Question,
+    labels: dict[Button, str] | None = None,
 ) -> Button:
-    """The button the user chose (Escape or closing the box counts as the default)."""
+    """The button the user chose (Escape or closing the box counts as the default); `labels`
+    names buttons in the question's own words."""
     box = QMessageBox(icon, APP_NAME, text, buttons, parent)
     box.setObjectName("question")
     box.setDefaultButton(default)
     box.setEscapeButton(default)
+    for button, label in (labels or {}).items():
+        box.button(button).setText(label)
     try:
         await answer_of(box)
         clicked = box.clickedButton()

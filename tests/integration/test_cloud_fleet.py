@@ -148,3 +148,10 @@ async def test_the_guards_stop_an_idle_pod_and_every_pod_past_the_budget(runpod:
         assert said[-1].startswith("daily budget $0.00 reached") and "idle-pod, second" in said[-1]
         assert watch.cost_per_h == pytest.approx(0.69 * 2)  # as read before they were stopped
         assert other.id in {p.id for p in watch.pods}
+
+
+def test_a_proxy_form_that_makes_no_address_joins_nothing() -> None:
+    pod = Pod(
+        "not-a-port", "p", "RUNNING", "NVIDIA H200", 1, 3.59, 60, (4,), ("stop",), ("8188/http",)
+    )
+    assert with_pods(FleetConfig(), [pod], "http://127.0.0.1:{pod}").workers == ()

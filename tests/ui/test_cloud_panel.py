@@ -1,0 +1,94 @@
+"""The Cloud panel on the simulated Runpod: pods with their cost, a pod rented from the recipe
+dialog joins the fleet once running, terminate asks naming the pod, Quit with pods running asks
+whether to stop them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtWidgets import QApplication, QMessageBox
+
+from app.core.cloud import CloudSettings
+from app.core.cloud_fleet import pod_id_of
+from app.core.config import AppSettings, FleetConfig
+from app.services.runpod import API_KEY
+from app.services.secrets import SecretStore
+from app.ui.cloud_panel import RecipeDialog
+from tests.fakes.memory_keyring import MemoryKeyring
+from tests.integration.runpod_helpers import KEY, SimRunpod, simulated_runpod
+from tests.ui.helpers import answer, desktop_with
+from tests.waiting import until
+
+
+@pytest.mark.asyncio
+async def test_rent_watch_terminate_and_quit_with_pods_running(
+    qapp: QApplication, tmp_path: Path
+) -> None:
+    backed = simulated_runpod(tmp_path / "pods")  # running pods answer through the proxy
+    runpod = next(backed)
+    try:
+        await _rent_watch_terminate_and_quit(qapp, runpod, tmp_path)
+    finally:
+        backed.close()
+
+
+async def _rent_watch_terminate_and_quit(
+    qapp: QApplication, runpod: SimRunpod, tmp_path: Path
+) -> None:
+    config = FleetConfig(
+        app=AppSettings(poll_interval_s=0.3),
+        cloud=CloudSettings(
+            runpod_api_url=runpod.url,
+            runpod_proxy="http://127.0.0.1:{pod}",
+            poll_s=0.3,
+            idle_stop_min=0,
+        ),  # fmt: skip
+    )
+    app = desktop_with(qapp, tmp_path, config)
+    app.cloud.secrets = SecretStore(backend=MemoryKeyring())
+    app.cloud.secrets.set(API_KEY, KEY)
+    app.window.show()
+    await app.start()
+    panel = app.cloud.panel
+    try:
+        await until(lambda: panel.summary.text().startswith("Runpod: 0 pod(s), $0.00/h now"))
+        panel.create_button.click()
+        await until(
+            lambda: any(
+                isinstance(w, RecipeDialog) and w.isVisible() for w in qapp.topLevelWidgets()
+            )
+        )
+        dialog = next(
+            w for w in qapp.topLevelWidgets() if isinstance(w, RecipeDialog) and w.isVisible()
+        )
+        assert "RTX 4090 · 24 GB · $0.69/h" in dialog.gpu.currentText()
+        dialog.name.setText("rented")
+        dialog.accept()
+        await until(lambda: panel.model.rowCount() == 1)
+        await until(lambda: any(pod_id_of(w) for w in app.keeper.config.workers), timeout=30)
+        (worker,) = app.keeper.config.workers
+        assert worker.name == "rented"  # the running pod joined the fleet
+        assert "$0.69/h now" in panel.summary.text()
+
+        panel.view.selectRow(0)
+        await until(lambda: panel.buttons["terminate"].isEnabled())
+        panel.buttons["terminate"].click()
+        question = await answer(QMessageBox.StandardButton.No)
+        assert "Terminate pod rented (1× NVIDIA GeForce RTX 4090, $0.69/h)?" in question
+        assert panel.model.rowCount() == 1  # not terminated: the answer was no
+
+        app.quit()
+        question = await answer(QMessageBox.StandardButton.Yes)  # "Stop them"
+        assert question == "1 pod(s) still running ($0.69/h): rented."
+        await until(lambda: app.quit_requested.is_set(), timeout=30)
+    finally:
+        app.quit_now()
+        await app.stop()
+    import aiohttp
+
+    from app.services.runpod import RunpodClient
+
+    async with aiohttp.ClientSession() as session:
+        (pod,) = await RunpodClient(session, KEY, runpod.url).pods()
+    assert pod.status == "EXITED" and pod.cost_per_h == 0.0
