@@ -156,20 +156,25 @@ class WorkerHealth:
 TRANSIENT = frozenset({Failure.TIMEOUT, Failure.SERVER_ERROR, Failure.NETWORK})
 
 
+POD_STARTING = "its ComfyUI is starting: Runpod's proxy answers 502 until it listens"
+
+
 def apply_probe(
-    previous: WorkerHealth, result: ProbeResult, now: float, misses: int = 1
+    previous: WorkerHealth, result: ProbeResult, now: float, misses: int = 1, pod: bool = False
 ) -> WorkerHealth:
     """The next health of a worker after one probe; `misses`: failed probes in a row, this
-    one included. One transient failure of a worker that was up changes nothing shown."""
+    one included. One transient failure of a worker that was up changes nothing shown. A pod
+    (`pod`) whose proxy answers 502 is starting, not down: nothing listens on its port yet."""
     if result.error is not None or result.stats is None:
         error = result.error or ProbeError(Failure.NETWORK, "no answer")
         up = previous.state in (WorkerState.ONLINE, WorkerState.BUSY)
         if up and misses < 2 and error.failure in TRANSIENT:
             return replace(previous, checked_at=now)
+        starting = pod and error.message == "HTTP 502" and not up
         return replace(
             previous,
-            state=WorkerState.OFFLINE,
-            error=error.message,
+            state=WorkerState.STARTING if starting else WorkerState.OFFLINE,
+            error=POD_STARTING if starting else error.message,
             failure=error.failure,
             latency_ms=None,
             online_since=None,

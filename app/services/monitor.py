@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from app.core.cloud_fleet import is_pod
 from app.core.config import FleetConfig
 from app.core.health import (
     Failure,
@@ -41,12 +42,17 @@ class MonitorTarget:
     kind: str  # master, local, remote, cloud
     url: str
     enabled: bool = True
+    pod: bool = False  # a Runpod pod's ComfyUI, through Runpod's proxy
 
 
 def targets_from_config(config: FleetConfig) -> list[MonitorTarget]:
     targets = [MonitorTarget("master", "master", config.master.url)]
     for worker in config.workers:
-        targets.append(MonitorTarget(worker.name, worker.kind.value, worker.url, worker.enabled))
+        targets.append(
+            MonitorTarget(
+                worker.name, worker.kind.value, worker.url, worker.enabled, is_pod(worker)
+            )
+        )
     return targets
 
 
@@ -212,7 +218,8 @@ class FleetMonitor:
             health = initial_health(target)
             if not target.enabled:
                 return health
-            return apply_probe(health, await self.client.probe(target.url), self._clock())
+            result = await self.client.probe(target.url)
+            return apply_probe(health, result, self._clock(), pod=target.pod)
 
         return list(await asyncio.gather(*(one(t) for t in targets)))
 
@@ -252,7 +259,7 @@ class FleetMonitor:
         watch.misses = 0 if result.ok else watch.misses + 1
         name = watch.target.name
         previous = self._health.get(name) or initial_health(watch.target)
-        health = apply_probe(previous, result, self._clock(), watch.misses)
+        health = apply_probe(previous, result, self._clock(), watch.misses, watch.target.pod)
         self._publish(health)
         delay = self._schedule.next_delay(health, watch.misses, self._rng)
         assert self._loop is not None  # (get_running_loop costs a getpid() per call)

@@ -489,7 +489,9 @@ class PodComfy:
 
     def follow(self, pod: SimPod) -> None:
         if pod.phase == "RUNNING" and self.instance is None:
+            memory = next((g[3] for g in CATALOG if g[0] == pod.gpu_id), 24)
             args = ["--sim-name", pod.name, "--sim-device", pod.gpu_id, "--sim-startup-s", "1"]
+            args += ["--sim-vram-gb", str(memory)]
             self.instance = start_sim(
                 self.folder, wait=False, args=["--listen", "127.0.0.1", *args]
             )
