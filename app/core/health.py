@@ -170,7 +170,7 @@ def apply_probe(
         up = previous.state in (WorkerState.ONLINE, WorkerState.BUSY)
         if up and misses < 2 and error.failure in TRANSIENT:
             return replace(previous, checked_at=now)
-        starting = pod and error.message == "HTTP 502" and not up
+        starting = pod and error.detail == "HTTP 502" and not up
         return replace(
             previous,
             state=WorkerState.STARTING if starting else WorkerState.OFFLINE,
