@@ -131,7 +131,12 @@ class DesktopApp:
         self._dispatch_task: asyncio.Task[None] | None = None
         self._wire_queue()
         self.cloud = CloudControl(
-            self.keeper, self.jobs_session, self._tasks.spawn, self._cloud_said, self._has_work
+            self.keeper,
+            self.jobs_session,
+            self._tasks.spawn,
+            self._cloud_said,
+            self._has_work,
+            on_cost=self._show_cloud_cost,
         )
         self._cloud_stop = asyncio.Event()
         self._wire_cloud()
@@ -266,6 +271,10 @@ class DesktopApp:
         self.window.tabifyDockWidget(self.window.gpu_dock, dock)
         self.window.gpu_dock.raise_()
         self.cloud_dock = dock
+
+    def _show_cloud_cost(self, text: str) -> None:
+        if self.tray is not None:
+            self.tray.show_cloud(text)
 
     def _cloud_said(self, text: str) -> None:
         self.window.statusBar().showMessage(f"Cloud: {text}", 30000)

@@ -29,8 +29,11 @@ class CloudControl:
         notify: Callable[[str], None],
         worker_has_work: Callable[[str], bool],
         secrets: SecretStore | None = None,
+        on_cost: Callable[[str], None] = lambda text: None,
     ) -> None:
+        """`on_cost`: what the pods billing cost now, in words ("" when none bills)."""
         self._keeper, self._session, self._notify = keeper, session, notify
+        self._on_cost = on_cost
         self._worker_has_work = worker_has_work
         self.secrets = secrets or SecretStore()
         self._key: str | None = None
@@ -97,6 +100,12 @@ class CloudControl:
                 + (f" · today {money(self.watch.today_usd)}" if self.watch.today_usd else "")
             )
         self.panel.show_pods(self.watch.pods, summary, self.watch.decisions, logged_in)
+        billing = self.billing()
+        self._on_cost(
+            f"{len(billing)} pod(s) {money(sum(p.cost_per_h for p in billing))}/h"
+            if billing
+            else ""
+        )
 
     async def run(self, stop: asyncio.Event) -> None:
         self.show()

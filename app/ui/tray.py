@@ -69,6 +69,7 @@ class FleetTray(QSystemTrayIcon):
         self.health = FleetHealth.UNKNOWN
         self.summary = ""
         self.queued = 0  # items waiting or out in the fleet queue
+        self.cloud = ""  # what the pods billing now cost, in words
         self.setToolTip(APP_NAME)
         self.menu = QMenu()
         self.menu.aboutToShow.connect(self._rebuild_menu)
@@ -87,14 +88,22 @@ class FleetTray(QSystemTrayIcon):
         self.queued = count
         self._tooltip()
 
+    def show_cloud(self, cost: str) -> None:
+        """What the pods cost now ("2 pods $1.38/h"), or "" without pods billing."""
+        self.cloud = cost
+        self._tooltip()
+
     def _tooltip(self) -> None:
         queued = f" · {self.queued} queued" if self.queued else ""
-        self.setToolTip(f"{APP_NAME}: {self.summary or 'starting'}{queued}")
+        cloud = f" · {self.cloud}" if self.cloud else ""
+        self.setToolTip(f"{APP_NAME}: {self.summary or 'starting'}{queued}{cloud}")
 
     def _rebuild_menu(self) -> None:
         self.menu.clear()
         if self.queued:
             self.menu.addAction(f"{self.queued} queued").setEnabled(False)
+        if self.cloud:
+            self.menu.addAction(f"Cloud: {self.cloud}").setEnabled(False)
         label = "Hide ComfyFleet" if self._window.isVisible() else "Show ComfyFleet"
         self.menu.addAction(label, self._toggle_window)
         self.menu.addSeparator()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QApplication, QMessageBox, QSystemTrayIcon
 
 from app.core.cloud import CloudSettings
 from app.core.cloud_fleet import pod_id_of
@@ -23,8 +23,9 @@ from tests.waiting import until
 
 @pytest.mark.asyncio
 async def test_rent_watch_terminate_and_quit_with_pods_running(
-    qapp: QApplication, tmp_path: Path
+    qapp: QApplication, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(QSystemTrayIcon, "isSystemTrayAvailable", staticmethod(lambda: True))
     backed = simulated_runpod(tmp_path / "pods")  # running pods answer through the proxy
     runpod = next(backed)
     try:
@@ -70,6 +71,9 @@ async def _rent_watch_terminate_and_quit(
         (worker,) = app.keeper.config.workers
         assert worker.name == "rented"  # the running pod joined the fleet
         assert "$0.69/h now" in panel.summary.text()
+        assert app.tray is not None
+        await until(lambda: app.tray is not None and app.tray.cloud == "1 pod(s) $0.69/h")
+        assert "1 pod(s) $0.69/h" in app.tray.toolTip()
 
         panel.view.selectRow(0)
         await until(lambda: panel.buttons["terminate"].isEnabled())
