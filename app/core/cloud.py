@@ -52,6 +52,11 @@ class CloudSettings:
     idle_stop_min: float = 15.0  # stop a pod after this long with no work for it (0: never)
     daily_budget_usd: float = 0.0  # stop every pod once today's spend reaches it (0: no limit)
     poll_s: float = 15.0  # how often the pods are read (and the guards look)
+    # elastic: when the queue's expected wait passes elastic_wait_min, start a stopped pod (or
+    # rent one from the recipe), up to elastic_max_pods billing at once
+    elastic: bool = False
+    elastic_wait_min: float = 10.0
+    elastic_max_pods: int = 2
 
 
 @dataclass(frozen=True)

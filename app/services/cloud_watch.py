@@ -27,9 +27,12 @@ class CloudWatch:
         has_work: Callable[[Pod], bool],
         on_decision: Callable[[str], None],
         clock: Callable[[], float] = time.monotonic,
+        queue_wait: Callable[[], tuple[int, float | None]] = lambda: (0, None),
     ) -> None:
         """`client`: None while no API key is stored; `has_work`: the queue has items out or
-        waiting for the pod, or its ComfyUI queue is not empty."""
+        waiting for the pod, or its ComfyUI queue is not empty; `queue_wait`: the items
+        waiting in the queue and the seconds expected until they are done."""
+        self._queue_wait = queue_wait
         self._client, self._settings = client, settings
         self._on_pods, self._has_work, self._on_decision = on_pods, has_work, on_decision
         self._clock = clock
@@ -68,6 +71,7 @@ class CloudWatch:
         try:
             await self._budget(client, settings)
             await self._idle(client, settings)
+            await self._elastic(client, settings)
         except ComfyFleetError as exc:
             self.problem = str(exc)
 
@@ -104,6 +108,30 @@ class CloudWatch:
                     f"stopped {pod.name}: no work for it for {idle_s / 60:.0f} min "
                     f"(it cost {money(pod.cost_per_h)}/h)"
                 )
+
+    async def _elastic(self, client: RunpodClient, settings: CloudSettings) -> None:
+        """More GPUs while the queue waits too long: one pod at a time, until it runs."""
+        if not settings.elastic:
+            return
+        waiting, eta_s = self._queue_wait()
+        if not waiting or eta_s is None or eta_s < settings.elastic_wait_min * 60:
+            return
+        billing = [p for p in self.pods if p.cost_per_h > 0]
+        if any(p.status in ("PROVISIONING", "STARTING") for p in billing):
+            return  # the last one started is not up yet
+        over = settings.daily_budget_usd > 0 and self.today_usd >= settings.daily_budget_usd
+        if len(billing) >= settings.elastic_max_pods or over:
+            return
+        why = f"{waiting} items queued, {eta_s / 60:.0f} min expected"
+        stopped = next((p for p in self.pods if "start" in p.actions), None)
+        if stopped is not None:
+            await client.act(stopped.id, "start")
+            self._decide(f"started {stopped.name}: {why}")
+        else:
+            made = await client.create(settings.recipe, f"comfyfleet-{time.strftime('%H%M%S')}")
+            self._decide(f"rented {made.name} ({made.gpu_type}, {money(made.cost_per_h)}/h): {why}")
+        self.pods = await client.pods()
+        self._on_pods(self.pods)
 
     def _decide(self, text: str) -> None:
         log.info("cloud: %s", text)

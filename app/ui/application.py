@@ -11,6 +11,7 @@ import itertools
 import logging
 import signal
 import sys
+import time
 from collections.abc import Callable
 
 import aiohttp
@@ -137,6 +138,7 @@ class DesktopApp:
             self._cloud_said,
             self._has_work,
             on_cost=self._show_cloud_cost,
+            queue_wait=self._queue_wait,
         )
         self._cloud_stop = asyncio.Event()
         self._wire_cloud()
@@ -271,6 +273,12 @@ class DesktopApp:
         self.window.tabifyDockWidget(self.window.gpu_dock, dock)
         self.window.gpu_dock.raise_()
         self.cloud_dock = dock
+
+    def _queue_wait(self) -> tuple[int, float | None]:
+        """Items waiting in the queue, and the seconds until the last job is expected done."""
+        jobs = [j for j in self.queue_panel.jobs.jobs if not j.ended]
+        etas = [e for j in jobs if (e := j.eta_s(time.time())) is not None]
+        return sum(j.count(ItemState.QUEUED) for j in jobs), max(etas, default=None)
 
     def _show_cloud_cost(self, text: str) -> None:
         if self.tray is not None:

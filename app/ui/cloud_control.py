@@ -30,8 +30,10 @@ class CloudControl:
         worker_has_work: Callable[[str], bool],
         secrets: SecretStore | None = None,
         on_cost: Callable[[str], None] = lambda text: None,
+        queue_wait: Callable[[], tuple[int, float | None]] = lambda: (0, None),
     ) -> None:
-        """`on_cost`: what the pods billing cost now, in words ("" when none bills)."""
+        """`on_cost`: what the pods billing cost now, in words ("" when none bills);
+        `queue_wait`: items waiting in the queue and the seconds expected (the elastic policy)."""
         self._keeper, self._session, self._notify = keeper, session, notify
         self._on_cost = on_cost
         self._worker_has_work = worker_has_work
@@ -41,7 +43,12 @@ class CloudControl:
         self._session_usd, self._last_tick = 0.0, time.monotonic()
         self.panel = CloudPanel(spawn, self, lambda: keeper.config.cloud.recipe)
         self.watch = CloudWatch(
-            self._client, lambda: keeper.config.cloud, self._pods_seen, self._has_work, notify
+            self._client,
+            lambda: keeper.config.cloud,
+            self._pods_seen,
+            self._has_work,
+            notify,
+            queue_wait=queue_wait,
         )
 
     # the key

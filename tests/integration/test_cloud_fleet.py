@@ -155,3 +155,38 @@ def test_a_proxy_form_that_makes_no_address_joins_nothing() -> None:
         "not-a-port", "p", "RUNNING", "NVIDIA H200", 1, 3.59, 60, (4,), ("stop",), ("8188/http",)
     )
     assert with_pods(FleetConfig(), [pod], "http://127.0.0.1:{pod}").workers == ()
+
+
+@pytest.mark.asyncio
+async def test_the_elastic_policy_starts_pods_while_the_queue_waits_too_long(
+    runpod: SimRunpod,
+) -> None:
+    from app.core.cloud import CloudSettings
+    from app.services.cloud_watch import CloudWatch
+
+    said: list[str] = []
+    wait = {"now": (240, 18 * 60.0)}
+    settings = CloudSettings(idle_stop_min=0, elastic=True, elastic_wait_min=10, elastic_max_pods=2)
+    async with aiohttp.ClientSession() as session:
+        client = RunpodClient(session, KEY, runpod.url)
+        stopped = await client.create(PodRecipe(), "kept-pod")
+        await client.act(stopped.id, "stop")
+        watch = CloudWatch(lambda: client, lambda: settings, lambda pods: None, lambda pod: True,
+                           said.append, queue_wait=lambda: wait["now"])  # fmt: skip
+        await watch.tick()
+        assert said == ["started kept-pod: 240 items queued, 18 min expected"]
+        await watch.tick()  # it is not up yet: nothing more
+        assert len(said) == 1
+        while (await client.pod(stopped.id)).status != "RUNNING":
+            await asyncio.sleep(0.05)
+        await watch.tick()  # still too long a wait, none stopped: one is rented
+        assert said[-1].startswith("rented comfyfleet-") and said[-1].endswith(
+            "(NVIDIA GeForce RTX 4090, $0.69/h): 240 items queued, 18 min expected"
+        )
+        assert len(await client.pods()) == 2
+        while any(p.status != "RUNNING" for p in await client.pods()):
+            await asyncio.sleep(0.05)
+        await watch.tick()  # two billing: the maximum
+        wait["now"] = (3, 60.0)
+        await watch.tick()  # a short wait: nothing either
+        assert len(said) == 2 and len(await client.pods()) == 2
