@@ -20,6 +20,7 @@ from app.core.cloud import ACTIONS, Pod, fleet_cost_per_h, money, uptime_text
 from app.core.config import FleetConfig
 from app.services.runpod import API_KEY, RunpodClient, RunpodError, stored_key
 from app.services.secrets import SecretStore
+from app.services.storage import ConfigStore
 
 T = TypeVar("T")
 
@@ -53,14 +54,25 @@ def add_cloud_commands(commands: Any) -> None:
     cost = verbs.add_parser("cost", help="now per hour, today and this month")
     cost.add_argument("--json", action="store_true")
     verbs.add_parser("gpus", help="the GPU types with their prices")
+    guard = verbs.add_parser("guard", help="the guards and the elastic policy (shown, or set)")
+    guard.add_argument("--idle-minutes", type=float, help="stop a pod idle this long (0: never)")
+    guard.add_argument("--daily-budget", type=float, metavar="USD", help="0: no limit")
+    guard.add_argument("--elastic", choices=["on", "off"])
+    guard.add_argument("--elastic-wait-minutes", type=float)
+    guard.add_argument("--elastic-max-pods", type=int)
 
 
 def cloud_command(
-    args: argparse.Namespace, config: FleetConfig, secrets: SecretStore | None = None
+    args: argparse.Namespace,
+    store: ConfigStore,
+    config: FleetConfig,
+    secrets: SecretStore | None = None,
 ) -> int:
     secrets = secrets or SecretStore()
     if args.verb == "login":
         return _login(config, secrets)
+    if args.verb == "guard":
+        return _guard(args, store, config)
     key = stored_key(secrets)
     verb: Callable[[RunpodClient], Awaitable[int]] = {
         "pods": lambda c: _pods(c, args.json),
@@ -78,6 +90,35 @@ def _with_client(config: FleetConfig, key: str, work: Callable[[RunpodClient], A
             return await work(RunpodClient(session, key, config.cloud.runpod_api_url))
 
     return asyncio.run(run())
+
+
+def _guard(args: argparse.Namespace, store: ConfigStore, config: FleetConfig) -> int:
+    changes: dict[str, Any] = {}
+    for option, name in (
+        ("idle_minutes", "idle_stop_min"),
+        ("daily_budget", "daily_budget_usd"),
+        ("elastic_wait_minutes", "elastic_wait_min"),
+        ("elastic_max_pods", "elastic_max_pods"),
+    ):
+        value = getattr(args, option)
+        if value is not None:
+            if value < 0:
+                raise UsageError(f"--{option.replace('_', '-')} cannot be negative")
+            changes[name] = value
+    if args.elastic:
+        changes["elastic"] = args.elastic == "on"
+    cloud = dataclasses.replace(config.cloud, **changes)
+    if changes:
+        store.save(dataclasses.replace(config, cloud=cloud))
+    idle = f"after {cloud.idle_stop_min:g} min" if cloud.idle_stop_min else "never"
+    budget = money(cloud.daily_budget_usd) if cloud.daily_budget_usd else "none"
+    elastic = (
+        f"on: past {cloud.elastic_wait_min:g} min of queue, up to {cloud.elastic_max_pods} pod(s)"
+        if cloud.elastic
+        else "off"
+    )
+    print(f"idle pods stopped: {idle}; daily budget: {budget}; elastic: {elastic}")
+    return EXIT_OK
 
 
 def _login(config: FleetConfig, secrets: SecretStore) -> int:

@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         "test-fleet": lambda a, p: test_fleet_command(a, load_config(p)[1]),
         "queue": lambda a, p: queue_command(a, p, load_config(p)[1]),
         "workflow": lambda a, p: workflow_command(a, load_config(p)[1]),
-        "cloud": lambda a, p: cloud_command(a, load_config(p)[1]),
+        "cloud": lambda a, p: cloud_command(a, *load_config(p)),
     }
     try:
         return handlers[args.command](args, paths)

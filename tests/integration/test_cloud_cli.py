@@ -22,13 +22,15 @@ from tests.fakes.memory_keyring import MemoryKeyring
 from tests.integration.runpod_helpers import KEY, SimRunpod
 
 
-def run(config: FleetConfig, store: SecretStore, *words: str, stdin: str = "") -> int:
+def run(
+    config_file: Path, config: FleetConfig, store: SecretStore, *words: str, stdin: str = ""
+) -> int:
     import sys
 
     args = parse_command_line(["cloud", *words])
     sys.stdin = io.StringIO(stdin)
     try:
-        return cloud_command(args, config, store)
+        return cloud_command(args, ConfigStore(config_file), config, store)
     finally:
         sys.stdin = sys.__stdin__
 
@@ -45,33 +47,43 @@ def test_the_cloud_commands_on_a_simulated_runpod(
     ConfigStore(config_file).save(config)
     store = SecretStore(backend=MemoryKeyring())
 
-    assert run(config, store, "login", "runpod", stdin="rp_wrong\n") == 1
+    assert run(config_file, config, store, "login", "runpod", stdin="rp_wrong\n") == 1
     assert "refused the API key" in capsys.readouterr().err and store.get(API_KEY) is None
-    assert run(config, store, "login", "runpod", stdin=f"{KEY}\n") == 0
+    assert run(config_file, config, store, "login", "runpod", stdin=f"{KEY}\n") == 0
     assert "Stored the Runpod API key in the system keyring (0 pod(s)" in capsys.readouterr().out
     assert store.get(API_KEY) == KEY
 
-    assert run(config, store, "create", "--name", "gpu-a", "--json") == 0
+    assert run(config_file, config, store, "create", "--name", "gpu-a", "--json") == 0
     made = json.loads(capsys.readouterr().out)
     assert made["name"] == "gpu-a" and made["status"] == "PROVISIONING"
-    assert run(config, store, "pods", "--json") == 0
+    assert run(config_file, config, store, "pods", "--json") == 0
     listed = json.loads(capsys.readouterr().out)
     assert [p["name"] for p in listed["pods"]] == ["gpu-a"] and listed["cost_per_h"] > 0
-    assert run(config, store, "stop", "gpu-a") == 0
+    assert run(config_file, config, store, "stop", "gpu-a") == 0
     assert "stop: gpu-a" in capsys.readouterr().out
-    assert run(config, store, "logs", "gpu-a") == 0
+    assert run(config_file, config, store, "logs", "gpu-a") == 0
     assert "stop requested" in capsys.readouterr().out
-    assert run(config, store, "cost", "--json") == 0
+    assert run(config_file, config, store, "cost", "--json") == 0
     cost = json.loads(capsys.readouterr().out)
     assert cost["cost_per_h"] == 0.0 and cost["running"] == 0 and cost["today"] >= 0
-    assert run(config, store, "terminate", "gpu-a") == 1  # no terminal to ask: not done
+    assert (
+        run(config_file, config, store, "terminate", "gpu-a") == 1
+    )  # no terminal to ask: not done
     assert "Not terminated gpu-a: answer y, or pass --yes" in capsys.readouterr().err
-    assert run(config, store, "terminate", "gpu-a", "--yes") == 0
+    assert run(config_file, config, store, "terminate", "gpu-a", "--yes") == 0
     assert "terminated" in capsys.readouterr().out
-    assert run(config, store, "pods") == 0
+    assert run(config_file, config, store, "pods") == 0
     assert "no pods" in capsys.readouterr().out
-    assert run(config, store, "gpus") == 0
+    assert run(config_file, config, store, "gpus") == 0
     assert "NVIDIA GeForce RTX 4090\t24 GB" in capsys.readouterr().out
+
+    assert run(config_file, config, store, "guard", "--idle-minutes", "30", "--elastic", "on") == 0
+    assert capsys.readouterr().out == (
+        "idle pods stopped: after 30 min; daily budget: none; "
+        "elastic: on: past 10 min of queue, up to 2 pod(s)\n"
+    )
+    saved = ConfigStore(config_file).load().config.cloud
+    assert (saved.idle_stop_min, saved.elastic, saved.runpod_api_url) == (30, True, runpod.url)
 
     # the key: in the keyring, nowhere else
     assert KEY not in config_file.read_text()
