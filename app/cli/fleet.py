@@ -12,12 +12,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
+from app.core.cloud import fleet_cost_per_h, money
 from app.core.config import FleetConfig
+from app.core.errors import ComfyFleetError, SecretStoreError
 from app.core.health import ProbeSchedule, WorkerHealth, WorkerState
 from app.services.comfy_client import ComfyClient
 from app.services.gpus import GpuReader, GpuSnapshot
 from app.services.monitor import FleetMonitor, targets_from_config
 from app.services.processes import ProcessId
+from app.services.runpod import API_KEY, RunpodClient
+from app.services.secrets import SecretStore
 from app.services.supervisor import read_state
 
 
@@ -27,18 +33,45 @@ def add_status_command(commands: Any) -> None:
     status.add_argument("--watch", action="store_true", help="keep watching; print changes")
 
 
-def status_command(args: argparse.Namespace, config: FleetConfig, state_file: Path) -> int:
+def status_command(
+    args: argparse.Namespace,
+    config: FleetConfig,
+    state_file: Path,
+    secrets: SecretStore | None = None,
+) -> int:
     if args.watch:
         with contextlib.suppress(KeyboardInterrupt):
             asyncio.run(_watch(config, args.json))
         return 0
     healths, gpus = asyncio.run(_probe_once(config))
     healths = merge_supervised(healths, read_state(state_file))
+    cloud = asyncio.run(_cloud_cost(config, secrets or SecretStore()))
     if args.json:
-        print(json.dumps(status_json(healths, gpus), indent=2))
+        print(json.dumps({**status_json(healths, gpus), "cloud": cloud}, indent=2))
     else:
         print(format_table(healths, gpus))
+        if cloud is not None:
+            print(cloud["text"])
     return 0
+
+
+async def _cloud_cost(config: FleetConfig, secrets: SecretStore) -> dict[str, Any] | None:
+    """The Runpod pods billing now, when a key is stored (None without one)."""
+    try:
+        key = secrets.get(API_KEY)
+    except SecretStoreError:
+        return None
+    if not key:
+        return None
+    async with aiohttp.ClientSession() as session:
+        try:
+            pods = await RunpodClient(session, key, config.cloud.runpod_api_url).pods()
+        except ComfyFleetError as exc:
+            return {"error": str(exc), "text": f"cloud: {exc}"}
+    billing = [p for p in pods if p.cost_per_h > 0]
+    cost = fleet_cost_per_h(billing)
+    text = f"cloud: {len(billing)} of {len(pods)} pod(s) billing, {money(cost)}/h"
+    return {"pods": len(pods), "billing": len(billing), "cost_per_h": cost, "text": text}
 
 
 async def _probe_once(config: FleetConfig) -> tuple[list[WorkerHealth], GpuSnapshot]:

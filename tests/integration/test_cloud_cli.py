@@ -1,5 +1,6 @@
 """`comfy-fleet cloud …` on the simulated Runpod API: login, create, pods, stop, terminate (asks),
-cost, logs, gpus; the planted API key appears nowhere but in the keyring."""
+cost, logs, gpus, guard; `status` with the pods' cost; the planted API key appears nowhere but
+in the keyring."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import psutil
 import pytest
 
 from app.cli.cloud import cloud_command
+from app.cli.fleet import status_command
 from app.cli.main import parse_command_line
 from app.core.cloud import CloudSettings
 from app.core.config import FleetConfig
@@ -59,6 +61,8 @@ def test_the_cloud_commands_on_a_simulated_runpod(
     assert run(config_file, config, store, "pods", "--json") == 0
     listed = json.loads(capsys.readouterr().out)
     assert [p["name"] for p in listed["pods"]] == ["gpu-a"] and listed["cost_per_h"] > 0
+    status_command(parse_command_line(["status"]), config, tmp_path / "state.json", store)
+    assert "cloud: 1 of 1 pod(s) billing, $0.69/h" in capsys.readouterr().out
     assert run(config_file, config, store, "stop", "gpu-a") == 0
     assert "stop: gpu-a" in capsys.readouterr().out
     assert run(config_file, config, store, "logs", "gpu-a") == 0
