@@ -145,6 +145,9 @@ class CloudControl:
     async def gpu_types(self) -> list[GpuType]:
         return await self._needed().gpu_types()
 
+    async def logs(self, pod: Pod) -> list[str]:
+        return await self._needed().logs(pod.id)
+
     async def stop_all(self, pods: list[Pod]) -> None:
         client = self._needed()
         for pod in pods:

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QLineEdit,
+    QPlainTextEdit,
     QPushButton,
     QSpinBox,
     QTableView,
@@ -37,6 +38,7 @@ class CloudActions(Protocol):
     async def act(self, pod: Pod, verb: str) -> None: ...
     async def create(self, recipe: PodRecipe, name: str) -> None: ...
     async def gpu_types(self) -> list[GpuType]: ...
+    async def logs(self, pod: Pod) -> list[str]: ...
 
 
 class PodsModel(QAbstractTableModel):
@@ -166,6 +168,7 @@ class CloudPanel(QWidget):
     ) -> None:
         super().__init__()
         self._spawn, self._actions, self._recipe = spawn, actions, recipe
+        self.log_dialog: QDialog | None = None
         self.summary = QLabel("Runpod: not logged in.")
         self.summary.setWordWrap(True)
         self.model = PodsModel()
@@ -187,6 +190,7 @@ class CloudPanel(QWidget):
         row = QHBoxLayout()
         self.buttons = {verb: self._button(verb.capitalize(), self._acting(verb), row)
                         for verb in ("start", "stop", "restart", "terminate")}  # fmt: skip
+        self.logs_button = self._button("Logs", self._show_logs, row)
         row.addStretch(1)
         layout = QVBoxLayout(self)
         layout.addWidget(self.summary)
@@ -226,6 +230,7 @@ class CloudPanel(QWidget):
         pod = self.selected()
         for verb, button in self.buttons.items():
             button.setEnabled(pod is not None and verb in pod.actions)
+        self.logs_button.setEnabled(pod is not None)
 
     def say(self, text: str) -> None:
         self.decisions.setText(text)
@@ -263,6 +268,28 @@ class CloudPanel(QWidget):
             self.say(f"Not rented: {exc}")
         finally:
             dialog.deleteLater()
+
+    def _show_logs(self) -> None:
+        self._spawn(self._open_logs(), "reading a pod's log")
+
+    async def _open_logs(self) -> None:
+        pod = self.selected()
+        if pod is None:
+            return
+        try:
+            lines = await self._actions.logs(pod)
+        except ComfyFleetError as exc:
+            self.say(f"{pod.name}: {exc}")
+            return
+        dialog = QDialog(self)
+        dialog.setWindowTitle(f"Log of {pod.name} ({pod.id})")
+        dialog.resize(760, 420)
+        text = QPlainTextEdit("\n".join(lines) or "(nothing logged yet)")
+        text.setReadOnly(True)
+        QVBoxLayout(dialog).addWidget(text)
+        dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dialog.open()  # nothing waits on it
+        self.log_dialog = dialog
 
     def _acting(self, verb: str) -> Callable[[], None]:
         def act() -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from PySide6.QtWidgets import QApplication, QMessageBox, QSystemTrayIcon
+from PySide6.QtWidgets import QApplication, QMessageBox, QPlainTextEdit, QSystemTrayIcon
 
 from app.core.cloud import CloudSettings
 from app.core.cloud_fleet import pod_id_of
@@ -77,6 +77,12 @@ async def _rent_watch_terminate_and_quit(
 
         panel.view.selectRow(0)
         await until(lambda: panel.buttons["terminate"].isEnabled())
+        panel.logs_button.click()
+        await until(lambda: panel.log_dialog is not None and panel.log_dialog.isVisible())
+        assert panel.log_dialog is not None
+        logged = panel.log_dialog.findChild(QPlainTextEdit).toPlainText()
+        assert "container running" in logged
+        panel.log_dialog.close()
         panel.buttons["terminate"].click()
         question = await answer(QMessageBox.StandardButton.No)
         assert "Terminate pod rented (1× NVIDIA GeForce RTX 4090, $0.69/h)?" in question
