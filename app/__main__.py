@@ -8,7 +8,7 @@ from pathlib import Path
 from app.cli.main import parse_command_line, run
 from app.services.logs import setup_logging
 from app.services.paths import resolve_paths
-from app.sim.fleet import SIM_COMMAND, is_sim_install
+from app.sim.fleet import SIM_COMMAND, SIM_RUNPOD_COMMAND, is_sim_install
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -17,6 +17,11 @@ def main(argv: list[str] | None = None) -> int:
         from app.sim.__main__ import main as sim_main
 
         return sim_main(argv[1:])
+    if argv[:1] == [SIM_RUNPOD_COMMAND]:  # and the demo's simulated Runpod
+        from app.sim.runpod import main as runpod_main
+
+        runpod_main(argv[1:])
+        return 0
     if argv[:1] == ["main.py"] and is_sim_install(Path.cwd()):
         # the bundle has no Python: as "the Python" of the demo's simulated install, it runs
         # that install's main.py itself

@@ -7,18 +7,36 @@ the remote workers are simulated instances the demo starts, as other machines wo
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import secrets
+import subprocess
 import tempfile
-from dataclasses import dataclass, replace
+import urllib.request
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from keyring.backend import KeyringBackend
+from keyring.compat import properties
+
+from app.core.cloud import CloudSettings, PodRecipe
 from app.core.config import AppSettings, FleetConfig, MasterConfig, WorkerConfig, WorkerKind
 from app.core.queue import JobSpec
 from app.core.workflow import Workflow
 from app.services.paths import AppPaths
 from app.services.queue_service import FleetQueue, QueuePaths
+from app.services.runpod import API_KEY
+from app.services.secrets import SecretStore
 from app.services.storage import ConfigStore
-from app.sim.fleet import SimInstance, create_sim_install, free_port, start_sim
+from app.sim.fleet import (
+    REPO_ROOT,
+    SimInstance,
+    create_sim_install,
+    free_port,
+    runpod_command,
+    start_sim,
+)
 
 log = logging.getLogger(__name__)
 CRASH_EVERY_S = 150  # now and then, and never a crash loop (5 exits in 10 minutes)
@@ -93,11 +111,72 @@ def demo_workflow() -> Workflow:
 class DemoFleet:
     folder: tempfile.TemporaryDirectory[str]
     instances: list[SimInstance]  # the remote ones; the app stops the local ones it launched
+    runpod: subprocess.Popen[str] | None = None  # a simulated Runpod (its pods' ComfyUIs too)
+    runpod_key: str = field(default_factory=lambda: f"demo-{secrets.token_hex(8)}")
 
     def stop(self) -> None:
         for instance in self.instances:
             instance.stop()
+        if self.runpod is not None and self.runpod.poll() is None:
+            self.runpod.terminate()  # it stops its pods' ComfyUIs
+            try:
+                self.runpod.wait(15)
+            except subprocess.TimeoutExpired:
+                self.runpod.kill()
         self.folder.cleanup()
+
+    def secrets(self) -> SecretStore:
+        """The demo's Runpod key, kept in memory only (the user's keyring is not touched)."""
+        store = SecretStore(backend=DemoKeyring())
+        store.set(API_KEY, self.runpod_key)
+        return store
+
+
+class DemoKeyring(KeyringBackend):
+    """An in-memory keyring for the demo's simulated Runpod key; never chosen by keyring's own
+    discovery (its priority refuses)."""
+
+    @properties.classproperty
+    def priority(cls) -> float:
+        raise RuntimeError("the demo's keyring is handed over explicitly")
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._secrets: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self._secrets.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self._secrets[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        self._secrets.pop((service, username), None)
+
+
+def _start_runpod(root: Path, fleet: DemoFleet) -> CloudSettings:
+    """A simulated Runpod with one pod renting: it joins the fleet once it runs."""
+    port = free_port()
+    fleet.runpod = subprocess.Popen(
+        [*runpod_command(), "--port", str(port), "--comfy-root",
+         str(root / "pods"), "--provisioning-s", "3", "--starting-s", "4"],
+        stdout=subprocess.PIPE, text=True, cwd=REPO_ROOT,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT),
+             "COMFYFLEET_SIM_RUNPOD_KEY": fleet.runpod_key},
+    )  # fmt: skip
+    assert fleet.runpod.stdout is not None
+    json.loads(fleet.runpod.stdout.readline())
+    url = f"http://127.0.0.1:{port}"
+    recipe = PodRecipe(gpu_type="NVIDIA H200")
+    request = urllib.request.Request(
+        f"{url}/v2/pods",
+        data=json.dumps(recipe.body("demo-pod-h200")).encode(),
+        headers={"Authorization": f"Bearer {fleet.runpod_key}", "Content-Type": "application/json"},
+    )
+    urllib.request.urlopen(request, timeout=10).read()
+    return CloudSettings(
+        runpod_api_url=url, runpod_proxy="http://127.0.0.1:{pod}", recipe=recipe, poll_s=3
+    )
 
 
 def _args(spec: DemoWorker) -> list[str]:
@@ -163,6 +242,7 @@ def _start(root: Path, fleet: DemoFleet, chosen: list[DemoWorker], theme: str) -
         master=MasterConfig(comfyui_dir=str(install), port=ports[MASTER.name]),
         workers=workers,
         app=AppSettings(start_fleet_on_launch=True, theme=theme),
+        cloud=_start_runpod(root, fleet),
     )
     ConfigStore(paths.config_file).save(config)
     queue = FleetQueue(QueuePaths.under(paths.data_dir))

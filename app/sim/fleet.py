@@ -44,6 +44,7 @@ def create_sim_install(folder: Path, **sim: Any) -> Path:
 
 
 SIM_COMMAND = "_sim"  # the bundle's hidden command that runs the simulator
+SIM_RUNPOD_COMMAND = "_sim_runpod"  # … and the simulated Runpod API
 
 
 def is_sim_install(folder: Path) -> bool:
@@ -60,6 +61,13 @@ def sim_command() -> list[str]:
     if getattr(sys, "frozen", False):
         return [sys.executable, SIM_COMMAND]
     return [sys.executable, "-m", "app.sim"]
+
+
+def runpod_command() -> list[str]:
+    """The simulated Runpod API the same way (`python -m app.sim.runpod`)."""
+    if getattr(sys, "frozen", False):
+        return [sys.executable, SIM_RUNPOD_COMMAND]
+    return [sys.executable, "-m", "app.sim.runpod"]
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -512,6 +512,8 @@ def run_app(paths: AppPaths, demo_workers: int | None = None) -> int:
     try:
         loaded = load_or_explain(ConfigStore(paths.config_file))
         desktop = DesktopApp(qt_app, paths, loaded, simulation)
+        if simulation:
+            desktop.cloud.secrets = demo_fleet.secrets()  # the simulated Runpod's key
         install_signal_handlers(qt_app, desktop.quit_on_signal)
         collect_garbage_on_gui_thread(qt_app)
         log.info("%s started with config %s", APP_NAME, paths.config_file)

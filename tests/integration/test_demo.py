@@ -41,6 +41,11 @@ def test_demo_fleet_starts_the_remote_part_and_configures_the_local_one() -> Non
         slow = http_json(f"{fleet.instances[0].url}/system_stats")
         assert "RTX 3090" in slow["devices"][0]["name"]
         processes = [i.process for i in fleet.instances]
+        assert config.cloud.runpod_api_url.startswith("http://127.0.0.1:")
+        assert fleet.runpod is not None and fleet.runpod.poll() is None
+        key = fleet.secrets().get("cloud/runpod")
+        pods = http_json_with(f"{config.cloud.runpod_api_url}/v2/pods", key)["pods"]
+        assert [p["name"] for p in pods] == ["demo-pod-h200"]  # renting: it joins once it runs
         queue = QueueStore(QueuePaths.under(paths.data_dir).db)
         (job,) = queue.jobs()  # the demo has a job in its queue for the window to dispatch
         assert job.total == DEMO_JOB_IMAGES and job.ended is None
@@ -48,6 +53,7 @@ def test_demo_fleet_starts_the_remote_part_and_configures_the_local_one() -> Non
     finally:
         fleet.stop()
     assert all(p.poll() is not None for p in processes)
+    assert fleet.runpod.poll() is not None
     assert not paths.config_file.exists()
 
 
@@ -89,7 +95,8 @@ def test_demo_command_opens_app_and_stops_fleet_on_sigterm(isolated_dirs: Path) 
                 if "app.sim" in " ".join(c.cmdline()) or "main.py" in " ".join(c.cmdline())
             ]
 
-        wait_until(lambda: len(sims()) == 5)  # 2 remote + the master and 2 local workers
+        # 2 remote + the master and 2 local workers + the simulated Runpod (+ its pod's ComfyUI)
+        wait_until(lambda: len(sims()) >= 6)
         running = sims()
         app.send_signal(signal.SIGTERM)
         assert app.wait(30) == 0
@@ -116,3 +123,11 @@ def test_the_demo_job_runs_on_the_simulator(sim_factory: Callable[..., SimInstan
     entry = http_json(f"{sim.url}/history/{prompt_id}")[prompt_id]
     assert entry["status"]["status_str"] == "success"
     assert [i["type"] for i in entry["outputs"]["9"]["images"]] == ["output"]
+
+
+def http_json_with(url: str, key: str | None) -> Any:
+    import urllib.request
+
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})
+    with urllib.request.urlopen(request, timeout=5) as response:
+        return json.loads(response.read())
