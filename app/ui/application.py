@@ -187,11 +187,16 @@ class DesktopApp:
 
     async def _settings_dialog(self) -> None:
         dialog = SettingsDialog(
-            self._config.app, self.autostart.location, self.tray is not None, self.window
+            self._config.app,
+            self.autostart.location,
+            self.tray is not None,
+            self.window,
+            cloud=self._config.cloud,
+            on_key=self.cloud.panel.ask_key,
         )
         try:
-            if await answer_of(dialog):
-                self.apply_settings(dialog.result_settings())
+            if await answer_of(dialog) and self.apply_settings(dialog.result_settings()):
+                self.keeper.apply(dataclasses.replace(self._config, cloud=dialog.result_cloud()))
         finally:
             dialog.deleteLater()
 

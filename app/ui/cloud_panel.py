@@ -184,7 +184,7 @@ class CloudPanel(QWidget):
         self.decisions.setWordWrap(True)
         self.decisions.setObjectName("hint")
         top = QHBoxLayout()
-        self.login_button = self._button("Log in…", self._login, top)
+        self.login_button = self._button("Log in…", self.ask_key, top)
         self.create_button = self._button("Rent a GPU…", self._create, top)
         top.addStretch(1)
         row = QHBoxLayout()
@@ -237,7 +237,8 @@ class CloudPanel(QWidget):
 
     # actions (awaited dialogs, never exec())
 
-    def _login(self) -> None:
+    def ask_key(self) -> None:
+        """The Runpod API key (from the panel, or Settings → Cloud)."""
         self._spawn(self._ask_key(), "logging in to Runpod")
 
     async def _ask_key(self) -> None:

@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
+    QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
     QLabel,
+    QPushButton,
+    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
+from app.core.cloud import CloudSettings
 from app.core.config import THEMES, AppSettings, Notice
 
 THEME_LABELS = {"system": "As the desktop (light or dark)", "light": "Light", "dark": "Dark"}
@@ -34,11 +39,15 @@ class SettingsDialog(QDialog):
         autostart_at: str,
         has_tray: bool,
         parent: QWidget | None = None,
+        cloud: CloudSettings | None = None,
+        on_key: Callable[[], None] | None = None,
     ) -> None:
+        """`cloud`: the Runpod guards shown and set here; `on_key`: asks for the API key."""
         super().__init__(parent)
         self.setWindowTitle("Settings")
         self.setMinimumWidth(480)
         self._settings = settings
+        self._cloud = cloud or CloudSettings()
         self.start_at_login = QCheckBox("Start ComfyFleet when I log in")
         self.start_at_login.setChecked(settings.start_at_login)
         self.start_at_login.setToolTip(autostart_at)
@@ -64,9 +73,11 @@ class SettingsDialog(QDialog):
         )
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
+        cloud_box = self._cloud_group(self._cloud, on_key)
         layout = QVBoxLayout(self)
         for widget in (self.start_at_login, self.start_fleet, self.minimize_to_tray, group):
             layout.addWidget(widget)
+        layout.addWidget(cloud_box)
         look = QFormLayout()
         look.addRow("Appearance", self.theme)
         layout.addLayout(look)
@@ -74,6 +85,41 @@ class SettingsDialog(QDialog):
         where.setWordWrap(True)
         layout.addWidget(where)
         layout.addWidget(buttons)
+
+    def _cloud_group(self, cloud: CloudSettings, on_key: Callable[[], None] | None) -> QGroupBox:
+        box = QGroupBox("Cloud (Runpod)")
+        form = QFormLayout(box)
+        key = QPushButton("Runpod API key…")
+        key.setEnabled(on_key is not None)
+        if on_key is not None:
+            key.clicked.connect(on_key)
+        self.idle_minutes = _spin(cloud.idle_stop_min, 0, 24 * 60, " min", 0)
+        self.idle_minutes.setSpecialValueText("never")
+        self.daily_budget = _spin(cloud.daily_budget_usd, 0, 100_000, "", 2)
+        self.daily_budget.setPrefix("$")
+        self.daily_budget.setSpecialValueText("no limit")
+        self.elastic = QCheckBox("Start or rent pods while the queue waits longer than")
+        self.elastic.setChecked(cloud.elastic)
+        self.elastic_wait = _spin(cloud.elastic_wait_min, 1, 24 * 60, " min", 0)
+        self.elastic_max = QSpinBox()
+        self.elastic_max.setRange(1, 32)
+        self.elastic_max.setValue(cloud.elastic_max_pods)
+        form.addRow("Account", key)
+        form.addRow("Stop a pod idle for", self.idle_minutes)
+        form.addRow("Daily budget", self.daily_budget)
+        form.addRow(self.elastic, self.elastic_wait)
+        form.addRow("…up to pods billing at once", self.elastic_max)
+        return box
+
+    def result_cloud(self) -> CloudSettings:
+        return dataclasses.replace(
+            self._cloud,
+            idle_stop_min=self.idle_minutes.value(),
+            daily_budget_usd=self.daily_budget.value(),
+            elastic=self.elastic.isChecked(),
+            elastic_wait_min=self.elastic_wait.value(),
+            elastic_max_pods=self.elastic_max.value(),
+        )
 
     def result_settings(self) -> AppSettings:
         notices = {f"notify_{n.value}": box.isChecked() for n, box in self.notices.items()}
@@ -87,3 +133,12 @@ class SettingsDialog(QDialog):
             theme=str(self.theme.currentData()),
             **notices,
         )
+
+
+def _spin(value: float, low: float, high: float, suffix: str, decimals: int) -> QDoubleSpinBox:
+    spin = QDoubleSpinBox()
+    spin.setRange(low, high)
+    spin.setDecimals(decimals)
+    spin.setSuffix(suffix)
+    spin.setValue(value)
+    return spin

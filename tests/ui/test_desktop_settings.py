@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from PySide6.QtWidgets import QApplication, QSystemTrayIcon
+from PySide6.QtWidgets import QApplication, QPushButton, QSystemTrayIcon
 from pytestqt.qtbot import QtBot
 
 from app.core.config import AppSettings, Notice
@@ -107,3 +107,23 @@ def test_the_theme_is_light_or_dark_as_chosen(qapp: QApplication) -> None:
         assert qapp.palette().color(QPalette.ColorRole.Window).lightness() > 200
     finally:
         qapp.setPalette(before)
+
+
+def test_settings_show_and_set_the_cloud_guards(qapp: QApplication) -> None:
+    from app.core.cloud import CloudSettings
+
+    asked: list[bool] = []
+    cloud = CloudSettings(runpod_api_url="http://127.0.0.1:1", idle_stop_min=15)
+    dialog = SettingsDialog(
+        AppSettings(), "/somewhere", has_tray=False, cloud=cloud, on_key=lambda: asked.append(True)
+    )
+    assert dialog.idle_minutes.value() == 15 and dialog.daily_budget.text() == "no limit"
+    dialog.idle_minutes.setValue(30)
+    dialog.daily_budget.setValue(12.5)
+    dialog.elastic.setChecked(True)
+    dialog.elastic_max.setValue(3)
+    result = dialog.result_cloud()
+    assert (result.idle_stop_min, result.daily_budget_usd, result.elastic) == (30, 12.5, True)
+    assert result.elastic_max_pods == 3 and result.runpod_api_url == "http://127.0.0.1:1"
+    next(b for b in dialog.findChildren(QPushButton) if b.text() == "Runpod API key…").click()
+    assert asked == [True]
