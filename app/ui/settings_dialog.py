@@ -108,7 +108,7 @@ class SettingsDialog(QDialog):
         form.addRow("Stop a pod idle for", self.idle_minutes)
         form.addRow("Daily budget", self.daily_budget)
         form.addRow(self.elastic, self.elastic_wait)
-        form.addRow("…up to pods billing at once", self.elastic_max)
+        form.addRow("Pods billing at once, at most", self.elastic_max)
         return box
 
     def result_cloud(self) -> CloudSettings:

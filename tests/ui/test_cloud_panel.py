@@ -102,3 +102,57 @@ async def _rent_watch_terminate_and_quit(
     async with aiohttp.ClientSession() as session:
         (pod,) = await RunpodClient(session, KEY, runpod.url).pods()
     assert pod.status == "EXITED" and pod.cost_per_h == 0.0
+
+
+@pytest.mark.asyncio
+async def test_a_rented_pod_runs_the_queue_then_the_idle_guard_stops_it(
+    qapp: QApplication, tmp_path: Path
+) -> None:
+    """create → provisioning → running → the worker goes online → queue items run on it → idle
+    → stopped by the guard, costing nothing afterwards."""
+    from app.core.health import POD_STARTING, WorkerState
+    from app.core.queue import JobSpec
+    from app.core.workflow import load_workflow
+    from tests.conftest import RECORDINGS
+
+    backed = simulated_runpod(tmp_path / "pods")
+    runpod = next(backed)
+    config = FleetConfig(
+        app=AppSettings(poll_interval_s=0.3),
+        cloud=CloudSettings(
+            runpod_api_url=runpod.url,
+            runpod_proxy="http://127.0.0.1:{pod}",
+            poll_s=0.3,
+            idle_stop_min=0.05,
+        ),  # 3 s without work  # fmt: skip
+    )
+    app = desktop_with(qapp, tmp_path, config)
+    app.cloud.secrets = SecretStore(backend=MemoryKeyring())
+    app.cloud.secrets.set(API_KEY, KEY)
+    await app.start()
+    try:
+        await app.cloud.create(app.keeper.config.cloud.recipe, "worker-pod")
+        states = set()
+
+        def online() -> bool:
+            health = app.monitor.health("worker-pod")
+            if health is not None:
+                states.add((health.state, health.error))
+            return health is not None and health.state in (WorkerState.ONLINE, WorkerState.BUSY)
+
+        await until(online, timeout=30)
+        assert (WorkerState.STARTING, POD_STARTING) in states  # while the proxy answered 502
+        workflow = load_workflow((RECORDINGS / "workflows" / "workflow_nomodel.json").read_text())
+        app.add_job(JobSpec("on the pod", workflow, 4, seed=1, workers=("worker-pod",)))
+        await until(lambda: app.queue.store.job_brief(1).ended is not None, timeout=60)
+        assert {i.participant for i in app.queue.store.items(1)} == {"worker-pod"}
+        await until(
+            lambda: any("stopped worker-pod: no work" in d for d in app.cloud.watch.decisions),
+            timeout=30,
+        )
+        await until(lambda: not app.keeper.config.workers)  # it left the fleet
+        assert app.cloud.billing() == [] and app.cloud.watch.cost_per_h == 0.0
+    finally:
+        app.quit_now()
+        await app.stop()
+        backed.close()
