@@ -17,9 +17,6 @@ import urllib.request
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from keyring.backend import KeyringBackend
-from keyring.compat import properties
-
 from app.core.cloud import CloudSettings, PodRecipe
 from app.core.config import AppSettings, FleetConfig, MasterConfig, WorkerConfig, WorkerKind
 from app.core.queue import JobSpec
@@ -27,7 +24,7 @@ from app.core.workflow import Workflow
 from app.services.paths import AppPaths
 from app.services.queue_service import FleetQueue, QueuePaths
 from app.services.runpod import API_KEY
-from app.services.secrets import SecretStore
+from app.services.secrets import MemoryKeyring, SecretStore
 from app.services.storage import ConfigStore
 from app.sim.fleet import (
     REPO_ROOT,
@@ -127,31 +124,9 @@ class DemoFleet:
 
     def secrets(self) -> SecretStore:
         """The demo's Runpod key, kept in memory only (the user's keyring is not touched)."""
-        store = SecretStore(backend=DemoKeyring())
+        store = SecretStore(backend=MemoryKeyring())
         store.set(API_KEY, self.runpod_key)
         return store
-
-
-class DemoKeyring(KeyringBackend):
-    """An in-memory keyring for the demo's simulated Runpod key; never chosen by keyring's own
-    discovery (its priority refuses)."""
-
-    @properties.classproperty
-    def priority(cls) -> float:
-        raise RuntimeError("the demo's keyring is handed over explicitly")
-
-    def __init__(self) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]
-        self._secrets: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self._secrets.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self._secrets[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        self._secrets.pop((service, username), None)
 
 
 def _start_runpod(root: Path, fleet: DemoFleet) -> CloudSettings:

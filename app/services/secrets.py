@@ -5,6 +5,7 @@ from __future__ import annotations
 import keyring
 import keyring.errors
 from keyring.backend import KeyringBackend
+from keyring.compat import properties
 
 from app import APP_ID
 from app.core.errors import SecretStoreError
@@ -80,3 +81,27 @@ def _explain(exc: Exception) -> str:
         "Install and start a Secret Service (GNOME Keyring or KWallet) and try again; "
         "ComfyFleet never falls back to a plain-text file."
     )
+
+
+class MemoryKeyring(KeyringBackend):
+    """Secrets kept in this process's memory only: for the demo's simulated Runpod key and for
+    tests, handed to SecretStore explicitly; keyring's own discovery never picks it (its
+    priority refuses), so a real secret never lands here."""
+
+    @properties.classproperty
+    def priority(cls) -> float:
+        raise RuntimeError("the in-memory keyring is handed over explicitly")
+
+    def __init__(self) -> None:
+        super().__init__()  # type: ignore[no-untyped-call]
+        self._secrets: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self._secrets.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self._secrets[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        if self._secrets.pop((service, username), None) is None:
+            raise keyring.errors.PasswordDeleteError(username)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, Qt
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -28,8 +28,8 @@ from app.core.cloud import DISTRIBUTED_TEMPLATE, Pod, PodRecipe, money, uptime_t
 from app.core.errors import ComfyFleetError
 from app.services.runpod import GpuType
 from app.ui.ask import answer_of, confirm
+from app.ui.rows_model import Index, RowsModel
 
-Index = QModelIndex | QPersistentModelIndex
 COLUMNS = ("Name", "GPU", "Status", "Cost", "Up", "GPU use")
 
 
@@ -41,26 +41,12 @@ class CloudActions(Protocol):
     async def logs(self, pod: Pod) -> list[str]: ...
 
 
-class PodsModel(QAbstractTableModel):
-    def __init__(self) -> None:
-        super().__init__()
-        self.pods: list[Pod] = []
+class PodsModel(RowsModel):
+    columns = COLUMNS
 
-    def show(self, pods: Sequence[Pod]) -> None:
-        self.beginResetModel()
-        self.pods = list(pods)
-        self.endResetModel()
-
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.pods)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return len(COLUMNS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = 0) -> Any:
-        if role == Qt.ItemDataRole.DisplayRole and orientation is Qt.Orientation.Horizontal:
-            return COLUMNS[section]
-        return None
+    @property
+    def pods(self) -> list[Pod]:
+        return self.rows
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         pod = self.pods[index.row()]

@@ -4,14 +4,12 @@ minute per GPU; add a job (or drop a workflow file on it), cancel, retry, pause.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import (
     QAbstractTableModel,
-    QModelIndex,
-    QPersistentModelIndex,
     QSize,
     Qt,
     Signal,
@@ -47,34 +45,27 @@ from app.services.queue_store import Item, Job, QueueStore
 from app.services.workflow_source import read_workflow_file
 from app.ui.ask import WORKFLOW_FILTER, answer_of, choose_path, dropped_workflows
 from app.ui.history import KEEP, SAMPLE_S, Chart
+from app.ui.rows_model import Index, RowsModel
 
-Index = QModelIndex | QPersistentModelIndex
 JOB_COLUMNS = ("Name", "Progress", "ETA", "State", "Job")  # what matters first: docks are narrow
 ITEM_COLUMNS = ("Item", "Seed", "State", "On", "Why")
 MAX_CHARTS = 8
 
 
-class JobsModel(QAbstractTableModel):
+class JobsModel(RowsModel):
+    columns = JOB_COLUMNS
+
     def __init__(self) -> None:
         super().__init__()
-        self.jobs: list[Job] = []
         self.now = time.time()
 
-    def show(self, jobs: list[Job]) -> None:
-        self.beginResetModel()
-        self.jobs, self.now = jobs, time.time()
-        self.endResetModel()
+    @property
+    def jobs(self) -> list[Job]:
+        return self.rows
 
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.jobs)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return len(JOB_COLUMNS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = 0) -> Any:
-        if role == Qt.ItemDataRole.DisplayRole and orientation is Qt.Orientation.Horizontal:
-            return JOB_COLUMNS[section]
-        return None
+    def show(self, rows: Sequence[Job]) -> None:
+        self.now = time.time()
+        super().show(rows)
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         job = self.jobs[index.row()]
@@ -95,26 +86,12 @@ class JobsModel(QAbstractTableModel):
         )[index.column()]
 
 
-class ItemsModel(QAbstractTableModel):
-    def __init__(self) -> None:
-        super().__init__()
-        self.items: list[Item] = []
+class ItemsModel(RowsModel):
+    columns = ITEM_COLUMNS
 
-    def show(self, items: list[Item]) -> None:
-        self.beginResetModel()
-        self.items = items
-        self.endResetModel()
-
-    def rowCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return 0 if parent.isValid() else len(self.items)
-
-    def columnCount(self, parent: Index = QModelIndex()) -> int:  # noqa: B008
-        return len(ITEM_COLUMNS)
-
-    def headerData(self, section: int, orientation: Qt.Orientation, role: int = 0) -> Any:
-        if role == Qt.ItemDataRole.DisplayRole and orientation is Qt.Orientation.Horizontal:
-            return ITEM_COLUMNS[section]
-        return None
+    @property
+    def items(self) -> list[Item]:
+        return self.rows
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         item = self.items[index.row()]

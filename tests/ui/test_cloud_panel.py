@@ -14,11 +14,30 @@ from app.core.cloud_fleet import pod_id_of
 from app.core.config import AppSettings, FleetConfig
 from app.services.runpod import API_KEY
 from app.services.secrets import SecretStore
+from app.ui.application import DesktopApp
 from app.ui.cloud_panel import RecipeDialog
 from tests.fakes.memory_keyring import MemoryKeyring
 from tests.integration.runpod_helpers import KEY, SimRunpod, simulated_runpod
 from tests.ui.helpers import answer, desktop_with
 from tests.waiting import until
+
+
+def logged_in_desktop(
+    qapp: QApplication, tmp_path: Path, runpod: SimRunpod, idle_stop_min: float
+) -> DesktopApp:
+    """The app on the simulated Runpod, its key in an in-memory keyring, pods read often."""
+    cloud = CloudSettings(
+        runpod_api_url=runpod.url,
+        runpod_proxy="http://127.0.0.1:{pod}",
+        poll_s=0.3,
+        idle_stop_min=idle_stop_min,
+    )
+    app = desktop_with(
+        qapp, tmp_path, FleetConfig(app=AppSettings(poll_interval_s=0.3), cloud=cloud)
+    )
+    app.cloud.secrets = SecretStore(backend=MemoryKeyring())
+    app.cloud.secrets.set(API_KEY, KEY)
+    return app
 
 
 @pytest.mark.asyncio
@@ -37,18 +56,7 @@ async def test_rent_watch_terminate_and_quit_with_pods_running(
 async def _rent_watch_terminate_and_quit(
     qapp: QApplication, runpod: SimRunpod, tmp_path: Path
 ) -> None:
-    config = FleetConfig(
-        app=AppSettings(poll_interval_s=0.3),
-        cloud=CloudSettings(
-            runpod_api_url=runpod.url,
-            runpod_proxy="http://127.0.0.1:{pod}",
-            poll_s=0.3,
-            idle_stop_min=0,
-        ),  # fmt: skip
-    )
-    app = desktop_with(qapp, tmp_path, config)
-    app.cloud.secrets = SecretStore(backend=MemoryKeyring())
-    app.cloud.secrets.set(API_KEY, KEY)
+    app = logged_in_desktop(qapp, tmp_path, runpod, idle_stop_min=0)
     app.window.show()
     await app.start()
     panel = app.cloud.panel
@@ -117,18 +125,7 @@ async def test_a_rented_pod_runs_the_queue_then_the_idle_guard_stops_it(
 
     backed = simulated_runpod(tmp_path / "pods")
     runpod = next(backed)
-    config = FleetConfig(
-        app=AppSettings(poll_interval_s=0.3),
-        cloud=CloudSettings(
-            runpod_api_url=runpod.url,
-            runpod_proxy="http://127.0.0.1:{pod}",
-            poll_s=0.3,
-            idle_stop_min=0.05,
-        ),  # 3 s without work  # fmt: skip
-    )
-    app = desktop_with(qapp, tmp_path, config)
-    app.cloud.secrets = SecretStore(backend=MemoryKeyring())
-    app.cloud.secrets.set(API_KEY, KEY)
+    app = logged_in_desktop(qapp, tmp_path, runpod, idle_stop_min=0.05)  # 3 s without work
     await app.start()
     try:
         await app.cloud.create(app.keeper.config.cloud.recipe, "worker-pod")
