@@ -43,12 +43,13 @@ from app.ui.ask import Button, DialogAsker, answer_of, ask
 from app.ui.bridge import FleetBridge
 from app.ui.cloud_control import CloudControl
 from app.ui.config_keeper import ConfigKeeper
+from app.ui.dock_scroll import DockScroll
 from app.ui.fleet_control import FleetControl
 from app.ui.icons import app_icon
 from app.ui.jobs_window import JobsWindow
 from app.ui.log_viewer import LogSources
 from app.ui.main_window import MainWindow
-from app.ui.queue_panel import QueuePanel, QueueScroll
+from app.ui.queue_panel import QueuePanel
 from app.ui.settings_dialog import SettingsDialog
 from app.ui.single_instance import InstanceServer, activate_running, instance_key
 from app.ui.system_libs import explain_missing
@@ -257,7 +258,7 @@ class DesktopApp:
         panel = self.queue_panel
         dock = QDockWidget("Queue", self.window)
         dock.setObjectName("queueDock")
-        dock.setWidget(QueueScroll(panel))
+        dock.setWidget(DockScroll(panel))
         self.window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
         self.window.tabifyDockWidget(self.window.gpu_dock, dock)
         self.window.gpu_dock.raise_()
@@ -273,7 +274,7 @@ class DesktopApp:
     def _wire_cloud(self) -> None:
         dock = QDockWidget("Cloud", self.window)
         dock.setObjectName("cloudDock")
-        dock.setWidget(self.cloud.panel)
+        dock.setWidget(DockScroll(self.cloud.panel))
         self.window.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
         self.window.tabifyDockWidget(self.window.gpu_dock, dock)
         self.window.gpu_dock.raise_()

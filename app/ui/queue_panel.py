@@ -10,7 +10,6 @@ from typing import Any
 
 from PySide6.QtCore import (
     QAbstractTableModel,
-    QSize,
     Qt,
     Signal,
 )
@@ -25,7 +24,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
-    QScrollArea,
     QSpinBox,
     QSplitter,
     QStyle,
@@ -159,20 +157,6 @@ class AddJobDialog(QDialog):
             workers=names or None,
             priority=self.priority.value(),
         )
-
-
-class QueueScroll(QScrollArea):
-    """The panel in its dock: as narrow as the GPUs beside it until the user widens it (its
-    buttons must not widen the window)."""
-
-    def __init__(self, panel: QueuePanel) -> None:
-        super().__init__()
-        self.setWidgetResizable(True)
-        self.setWidget(panel)
-        self.setMinimumWidth(200)
-
-    def sizeHint(self) -> QSize:
-        return QSize(240, 400)
 
 
 class QueuePanel(QWidget):
