@@ -310,7 +310,6 @@ class Dispatcher:
         prompt_id = str(data.get("prompt_id", ""))
         if prompt_id not in lane.out:
             return
-        lane.heard = time.monotonic()
         if kind == "execution_start":
             lane.running = prompt_id
             lane.started[prompt_id] = time.monotonic()

@@ -50,7 +50,7 @@ class Lane:
     checking: set[int] = field(default_factory=set)
     done: int = 0
     accepted: dict[str, float] = field(default_factory=dict)  # prompt id → when /prompt took it
-    heard: float = 0.0  # the last execution event from it (monotonic)
+    heard: float = 0.0  # the last message its websocket brought (monotonic)
 
     @property
     def name(self) -> str:
@@ -105,6 +105,7 @@ class LaneSocket:
             delay = min(RECONNECT_MAX_S, delay * 2)
 
     def _dispatch(self, text: str) -> None:
+        self._lane.heard = time.monotonic()  # whatever it says: its events still reach us
         if '"execution_' not in text and '"executed"' not in text:
             return  # progress, executing, status…: none of the queue's business
         try:
