@@ -12,6 +12,7 @@ import shlex
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from app.core.errors import ComfyFleetError
 
@@ -219,8 +220,6 @@ def missing_models_script(
 
 
 def _on_host(url: str, host: str) -> bool:
-    from urllib.parse import urlsplit
-
     name = (urlsplit(url).hostname or "").lower()
     return name == host or name.endswith("." + host)
 

@@ -49,8 +49,9 @@ ALLOWED = {  # REFERENCE §8: the actions each state allows
     "ERROR": ["start", "terminate"],
     "TERMINATED": [],
 }
-CATALOG = [  # prices in USD per GPU per hour (secure, community)
-    ("NVIDIA GeForce RTX 4090", "RTX 4090", "ADA_24", 24, 0.69, 0.34, 8),
+CATALOG = [  # USD per GPU per hour (secure, community): the 4090 as the spec's example, the rest
+    # illustrative (no recording of Runpod's prices)
+    ("NVIDIA GeForce RTX 4090", "RTX 4090", "ADA_24", 24, 0.44, 0.31, 8),  # the spec's example
     ("NVIDIA RTX A5000", "RTX A5000", "AMPERE_24", 24, 0.27, 0.16, 8),
     ("NVIDIA L40S", "L40S", "ADA_48_PRO", 48, 0.86, 0.79, 8),
     ("NVIDIA H100 80GB HBM3", "H100 SXM", "HOPPER_141", 80, 2.69, 2.39, 8),

@@ -301,8 +301,15 @@ class DesktopApp:
         if lane is not None and lane.out:
             return True
         health = self.monitor.health(worker)
-        busy = health is not None and bool(health.queue_remaining)
-        return busy or self.queue.store.waiting_count() > 0
+        if health is not None and health.queue_remaining:
+            return True
+        store = self.queue.store
+        jobs = {item.job for item in store.waiting(100)}  # the first waiting jobs are enough
+        return any(
+            (names := store.job_brief(job).workers) is None
+            or worker.casefold() in {n.casefold() for n in names}
+            for job in jobs
+        )
 
     def add_job(self, spec: JobSpec) -> None:
         added = self.queue.add(spec)

@@ -62,7 +62,7 @@ def test_the_cloud_commands_on_a_simulated_runpod(
     listed = json.loads(capsys.readouterr().out)
     assert [p["name"] for p in listed["pods"]] == ["gpu-a"] and listed["cost_per_h"] > 0
     status_command(parse_command_line(["status"]), config, tmp_path / "state.json", store)
-    assert "cloud: 1 of 1 pod(s) billing, $0.69/h" in capsys.readouterr().out
+    assert "cloud: 1 of 1 pod(s) billing, $0.44/h" in capsys.readouterr().out
     assert run(config_file, config, store, "stop", "gpu-a") == 0
     assert "stop: gpu-a" in capsys.readouterr().out
     assert run(config_file, config, store, "logs", "gpu-a") == 0

@@ -136,7 +136,7 @@ async def test_the_guards_stop_an_idle_pod_and_every_pod_past_the_budget(runpod:
         await watch.tick()  # 15 min without work
         stopped = await client.pod(pod.id)
         assert stopped.status == "EXITED" and stopped.cost_per_h == 0.0
-        assert said == ["stopped idle-pod: no work for it for 15 min (it cost $0.69/h)"]
+        assert said == ["stopped idle-pod: no work for it for 15 min (it cost $0.44/h)"]
 
         settings = CloudSettings(idle_stop_min=0, daily_budget_usd=0.000001)
         await client.act(pod.id, "start")
@@ -146,7 +146,7 @@ async def test_the_guards_stop_an_idle_pod_and_every_pod_past_the_budget(runpod:
             await watch.tick()
         assert [p.status for p in await client.pods()] == ["EXITED", "EXITED"]
         assert said[-1].startswith("daily budget $0.00 reached") and "idle-pod, second" in said[-1]
-        assert watch.cost_per_h == pytest.approx(0.69 * 2)  # as read before they were stopped
+        assert watch.cost_per_h == pytest.approx(0.44 * 2)  # as read before they were stopped
         assert other.id in {p.id for p in watch.pods}
 
 
@@ -181,7 +181,7 @@ async def test_the_elastic_policy_starts_pods_while_the_queue_waits_too_long(
             await asyncio.sleep(0.05)
         await watch.tick()  # still too long a wait, none stopped: one is rented
         assert said[-1].startswith("rented comfyfleet-") and said[-1].endswith(
-            "(NVIDIA GeForce RTX 4090, $0.69/h): 240 items queued, 18 min expected"
+            "(NVIDIA GeForce RTX 4090, $0.44/h): 240 items queued, 18 min expected"
         )
         assert len(await client.pods()) == 2
         while any(p.status != "RUNNING" for p in await client.pods()):

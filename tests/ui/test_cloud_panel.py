@@ -71,17 +71,17 @@ async def _rent_watch_terminate_and_quit(
         dialog = next(
             w for w in qapp.topLevelWidgets() if isinstance(w, RecipeDialog) and w.isVisible()
         )
-        assert "RTX 4090 · 24 GB · $0.69/h" in dialog.gpu.currentText()
+        assert "RTX 4090 · 24 GB · $0.44/h" in dialog.gpu.currentText()
         dialog.name.setText("rented")
         dialog.accept()
         await until(lambda: panel.model.rowCount() == 1)
         await until(lambda: any(pod_id_of(w) for w in app.keeper.config.workers), timeout=30)
         (worker,) = app.keeper.config.workers
         assert worker.name == "rented"  # the running pod joined the fleet
-        assert "$0.69/h now" in panel.summary.text()
+        assert "$0.44/h now" in panel.summary.text()
         assert app.tray is not None
-        await until(lambda: app.tray is not None and app.tray.cloud == "1 pod(s) $0.69/h")
-        assert "1 pod(s) $0.69/h" in app.tray.toolTip()
+        await until(lambda: app.tray is not None and app.tray.cloud == "1 pod(s) $0.44/h")
+        assert "1 pod(s) $0.44/h" in app.tray.toolTip()
 
         panel.view.selectRow(0)
         await until(lambda: panel.buttons["terminate"].isEnabled())
@@ -93,12 +93,12 @@ async def _rent_watch_terminate_and_quit(
         panel.log_dialog.close()
         panel.buttons["terminate"].click()
         question = await answer(QMessageBox.StandardButton.No)
-        assert "Terminate pod rented (1× NVIDIA GeForce RTX 4090, $0.69/h)?" in question
+        assert "Terminate pod rented (1× NVIDIA GeForce RTX 4090, $0.44/h)?" in question
         assert panel.model.rowCount() == 1  # not terminated: the answer was no
 
         app.quit()
         question = await answer(QMessageBox.StandardButton.Yes)  # "Stop them"
-        assert question == "1 pod(s) still running ($0.69/h): rented."
+        assert question == "1 pod(s) still running ($0.44/h): rented."
         await until(lambda: app.quit_requested.is_set(), timeout=30)
     finally:
         app.quit_now()
