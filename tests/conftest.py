@@ -15,7 +15,9 @@ from tests.integration.runpod_helpers import SimRunpod
 from tests.netguard_site import netguard
 
 REPO = Path(__file__).resolve().parents[1]
-RECORDINGS = REPO.parent / "shared" / "recordings"
+DATA = REPO / "tests" / "data"
+RECORDINGS = DATA / "recordings"  # a copy of shared/recordings (tests/data/README.md)
+SHARED = REPO.parent / "shared"  # the original, beside a checkout of the steering repo only
 GUARD_SITE = Path(__file__).resolve().parent / "netguard_site"
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

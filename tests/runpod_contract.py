@@ -1,4 +1,4 @@
-"""Runpod's own OpenAPI spec (shared/runpod/openapi-v2.json) as a check: a request body or an
+"""Runpod's own OpenAPI spec (tests/data/runpod/openapi-v2.json, a copy of shared/runpod/) as a check: a request body or an
 answer is held against the schema the spec gives for that operation and status."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from jsonschema import Draft202012Validator
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 
-from tests.conftest import REPO
+from tests.conftest import DATA
 
-SPEC_PATH = REPO.parent / "shared" / "runpod" / "openapi-v2.json"
+SPEC_PATH = DATA / "runpod" / "openapi-v2.json"
 BASE = "urn:runpod-openapi-v2"
 
 

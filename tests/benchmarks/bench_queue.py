@@ -47,7 +47,7 @@ from app.services.queue_store import QueueStore  # noqa: E402
 from app.sim.fleet import SimInstance, start_sim  # noqa: E402
 
 ITEM_SIM_S = 0.12  # the chain below, in simulated seconds at --sim-time-scale 1 (512×512)
-RECORDED = ROOT.parent / "shared" / "recordings" / "workflows"
+RECORDED = ROOT / "tests" / "data" / "recordings" / "workflows"
 
 
 def chain(distributed: bool, load_balance: bool = False, size: int = 512) -> dict[str, Any]:
