@@ -1,5 +1,6 @@
-"""Runpod's own OpenAPI spec (tests/data/runpod/openapi-v2.json, a copy of shared/runpod/) as a check: a request body or an
-answer is held against the schema the spec gives for that operation and status."""
+"""Runpod's own OpenAPI spec (tests/data/runpod/openapi-v2.json, a copy of shared/runpod/) as a
+check: a request body or an answer is held against the schema the spec gives for that operation
+and status."""
 
 from __future__ import annotations
 
