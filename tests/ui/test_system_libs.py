@@ -29,9 +29,13 @@ def test_the_missing_libraries_are_named_with_their_packages(
     assert system_libs.explain_missing() is None
 
 
-def test_this_machines_plugin_lacks_nothing() -> None:
+def test_whatever_this_machines_plugin_lacks_is_named_with_its_package() -> None:
+    """The tests need no system libraries (Qt runs offscreen), so this machine may lack some:
+    each one the real plugin lacks has its package in the table."""
     plugin = system_libs.xcb_plugin()
-    assert plugin is not None and system_libs.missing_libraries(plugin) == []
+    assert plugin is not None
+    missing = system_libs.missing_libraries(plugin)
+    assert all(library in system_libs.DEBIAN_PACKAGES for library in missing), missing
 
 
 def test_no_display_is_said_not_aborted_on(tmp_path: Path) -> None:
