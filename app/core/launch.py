@@ -119,9 +119,11 @@ def build_launch(
 ) -> LaunchSpec:
     """`PYTHON main.py --port P --enable-cors-header --disable-auto-launch --listen A EXTRA…`.
 
-    Workers get their own user, temp and database (never a shared SQLite file); input and
-    output stay shared. Never --cuda-device or --default-device (with their values, however
-    written): they would replace CUDA_VISIBLE_DEVICES.
+    Workers get their own user, temp, output and database (never a shared SQLite file, nor one
+    output folder: ComfyUI names a saved image from the folder's files, so two instances saving
+    at once write the same name and one image replaces the other); input stays shared.
+    Never --cuda-device or --default-device (with their values, however written): they would
+    replace CUDA_VISIBLE_DEVICES.
     """
     address = listen or LOOPBACK
     argv = [
@@ -143,12 +145,14 @@ def build_launch(
     folders: tuple[str, ...] = ()
     if worker_dir is not None:
         env["COMFYUI_IS_WORKER"] = "1"
-        folders = (str(worker_dir / "user"), str(worker_dir / "tmp"))
+        folders = (str(worker_dir / "user"), str(worker_dir / "tmp"), str(worker_dir / "output"))
         argv += [
             "--user-directory",
             str(worker_dir / "user"),
             "--temp-directory",
             str(worker_dir / "tmp"),
+            "--output-directory",
+            str(worker_dir / "output"),
             "--database-url",
             f"sqlite:///{worker_dir / 'user' / 'comfyui.db'}",
         ]

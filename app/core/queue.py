@@ -19,6 +19,8 @@ from app.core.workflow import Workflow
 SEED_INPUTS = frozenset({"seed", "noise_seed"})  # KSampler, KSamplerAdvanced, DistributedSeed …
 MAX_SEED = 2**64 - 1  # ComfyUI's seed inputs take 0 … 0xffffffffffffffff
 DEPTH = 2  # items out per instance: the running one and one waiting in its own queue
+MAX_ITEMS = 100_000  # one job's items (count × sweep values): a queue of a day on 8 fast GPUs
+MAX_PRIORITY = 1_000_000
 MAX_ATTEMPTS = 3  # an item lost this many times (its participant died) fails with the cause
 
 
@@ -74,7 +76,26 @@ class JobSpec:
     out_dir: str | None = None
 
 
-def parse_sweep(text: str, workflow: Workflow) -> Sweep:
+def check_job(spec: JobSpec) -> None:
+    """QueueError, naming the field, for a job that must not be queued as asked."""
+    if not 1 <= spec.count <= MAX_ITEMS:
+        raise QueueError(f"--count {spec.count}: give 1 to {MAX_ITEMS:,} items")
+    total = spec.count
+    for sweep in spec.sweeps:
+        total *= len(sweep.values)
+    if total > MAX_ITEMS:
+        raise QueueError(
+            f"{total:,} items (--count × the --vary values): one job takes at most {MAX_ITEMS:,}"
+        )
+    if not -MAX_PRIORITY <= spec.priority <= MAX_PRIORITY:
+        raise QueueError(f"--priority {spec.priority}: give -{MAX_PRIORITY:,} to {MAX_PRIORITY:,}")
+    if spec.seed is not None and not 0 <= spec.seed <= MAX_SEED:
+        raise QueueError(f"--seed {spec.seed}: ComfyUI's seeds are 0 to {MAX_SEED}")
+    if not spec.name.strip() or any(not ch.isprintable() for ch in spec.name):
+        raise QueueError(f"--name {spec.name!r}: give a name of printable characters")
+
+
+def parse_sweep(text: str, workflow: Workflow, object_info: dict[str, Any] | None = None) -> Sweep:
     """ "3.steps=20,30" or "3.sampler_name=euler,dpmpp_2m": numbers stay numbers."""
     target, sep, values = text.partition("=")
     node, dot, name = target.strip().partition(".")
@@ -85,7 +106,57 @@ def parse_sweep(text: str, workflow: Workflow) -> Sweep:
     if name not in workflow[node].get("inputs", {}):
         kind = workflow[node].get("class_type", "?")
         raise QueueError(f"--vary {text!r}: node {node} ({kind}) has no input {name!r}")
-    return Sweep(node, name, tuple(_value(v.strip()) for v in values.split(",")))
+    sweep = Sweep(node, name, tuple(_value(v.strip()) for v in values.split(",")))
+    spec = _input_spec(object_info, workflow[node].get("class_type"), name)
+    for value in sweep.values:
+        problem = _misfit(value, workflow[node]["inputs"][name], spec)
+        if problem:
+            raise QueueError(f"--vary {text!r}: {value!r} {problem}")
+    return sweep
+
+
+def _input_spec(object_info: dict[str, Any] | None, class_type: Any, name: str) -> list[Any]:
+    """[type or choices, options] of an input, from /object_info; [] when unknown."""
+    node = (object_info or {}).get(str(class_type))
+    if not isinstance(node, dict):
+        return []
+    inputs = node.get("input") or {}
+    for group in ("required", "optional"):
+        found = (inputs.get(group) or {}).get(name)
+        if isinstance(found, list) and found:
+            return found
+    return []
+
+
+def _misfit(value: Any, current: Any, spec: list[Any]) -> str:
+    """Why a sweep value does not fit the input ("" if it does): its type in /object_info when
+    known (INT, FLOAT with their min and max, a list of choices), else the current value's."""
+    kind = spec[0] if spec else _kind_of(current)
+    options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+    if isinstance(kind, list) or kind == "COMBO":
+        choices = kind if isinstance(kind, list) else options.get("options", [])
+        shown = ", ".join(map(str, choices[:8])) + (" …" if len(choices) > 8 else "")
+        return "" if value in choices else f"is none of the choices ({shown})"
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if kind == "BOOLEAN":
+        return "" if isinstance(value, bool) else "is not true or false"
+    if kind == "INT" and not (number and float(value).is_integer()):
+        return "is not a whole number"
+    if kind == "FLOAT" and not number:
+        return "is not a number"
+    if number and "min" in options and value < options["min"]:
+        return f"is below the input's minimum {options['min']}"
+    if number and "max" in options and value > options["max"]:
+        return f"is above the input's maximum {options['max']}"
+    return ""
+
+
+def _kind_of(current: Any) -> str | None:
+    if isinstance(current, bool):
+        return "BOOLEAN"
+    if isinstance(current, int):
+        return "INT"
+    return "FLOAT" if isinstance(current, float) else None
 
 
 def _value(text: str) -> Any:
@@ -136,12 +207,20 @@ def _seed(policy: SeedPolicy, first: int, n: int, rng: random.Random) -> int:
     return (first + n) % (MAX_SEED + 1)
 
 
-def item_workflow(workflow: Workflow, item: ItemSpec) -> Workflow:
-    """The workflow one item runs: its seed in every seed input, its sweep values set. Only the
-    nodes it changes are copied (the others are shared with `workflow`: don't mutate them)."""
+def item_workflow(workflow: Workflow, item: ItemSpec, tag: str = "") -> Workflow:
+    """The workflow one item runs: its seed in every seed input, its sweep values set, and with
+    a `tag` its saving nodes' filename_prefix made its own (ComfyUI names a file from what the
+    folder holds: two instances saving one prefix into one folder can write the same name).
+    Only the nodes it changes are copied (the others are shared with `workflow`: don't mutate
+    them)."""
     made = dict(workflow)
     seeds = [] if item.seed is None else [(n, k, item.seed) for n, k in seed_inputs(workflow)]
-    for node_id, name, value in [*seeds, *item.overrides]:
+    prefixes = [
+        (node_id, "filename_prefix", f"{node['inputs']['filename_prefix']}_{tag}")
+        for node_id, node in workflow.items()
+        if tag and isinstance(node.get("inputs", {}).get("filename_prefix"), str)
+    ]
+    for node_id, name, value in [*seeds, *item.overrides, *prefixes]:
         node = made[node_id]
         if node is workflow[node_id]:
             node = made[node_id] = {**node, "inputs": dict(node.get("inputs", {}))}

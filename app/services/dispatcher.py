@@ -26,8 +26,10 @@ from app.core.workflow import PreflightResult, Workflow, rejection_from_answer
 from app.services.comfy_client import classify
 from app.services.queue_lane import (
     Finished,
+    ImageMixUp,
     Lane,
     LaneSocket,
+    SaveFailed,
     collect,
     finished_from,
     history_entry,
@@ -271,6 +273,11 @@ class Dispatcher:
 
     # one item out and back
 
+    def _prompt(self, item: Item) -> Workflow:
+        return item_workflow(
+            self._workflow(item.job), item.spec, f"job{item.job}_item{item.index:04}"
+        )
+
     def _send(self, lane: Lane, item: Item) -> None:
         prompt_id = str(uuid.uuid4())
         self.store.sent(item.id, lane.name, prompt_id)  # first: a crash now loses nothing
@@ -279,7 +286,7 @@ class Dispatcher:
 
     async def _post(self, lane: Lane, item: Item, prompt_id: str) -> None:
         body = {
-            "prompt": item_workflow(self._workflow(item.job), item.spec),
+            "prompt": self._prompt(item),
             "client_id": self._client_id,
             "prompt_id": prompt_id,
             "extra_data": {"comfyfleet": {"job": item.job, "item": item.index}},
@@ -402,7 +409,11 @@ class Dispatcher:
                 entry = await history_entry(self._session, lane.url, prompt_id)
             if entry is None:
                 raise ValueError(f"{lane.name} has no history of it")
-            files = await collect(self._session, lane, item, entry, folder)
+            files = await collect(self._session, lane, item, entry, folder, self._prompt(item))
+        except SaveFailed as exc:
+            self._hold(item, str(exc))
+        except ImageMixUp as exc:
+            self._lose(item, str(exc))
         except HTTP_ERRORS as exc:
             self._lose(item, f"its images could not be fetched from {lane.name}: {_why(exc)}")
         else:
@@ -412,6 +423,15 @@ class Dispatcher:
             self._changed(room=False)  # its room was made when it finished
             return
         self._changed()
+
+    def _hold(self, item: Item, cause: str) -> None:
+        """Its images cannot be saved: the item waits again (no try counted: its participant
+        did its part) and its job is paused until the user makes room and resumes it."""
+        self.store.put_back(item.id, cause)
+        if not self.store.job_brief(item.job).paused:
+            log.warning("job %s paused: %s", item.job, cause)
+            self.store.set_paused(True, item.job)
+            self.store.set_note(item.job, f"paused: {cause}; make room, then resume it")
 
     def _lose(self, item: Item, cause: str) -> None:
         if self.store.lost(item.id, cause) is ItemState.FAILED:  # lost once too often

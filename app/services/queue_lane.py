@@ -13,11 +13,14 @@ from typing import Any
 
 import aiohttp
 
+from app.core.image_meta import embedded_texts
 from app.core.names import file_name, file_stem
 from app.core.runs import Participant, output_images
+from app.core.workflow import Workflow
 from app.services.comfy_client import classify
 from app.services.jobs import fetch_image
 from app.services.queue_store import Item
+from app.services.storage import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 RECONNECT_MAX_S = 5.0
@@ -154,12 +157,27 @@ def history_outcome(entry: dict[str, Any], prompt_id: str) -> Finished:
     return Finished(prompt_id, False, "it failed (its history says no more)")
 
 
+class ImageMixUp(ValueError):
+    """The file served under an item's name carries another prompt: another instance saving into
+    the same output folder at the same moment got the same name and replaced it."""
+
+
+class SaveFailed(Exception):
+    """An image could not be written into the job's folder (full disk, no permission): the
+    disk's fault, not the participant's nor the network's."""
+
+
 async def collect(
-    session: aiohttp.ClientSession, lane: Lane, item: Item, entry: dict[str, Any], folder: Path
+    session: aiohttp.ClientSession,
+    lane: Lane,
+    item: Item,
+    entry: dict[str, Any],
+    folder: Path,
+    prompt: Workflow,
 ) -> list[str]:
     """The item's images from whoever made them, bytes as served, named by job, item, seed and
-    participant; the paths written."""
-    folder.mkdir(parents=True, exist_ok=True)
+    participant, each written whole or not at all; the paths written. Each image that carries
+    its prompt (ComfyUI embeds the prompt it ran, as sent) must carry `prompt`."""
     stem = "_".join(
         part
         for part in (
@@ -173,11 +191,34 @@ async def collect(
     written = []
     for number, image in enumerate(output_images(entry)):
         data = await fetch_image(session, lane.url, image)
+        if not made_from(data, prompt):
+            raise ImageMixUp(
+                f"{image.filename} on {lane.name} holds another prompt's image (another instance"
+                " saving into the same output folder replaced it)"
+            )
         extension = file_name(image.filename).rpartition(".")[2] or "png"
         target = folder / f"{stem}_{number}.{extension}"
-        await asyncio.to_thread(target.write_bytes, data)
+        try:
+            await asyncio.to_thread(atomic_write_bytes, target, data)
+        except OSError as exc:
+            raise SaveFailed(f"cannot save into {folder}: {exc.strerror or exc}") from exc
         written.append(str(target))
     return written
+
+
+def made_from(data: bytes, prompt: Workflow) -> bool:
+    """Whether an image was made from `prompt`, as far as it tells (one without an embedded
+    prompt, e.g. from --disable-metadata, tells nothing and passes)."""
+    try:
+        embedded = embedded_texts(data).get("prompt")
+    except ValueError:  # not a PNG, WebP or MP4
+        return True
+    if embedded is None:
+        return True
+    try:
+        return bool(json.loads(embedded) == prompt)
+    except (ValueError, RecursionError):
+        return False
 
 
 async def history_entry(

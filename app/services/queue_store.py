@@ -336,7 +336,11 @@ class QueueStore:
             if job is None:
                 self._set_meta("paused", "1" if paused else "0")
             elif (
-                db.execute("UPDATE jobs SET paused = ? WHERE id = ?", (int(paused), job)).rowcount
+                db.execute(
+                    "UPDATE jobs SET paused = ?1, note = CASE WHEN ?1 = 0 AND note LIKE 'paused: %'"
+                    " THEN NULL ELSE note END WHERE id = ?2",
+                    (int(paused), job),
+                ).rowcount
                 == 0
             ):
                 raise KeyError(job)
@@ -421,6 +425,10 @@ class QueueStore:
             prompt_id=None,
         )
         return ItemState.QUEUED
+
+    def put_back(self, item: int, cause: str) -> None:
+        """Queued again without counting a try (the fault was not its participant's)."""
+        self._update(item, state=ItemState.QUEUED, error=cause, participant=None, prompt_id=None)
 
     def _finish(self, item: int, state: ItemState, **values: Any) -> None:
         with self._write():

@@ -26,18 +26,37 @@ class LoadResult:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file in the same folder, fsync, then os.replace: never half a file."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temp file in the same folder, fsync, then os.replace: never half a file under
+    the final name (a full disk leaves only the temp file, and removes that)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+def unwritable(folder: Path) -> str:
+    """Why images cannot be saved into `folder` ("" if they can): it is a file, or it cannot be
+    made, or written into (tried for real: permissions, a read-only or full disk)."""
+    if folder.exists() and not folder.is_dir():
+        return "that is a file, not a folder"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        return f"cannot write into it ({exc.strerror or exc})"
+    return ""
 
 
 def parse_config(text: str) -> FleetConfig:

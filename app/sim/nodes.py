@@ -118,12 +118,15 @@ async def image_blur(ctx: NodeContext, inputs: dict[str, Any]) -> NodeResult:
 async def _save(
     ctx: NodeContext, batch: list[Image], folder: Path, prefix: str, kind: str
 ) -> NodeResult:
+    """ComfyUI's SaveImage (nodes.py, folder_paths.get_save_image_path in 0.3.64): the counter is
+    read from the folder once, before the slow PNG writes, so two instances saving into one
+    folder at the same moment write the same name and the later file replaces the earlier."""
     folder.mkdir(parents=True, exist_ok=True)
-    await ctx.work(0.06 + _pixels(batch) * 1e-7)
+    counter = _next_counter(folder, prefix)
     results = []
-    for image in batch:
-        counter = _next_counter(folder, prefix)
-        filename = f"{prefix}_{counter:05}_.png"
+    for number, image in enumerate(batch):
+        await ctx.work(0.06 / len(batch) + _pixels([image]) * 1e-7)
+        filename = f"{prefix}_{counter + number:05}_.png"
         data = await asyncio.to_thread(images.encode_png, image, ctx.png_text)
         (folder / filename).write_bytes(data)
         results.append({"filename": filename, "subfolder": "", "type": kind})
@@ -145,8 +148,8 @@ async def save_animated_webp(ctx: NodeContext, inputs: dict[str, Any]) -> NodeRe
     batch, prefix = inputs["images"], str(inputs.get("filename_prefix") or "ComfyUI")
     folder = ctx.output_dir
     folder.mkdir(parents=True, exist_ok=True)
+    filename = f"{prefix}_{_next_counter(folder, prefix, 'webp'):05}_.webp"  # before, as _save
     await ctx.work(0.06 + _pixels(batch) * 2e-7)
-    filename = f"{prefix}_{_next_counter(folder, prefix, 'webp'):05}_.webp"
     text = dict(ctx.png_text)
     exif = {0x0110: f"prompt:{text.pop('prompt')}"}
     exif.update({0x010F - n: f"{key}:{value}" for n, (key, value) in enumerate(text.items())})

@@ -85,9 +85,11 @@ def test_worker_command_line_and_environment() -> None:
     assert (
         spec.note == "left out --cuda-device 1 --cuda-device=2: the GPU is chosen in the GPU field"
     )
-    assert spec.folders == ("/d/gpu1/user", "/d/gpu1/tmp")  # made before the launch
+    assert spec.folders == ("/d/gpu1/user", "/d/gpu1/tmp", "/d/gpu1/output")  # made first
     assert "sqlite:////d/gpu1/user/comfyui.db" in spec.argv
-    assert "--output-directory" not in spec.argv  # output and input stay shared
+    # its own output (one folder shared with the master mixes up images); input stays shared
+    assert spec.argv[spec.argv.index("--output-directory") + 1] == "/d/gpu1/output"
+    assert "--input-directory" not in spec.argv
     assert spec.env == {
         "CUDA_VISIBLE_DEVICES": "GPU-b",
         "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
