@@ -19,23 +19,24 @@ HOP_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connect
 
 
 @contextlib.asynccontextmanager
-async def _serve(app: web.Application) -> AsyncIterator[str]:
+async def _serve(app: web.Application, host: str = "127.0.0.1") -> AsyncIterator[str]:
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await web.TCPSite(runner, host, port).start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://{host}:{port}"
     finally:
         await runner.cleanup()
 
 
 @contextlib.asynccontextmanager
-async def local_server(path: str, handler: Handler) -> AsyncIterator[str]:
-    """Serve GET `path` (an aiohttp route pattern) with `handler`; yields the base URL."""
+async def local_server(path: str, handler: Handler, host: str = "127.0.0.1") -> AsyncIterator[str]:
+    """Serve GET `path` (an aiohttp route pattern) with `handler` on a loopback address; yields
+    the base URL."""
     app = web.Application()
     app.router.add_get(path, handler)
-    async with _serve(app) as url:
+    async with _serve(app, host) as url:
         yield url
 
 

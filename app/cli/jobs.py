@@ -14,16 +14,18 @@ from typing import Any, TypeVar
 
 import aiohttp
 
-from app.cli.common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK
+from app.cli.common import EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK, UsageError
 from app.cli.workflow import FILE_HELP, load_prompt
 from app.core.config import FleetConfig
 from app.core.errors import ComfyFleetError
+from app.core.model_script import missing_models_script, refused_models
 from app.core.runs import Phase, Progress, RunResult
-from app.core.workflow import PreflightResult, Workflow, missing_models_script
+from app.core.workflow import PreflightResult, Workflow
 from app.services import run_once
 from app.services.comfy_client import classify
 from app.services.job_service import JOBS_HTTP_TIMEOUT, JobService
 from app.services.jobs import Run, RunRejected, save_outputs
+from app.services.storage import unwritable
 
 T = TypeVar("T")
 
@@ -42,6 +44,9 @@ def add_job_commands(commands: Any) -> None:
 
 
 def run_command(args: argparse.Namespace, config: FleetConfig) -> int:
+    problem = unwritable(args.out) if args.out else ""
+    if problem:
+        raise UsageError(f"--out {args.out}: {problem}")
     workflow, file = load_prompt(args.workflow, config)
     names = [n.strip() for n in args.workers.split(",") if n.strip()] if args.workers else None
     return _readable(config, _run(args, config, workflow, names, file.model_sources))
@@ -161,6 +166,8 @@ def _print_preflight(checks: list[PreflightResult], sources: dict[str, str]) -> 
         print(f"{check.participant}: {check.summary()}")
     if any(c.missing_models for c in checks):
         print("\n" + missing_models_script(checks, sources))
+        for refused in refused_models(checks, sources):
+            print(f"left out of the script: {refused}", file=sys.stderr)
 
 
 def _print_progress(progress: Progress) -> None:

@@ -10,10 +10,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from app.cli.common import EXIT_OK, UsageError
 from app.cli.jobs import stop_on_signals
 from app.cli.workflow import FILE_HELP, load_prompt
 from app.core.config import FleetConfig
+from app.core.names import printable
 from app.core.queue import (
     ItemState,
     JobSpec,
@@ -25,7 +28,9 @@ from app.core.queue import (
 from app.services.paths import AppPaths
 from app.services.queue_service import FleetQueue, QueuePaths, dispatch_until
 from app.services.queue_store import Job
+from app.services.workflow_source import node_list_if_known
 
+PAGE = 200  # items a page of `queue show`
 NOBODY = (
     "no dispatcher runs: it starts when you open the window, run `comfy-fleet up`, or "
     "`comfy-fleet queue run`"
@@ -55,6 +60,9 @@ def add_queue_commands(commands: Any) -> None:
     show = verbs.add_parser("show", help="one job and its items")
     show.add_argument("job", type=int)
     show.add_argument("--json", action="store_true")
+    show.add_argument(
+        "--page", type=int, default=1, metavar="K", help=f"page K of its items ({PAGE} a page)"
+    )
     for verb, text in (("cancel", "cancel a job"), ("retry", "queue a job's failed items again")):
         verbs.add_parser(verb, help=text).add_argument("job", type=int)
     for verb in ("pause", "resume"):
@@ -98,13 +106,14 @@ def _add(args: argparse.Namespace, queue: FleetQueue, config: FleetConfig) -> in
         unknown = [n for n in workers if n.casefold() not in known]
         if unknown:
             raise UsageError(f"--workers: no participant called {', '.join(map(repr, unknown))}")
+    object_info = _node_list(config) if args.vary else None
     spec = JobSpec(
         name=args.name or args.workflow.stem,
         workflow=workflow,
         count=args.count,
         seed=args.seed,
         policy=SeedPolicy(args.seed_policy),
-        sweeps=tuple(parse_sweep(text, workflow) for text in args.vary),
+        sweeps=tuple(parse_sweep(text, workflow, object_info) for text in args.vary),
         workers=workers,
         priority=args.priority,
         out_dir=str(args.out.absolute()) if args.out else None,
@@ -117,6 +126,17 @@ def _add(args: argparse.Namespace, queue: FleetQueue, config: FleetConfig) -> in
     print(f"job {added.job}: {added.items} item(s) queued → {folder}")
     print(f"dispatched by {added.dispatcher}" if added.dispatcher else NOBODY, file=sys.stderr)
     return EXIT_OK
+
+
+def _node_list(config: FleetConfig) -> dict[str, Any] | None:
+    """The master's node list for checking --vary values, when it answers soon."""
+
+    async def read() -> dict[str, Any] | None:
+        timeout = aiohttp.ClientTimeout(total=5)
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            return await node_list_if_known(session, config.master.url)
+
+    return asyncio.run(read())
 
 
 def job_json(job: Job, now: float) -> dict[str, Any]:
@@ -153,18 +173,23 @@ def _line(job: Job, now: float) -> str:
     done = job.count(ItemState.DONE)
     failed = job.count(ItemState.FAILED)
     eta = job.eta_s(now)
-    parts = [f"{job.id:>4}  {job.name[:24]:<24} {job.state:<9} {done}/{job.total} done"]
+    name = printable(job.name)[:24]
+    parts = [f"{job.id:>4}  {name:<24} {job.state:<9} {done}/{job.total} done"]
     if failed:
         parts.append(f"{failed} failed")
     if eta and job.ended is None:
         parts.append(f"ETA {duration_text(eta)}")
     if job.note:
-        parts.append(job.note)
+        parts.append(printable(job.note))
     return " · ".join(parts)
 
 
 def _show(args: argparse.Namespace, queue: FleetQueue, config: FleetConfig) -> int:
     job, items = queue.store.job(args.job), queue.store.items(args.job)
+    pages = max(1, -(-len(items) // PAGE))
+    if not 1 <= args.page <= pages:
+        raise UsageError(f"--page {args.page}: job {args.job} has page 1 to {pages}")
+    items = items[(args.page - 1) * PAGE : args.page * PAGE]
     if args.json:
         found = job_json(job, time.time())
         found["items"] = [
@@ -184,9 +209,11 @@ def _show(args: argparse.Namespace, queue: FleetQueue, config: FleetConfig) -> i
         return EXIT_OK
     print(_line(job, time.time()))
     for i in items:
-        where = f" on {i.participant}" if i.participant else ""
-        why = f" — {i.error}" if i.error else ""
+        where = f" on {printable(i.participant)}" if i.participant else ""
+        why = f" — {printable(i.error)}" if i.error else ""
         print(f"  item {i.index:>4}  seed {i.seed}  {i.state.value}{where}{why}")
+    if pages > 1:
+        print(f"page {args.page} of {pages} (`--page K` for another)")
     return EXIT_OK
 
 

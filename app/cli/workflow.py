@@ -15,7 +15,8 @@ import aiohttp
 from app.cli.common import EXIT_OK, read_text_file
 from app.core.config import FleetConfig
 from app.core.errors import ComfyFleetError
-from app.core.workflow import TOKEN_KEY, TOKEN_SITES, Workflow
+from app.core.model_script import TOKEN_KEY, TOKEN_SITES
+from app.core.workflow import Workflow
 from app.core.workflow_file import WorkflowFile
 from app.services.job_service import JOBS_HTTP_TIMEOUT
 from app.services.secrets import SecretStore

@@ -31,3 +31,11 @@ def file_name(name: str) -> str:
     if dot and stem and re.fullmatch(r"[A-Za-z0-9]{1,8}", extension):
         return f"{file_stem(stem)}.{extension}"
     return file_stem(last)
+
+
+def printable(text: str) -> str:
+    """Text from elsewhere (a job's name, a worker's error) made safe for a terminal: control
+    characters (ANSI escapes, carriage returns) shown as escapes, never acted on."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)

@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import ast
 import json
-import shlex
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from app.core.errors import ComfyFleetError
 
@@ -50,6 +48,7 @@ class WorkflowError(ComfyFleetError):
 class ModelRef:
     folder: str
     filename: str
+    node: str = field(default="", compare=False)  # the first node that names it
 
 
 @dataclass(frozen=True)
@@ -135,11 +134,11 @@ def class_types(workflow: Workflow) -> set[str]:
 def model_refs(workflow: Workflow) -> list[ModelRef]:
     """Every model file the workflow names directly (a linked input is not a file name)."""
     refs: list[ModelRef] = []
-    for node in workflow.values():
+    for node_id, node in workflow.items():
         for name, value in node.get("inputs", {}).items():
             folder = model_folder(node["class_type"], name)
             if folder and isinstance(value, str) and value:
-                ref = ModelRef(folder, value.replace("\\", "/"))
+                ref = ModelRef(folder, value.replace("\\", "/"), node_id)
                 if ref not in refs:
                     refs.append(ref)
     return refs
@@ -158,70 +157,6 @@ def preflight(participant: str, workflow: Workflow, caps: Capabilities) -> Prefl
         if ref.filename not in {f.replace("\\", "/") for f in caps.models.get(ref.folder, ())}
     )
     return PreflightResult(participant, tuple(missing_nodes), missing_models)
-
-
-# Where gated downloads need a token, and the keyring entry ComfyFleet keeps it under.
-TOKEN_SITES = {"huggingface.co": "huggingface", "civitai.com": "civitai"}
-TOKEN_KEY = "download/{site}"
-_SCRIPT_HEAD = """\
-#!/bin/sh
-# Models missing on each worker, from ComfyFleet's preflight.
-# Run the block of a worker on that machine, in its ComfyUI folder. Downloads resume where
-# they stopped. Tokens for gated files are read when it runs, from $HF_TOKEN / $CIVITAI_TOKEN
-# or from the keyring entry ComfyFleet keeps them in (`comfy-fleet workflow token SITE`);
-# none is written here, and none goes on a command line.
-set -e
-
-token() {
-  case "$1" in
-    huggingface) [ -n "$HF_TOKEN" ] && { printf '%s' "$HF_TOKEN"; return 0; } ;;
-    civitai) [ -n "$CIVITAI_TOKEN" ] && { printf '%s' "$CIVITAI_TOKEN"; return 0; } ;;
-  esac
-  [ -n "$1" ] && python3 -m keyring get comfy-fleet "download/$1" 2>/dev/null || true
-}
-
-fetch() {  # URL TARGET [SITE]
-  [ -f "$2" ] && { echo "have $2"; return 0; }
-  mkdir -p "$(dirname "$2")"
-  secret=$(token "${3:-}")
-  {
-    printf 'url = "%s"\\n' "$1"
-    [ -n "$secret" ] && printf 'header = "Authorization: Bearer %s"\\n' "$secret"
-    true
-  } | curl --fail --location --retry 3 --continue-at - --output "$2.part" --config -
-  mv "$2.part" "$2"
-}
-"""
-
-
-def missing_models_script(
-    results: Iterable[PreflightResult], sources: Mapping[str, str] | None = None
-) -> str:
-    """A shell script, one block per worker: a resumable download into the right folder for each
-    model whose source is known (`sources`: file name → URL, from the UI workflow), the target
-    folder to fill by hand for the others."""
-    sources = sources or {}
-    lines = [_SCRIPT_HEAD.rstrip("\n")]
-    for result in results:
-        if not result.missing_models:
-            continue
-        lines += ["", f"# --- {result.participant} ---"]
-        for ref in result.missing_models:
-            target = f"models/{ref.folder}/{ref.filename}"
-            url = sources.get(ref.filename)
-            if url is None:
-                lines.append(f"mkdir -p {shlex.quote(target.rsplit('/', 1)[0])}")
-                lines.append(f'# curl -L -o {shlex.quote(target)} "$URL"  # {ref.filename}')
-                continue
-            site = next((s for host, s in TOKEN_SITES.items() if _on_host(url, host)), "")
-            words = [url, target, *([site] if site else [])]
-            lines.append("fetch " + " ".join(shlex.quote(w) for w in words))
-    return "\n".join(lines) + "\n"
-
-
-def _on_host(url: str, host: str) -> bool:
-    name = (urlsplit(url).hostname or "").lower()
-    return name == host or name.endswith("." + host)
 
 
 def rejection_from_answer(status: int, body: Any) -> Rejection:

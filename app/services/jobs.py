@@ -34,6 +34,7 @@ from app.core.runs import (
 )
 from app.core.workflow import Rejection, Workflow, base_seed, rejection_from_answer
 from app.services.comfy_client import MasterUnusable, classify, unusable
+from app.services.storage import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
@@ -423,7 +424,6 @@ async def save_outputs(
     session: aiohttp.ClientSession, url: str, result: RunResult, folder: Path
 ) -> list[Path]:
     """Every output image into `folder`, named by participant and seed; nothing overwritten."""
-    folder.mkdir(parents=True, exist_ok=True)
     saved = []
     for output in result.outputs:
         data = await fetch_image(session, url, output.image)
@@ -435,6 +435,9 @@ async def save_outputs(
         while target.exists():
             target = folder / f"{stem}_{number}_{name}"
             number += 1
-        await asyncio.to_thread(target.write_bytes, data)
+        try:
+            await asyncio.to_thread(atomic_write_bytes, target, data)
+        except OSError as exc:  # the disk's fault: not to be taken for the network's
+            raise ComfyFleetError(f"cannot save into {folder}: {exc.strerror or exc}") from None
         saved.append(target)
     return saved

@@ -14,10 +14,11 @@ import aiohttp
 
 from app.core.config import FleetConfig
 from app.core.errors import ComfyFleetError
-from app.core.queue import JobSpec, expand
+from app.core.queue import JobSpec, QueueError, check_job, expand
 from app.services.dispatcher import Dispatcher
 from app.services.job_service import JobService
 from app.services.queue_store import DispatcherLock, QueueStore
+from app.services.storage import unwritable
 from app.services.tasks import FailureListener
 
 KEEP_DAYS = 30.0  # ended jobs leave the DB after this long (their files stay)
@@ -57,6 +58,13 @@ class FleetQueue:
         self.store.close()
 
     def add(self, spec: JobSpec) -> Added:
+        """QueueError for a job that must not be queued as asked (a count of ten million, an
+        `out_dir` that is no writable folder)."""
+        check_job(spec)
+        if spec.out_dir is not None:
+            problem = unwritable(Path(spec.out_dir))
+            if problem:
+                raise QueueError(f"--out {spec.out_dir}: {problem}")
         items = expand(spec, self._rng)
         job = self.store.add_job(spec, items, self.paths.out_root)
         return Added(job, len(items), self.lock.holder())

@@ -65,6 +65,17 @@ async def _object_info(session: aiohttp.ClientSession, master_url: str) -> dict[
     return info
 
 
+async def node_list_if_known(
+    session: aiohttp.ClientSession, master_url: str
+) -> dict[str, Any] | None:
+    """The master's /object_info, or None when it cannot be had now (checks that use it are
+    then made from what the workflow itself says)."""
+    try:
+        return await _object_info(session, master_url)
+    except WorkflowError:
+        return None
+
+
 async def _distributed_workers(
     session: aiohttp.ClientSession, master_url: str
 ) -> list[dict[str, Any]]:

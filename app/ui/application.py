@@ -24,7 +24,7 @@ from app.core.cloud import money
 from app.core.config import AppSettings, FleetConfig, Notice
 from app.core.errors import ComfyFleetError, ConfigFileError
 from app.core.health import ProbeSchedule
-from app.core.queue import OUT, ItemState, JobSpec
+from app.core.queue import OUT, ItemState, JobSpec, QueueError
 from app.services.autostart import Autostart
 from app.services.comfy_client import ComfyClient, check_connection
 from app.services.dispatcher import Dispatcher
@@ -39,7 +39,7 @@ from app.services.queue_service import FleetQueue, QueueBusy, QueuePaths
 from app.services.storage import ConfigStore, LoadResult
 from app.services.tasks import OwnedTasks
 from app.services.workflow_source import prompt_of
-from app.ui.ask import Button, DialogAsker, answer_of, ask
+from app.ui.ask import Button, DialogAsker, answer_of, ask, tell
 from app.ui.bridge import FleetBridge
 from app.ui.cloud_control import CloudControl
 from app.ui.config_keeper import ConfigKeeper
@@ -312,7 +312,11 @@ class DesktopApp:
         )
 
     def add_job(self, spec: JobSpec) -> None:
-        added = self.queue.add(spec)
+        try:
+            added = self.queue.add(spec)
+        except QueueError as exc:
+            tell(self.window, f"The job was not queued: {exc}")
+            return
         self._queue_changed_here()
         self.window.statusBar().showMessage(
             f"Job {added.job}: {added.items} item(s) queued"

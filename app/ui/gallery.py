@@ -3,6 +3,7 @@ double-click, with a menu to open, copy, save or show each one."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.core.runs import Output
+from app.services.storage import atomic_write_bytes
 from app.services.tasks import OwnedTasks
 from app.ui.ask import choose_path, tell
 
@@ -122,7 +124,11 @@ class Gallery(QListWidget):
         if path is None:
             return
         data = await self._fetch(output)  # type: ignore[misc]
-        path.write_bytes(data)  # the bytes as served: ComfyUI's PNG metadata kept
+        try:  # the bytes as served (ComfyUI's PNG metadata kept), whole or not at all
+            await asyncio.to_thread(atomic_write_bytes, path, data)
+        except OSError as exc:
+            tell(self, f"Cannot save {path.name} into {path.parent}: {exc.strerror or exc}")
+            return
         self.saved[number] = path
 
     def _show(self, number: int) -> None:

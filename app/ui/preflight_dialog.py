@@ -13,8 +13,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.core.model_script import missing_models_script
 from app.core.runs import MASTER
-from app.core.workflow import PreflightResult, missing_models_script
+from app.core.workflow import PreflightResult
 from app.services.tasks import OwnedTasks
 from app.ui.ask import answer_of, choose_path
 

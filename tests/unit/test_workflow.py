@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from app.core.model_script import missing_models_script
 from app.core.runs import MASTER, attribute_by_order, seed_for
 from app.core.workflow import (
     Capabilities,
@@ -13,7 +14,6 @@ from app.core.workflow import (
     WorkflowError,
     canary_workflow,
     load_workflow,
-    missing_models_script,
     model_folder,
     model_refs,
     preflight,
@@ -89,8 +89,7 @@ def test_preflight_and_the_checklist_script() -> None:
     assert not result.ok
     assert result.missing_nodes == ("FancyNode",)
     script = missing_models_script([result])
-    assert "# --- w1 ---" in script and "mkdir -p models/checkpoints" in script
-    assert "'models/checkpoints/my model.safetensors'" in script
+    assert "# --- w1 ---\n# fill by hand: models/checkpoints/my model.safetensors" in script
     ok = preflight(
         "w2",
         graph,
