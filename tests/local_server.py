@@ -20,7 +20,7 @@ HOP_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connect
 
 @contextlib.asynccontextmanager
 async def _serve(app: web.Application, host: str = "127.0.0.1") -> AsyncIterator[str]:
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, shutdown_timeout=1.0)  # a handler that never ends is cut
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, host, port).start()

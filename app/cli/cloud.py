@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import getpass
 import json
+import math
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -16,13 +18,16 @@ from typing import Any, TypeVar
 import aiohttp
 
 from app.cli.common import EXIT_FAILURE, EXIT_OK, UsageError
+from app.cli.jobs import Interrupted, stop_on_signals, unless_stopped
 from app.core.cloud import ACTIONS, Pod, fleet_cost_per_h, money, uptime_text
 from app.core.config import FleetConfig
+from app.core.names import printable
 from app.services.runpod import API_KEY, RunpodClient, RunpodError, stored_key
 from app.services.secrets import SecretStore
 from app.services.storage import ConfigStore
 
 T = TypeVar("T")
+MAX_TAIL = 5000  # the spec's LogTail maximum
 
 
 def add_cloud_commands(commands: Any) -> None:
@@ -50,7 +55,8 @@ def add_cloud_commands(commands: Any) -> None:
     create.add_argument("--json", action="store_true")
     logs = verbs.add_parser("logs", help="a pod's recent log lines")
     logs.add_argument("pod")
-    logs.add_argument("-n", type=int, default=100, help="lines (default 100)")
+    logs.add_argument("-n", type=int, default=100, help=f"lines (default 100, at most {MAX_TAIL})")
+    logs.add_argument("--follow", action="store_true", help="then new lines, until Ctrl-C")
     cost = verbs.add_parser("cost", help="now per hour, today and this month")
     cost.add_argument("--json", action="store_true")
     verbs.add_parser("gpus", help="the GPU types with their prices")
@@ -73,11 +79,12 @@ def cloud_command(
         return _login(config, secrets)
     if args.verb == "guard":
         return _guard(args, store, config)
+    _check_args(args)
     key = stored_key(secrets)
     verb: Callable[[RunpodClient], Awaitable[int]] = {
         "pods": lambda c: _pods(c, args.json),
         "create": lambda c: _create(c, args, config),
-        "logs": lambda c: _logs(c, args.pod, args.n),
+        "logs": lambda c: _logs(c, args.pod, args.n, args.follow),
         "cost": lambda c: _cost(c, args.json),
         "gpus": _gpus,
     }.get(args.verb) or (lambda c: _act(c, args))
@@ -102,8 +109,8 @@ def _guard(args: argparse.Namespace, store: ConfigStore, config: FleetConfig) ->
     ):
         value = getattr(args, option)
         if value is not None:
-            if value < 0:
-                raise UsageError(f"--{option.replace('_', '-')} cannot be negative")
+            if not math.isfinite(value) or value < 0:
+                raise UsageError(f"--{option.replace('_', '-')} {value}: give a number, 0 or more")
             changes[name] = value
     if args.elastic:
         changes["elastic"] = args.elastic == "on"
@@ -128,6 +135,8 @@ def _login(config: FleetConfig, secrets: SecretStore) -> int:
         key = sys.stdin.readline().strip()
     if not key:
         raise UsageError("no key given")
+    if not key.isascii() or not key.isprintable() or " " in key:
+        raise UsageError("the key has characters no Runpod API key has (spaces, control codes)")
     try:
         pods = _with_client(config, key, lambda c: c.pods())
     except RunpodError as exc:
@@ -193,7 +202,7 @@ async def _create(client: RunpodClient, args: argparse.Namespace, config: FleetC
     changes: dict[str, Any] = {}
     if args.gpu:
         changes["gpu_type"] = args.gpu
-    if args.count:
+    if args.count is not None:
         changes["gpu_count"] = args.count
     if args.image:
         changes.update(image=args.image, template_id=None)
@@ -219,11 +228,35 @@ async def _create(client: RunpodClient, args: argparse.Namespace, config: FleetC
     return EXIT_OK
 
 
-async def _logs(client: RunpodClient, wanted: str, lines: int) -> int:
+async def _logs(client: RunpodClient, wanted: str, lines: int, follow: bool) -> int:
     pod = await _find(client, wanted)
-    for line in await client.logs(pod.id, lines):
-        print(line)
+    if not follow:
+        for line in await client.logs(pod.id, lines):
+            print(printable(line))
+        return EXIT_OK
+
+    async def print_as_they_come() -> None:
+        async with contextlib.aclosing(client.follow_logs(pod.id, lines)) as stream:
+            async for line in stream:
+                print(printable(line), flush=True)
+
+    with contextlib.suppress(Interrupted):  # Ctrl-C or SIGTERM: the end of following
+        await unless_stopped(print_as_they_come(), stop_on_signals())
     return EXIT_OK
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """Bad input refused before Runpod is asked (the spec's limits: a pod has 1 GPU or more,
+    a log backfill is at most 5000 lines)."""
+    if args.verb == "create":
+        if args.count is not None and args.count < 1:
+            raise UsageError(f"--count {args.count}: a pod has 1 GPU or more")
+        for option in ("image", "template", "gpu", "volume", "name"):
+            value = getattr(args, option)
+            if value is not None and (not value.strip() or not value.isprintable()):
+                raise UsageError(f"--{option} {value!r}: give a name of printable characters")
+    if args.verb == "logs" and not 1 <= args.n <= MAX_TAIL:
+        raise UsageError(f"-n {args.n}: give 1 to {MAX_TAIL} lines")
 
 
 async def _cost(client: RunpodClient, as_json: bool) -> int:

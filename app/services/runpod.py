@@ -9,14 +9,15 @@ never bills two pods. The key is never logged."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -31,8 +32,10 @@ API_KEY = "cloud/runpod"  # its keyring entry
 ATTEMPTS = 4
 BACKOFF_S = 1.0
 RETRY_AFTER_MAX_S = 60.0
+ANSWER_TIMEOUT_S = 15.0
 NETWORK_ERRORS = (aiohttp.ClientConnectionError, TimeoutError, OSError)
 Sleep = Callable[[float], Awaitable[None]]
+T = TypeVar("T")
 
 
 class RunpodError(ComfyFleetError):
@@ -70,8 +73,10 @@ class RunpodClient:
         api_key: str,
         base_url: str = "https://api.runpod.io",
         sleep: Sleep = asyncio.sleep,
+        timeout_s: float = ANSWER_TIMEOUT_S,
     ) -> None:
         self._session = session
+        self._timeout_s = timeout_s
         self._headers = {
             "Authorization": f"Bearer {api_key}",
             "User-Agent": USER_AGENT,
@@ -83,11 +88,12 @@ class RunpodClient:
     # pods
 
     async def pods(self) -> list[Pod]:
-        data = await self._json("GET", "/v2/pods")
-        return [Pod.from_api(p) for p in data.get("pods", [])]
+        data = await self._json("GET", "/v2/pods", what="the pods")
+        return _shaped("the pods", lambda: [Pod.from_api(p) for p in data.get("pods", [])])
 
     async def pod(self, pod_id: str) -> Pod:
-        return Pod.from_api(await self._json("GET", f"/v2/pods/{pod_id}", what=f"pod {pod_id}"))
+        data = await self._json("GET", f"/v2/pods/{pod_id}", what=f"pod {pod_id}")
+        return _shaped(f"pod {pod_id}", Pod.from_api, data)
 
     async def create(self, recipe: PodRecipe, name: str) -> Pod:
         """A new pod; after a lost answer (5xx, a dropped connection) the pod of that name, if
@@ -95,7 +101,8 @@ class RunpodClient:
         body = recipe.body(name)
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                return Pod.from_api(await self._json("POST", "/v2/pods", body, retry=False))
+                data = await self._json("POST", "/v2/pods", body, retry=False, what="the new pod")
+                return _shaped("the new pod", Pod.from_api, data)
             except _Transient as exc:
                 made = [p for p in await self.pods() if p.name == name]
                 if made:
@@ -108,48 +115,80 @@ class RunpodClient:
 
     async def act(self, pod_id: str, action: str) -> Pod | None:
         """start, stop, restart or terminate; the pod as it is now (None once terminated)."""
-        data = await self._json(
-            "POST", f"/v2/pods/{pod_id}/action", {"action": action}, what=f"{action} {pod_id}"
-        )
-        return None if data is None else Pod.from_api(data)
+        what = f"{action} {pod_id}"
+        data = await self._json("POST", f"/v2/pods/{pod_id}/action", {"action": action}, what=what)
+        return None if data is None else _shaped(what, Pod.from_api, data)
 
-    async def logs(self, pod_id: str, tail: int = 100) -> list[str]:
-        status, text, _ = await self._send(
-            "GET", f"/v2/pods/{pod_id}/logs", params={"tail": str(tail)}, stream=True
-        )
-        if status != 200:
-            raise RunpodError(status, problem_sentence(status, _parsed(text), f"pod {pod_id}"))
-        lines = []
-        for line in text.splitlines():
-            if line.startswith("data:"):
-                event = _parsed(line[5:].strip())
-                lines.append(str(event.get("line", "")) if isinstance(event, dict) else line[5:])
+    async def logs(self, pod_id: str, tail: int = 100, quiet_s: float = 1.0) -> list[str]:
+        """The pod's last `tail` lines: the log stream's backfill, read until `tail` lines came
+        or it went quiet for `quiet_s` (the stream itself stays open for new lines)."""
+        lines: list[str] = []
+        async with contextlib.aclosing(self.follow_logs(pod_id, tail, quiet_s)) as stream:
+            async for line in stream:
+                lines.append(line)
+                if len(lines) >= tail:
+                    break
         return lines
+
+    async def follow_logs(
+        self, pod_id: str, tail: int = 100, quiet_s: float | None = None
+    ) -> AsyncGenerator[str, None]:
+        """Each line of the pod's log as it comes (GET /v2/pods/{id}/logs is Server-Sent
+        Events kept open): the backfill of `tail` lines, then new ones; with `quiet_s`, it ends
+        once no line came for that long."""
+        async with self._session.get(
+            f"{self.base_url}/v2/pods/{pod_id}/logs",
+            params={"tail": str(tail)},
+            headers={**self._headers, "Accept": "text/event-stream"},
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
+        ) as response:
+            if response.status != 200:
+                text = await response.text()
+                sentence = problem_sentence(response.status, _parsed(text), f"pod {pod_id}")
+                raise RunpodError(response.status, sentence)
+            while True:
+                try:
+                    raw = await asyncio.wait_for(response.content.readline(), quiet_s)
+                except TimeoutError:
+                    return
+                if not raw:
+                    return  # Runpod ended the stream
+                line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                if line.startswith("data:"):
+                    event = _parsed(line[5:].strip())
+                    yield str(event.get("line", "")) if isinstance(event, dict) else line[5:]
 
     # catalog and money
 
     async def gpu_types(self) -> list[GpuType]:
-        data = await self._json("GET", "/v2/catalog/gpus")
-        return [
-            GpuType(
-                str(g["id"]),
-                str(g.get("name", g["id"])),
-                int(g.get("memory", 0)),
-                float((g.get("price") or {}).get("secure", 0.0)),
-                float((g.get("price") or {}).get("community", 0.0)),
-            )
-            for g in data.get("gpus", [])
-        ]
+        data = await self._json("GET", "/v2/catalog/gpus", what="the GPU catalog")
+        return _shaped(
+            "the GPU catalog",
+            lambda: [
+                GpuType(
+                    str(g["id"]),
+                    str(g.get("name", g["id"])),
+                    int(g.get("memory", 0)),
+                    float((g.get("price") or {}).get("secure", 0.0)),
+                    float((g.get("price") or {}).get("community", 0.0)),
+                )
+                for g in data.get("gpus", [])
+            ],
+        )
 
     async def pod_costs(self, since: float, until: float | None = None) -> PodCosts:
         params = {"startTime": _iso(since), "endTime": _iso(until or time.time())}
-        data = await self._json("GET", "/v2/billing/pods", params=params)
-        by_pod: dict[str, float] = {}
-        for record in data.get("records", []):
-            pod_id = str(record.get("podId"))
-            by_pod[pod_id] = by_pod.get(pod_id, 0.0) + float(record.get("totalAmount", 0.0))
-        total = float(((data.get("metadata") or {}).get("totals") or {}).get("totalAmount", 0.0))
-        return PodCosts(by_pod, total)
+        data = await self._json("GET", "/v2/billing/pods", params=params, what="the billing")
+
+        def costs() -> PodCosts:
+            by_pod: dict[str, float] = {}
+            for record in data.get("records", []):
+                pod_id = str(record.get("podId"))
+                by_pod[pod_id] = by_pod.get(pod_id, 0.0) + float(record.get("totalAmount", 0.0))
+            totals = (data.get("metadata") or {}).get("totals") or {}
+            return PodCosts(by_pod, float(totals.get("totalAmount", 0.0)))
+
+        return _shaped("the billing", costs)
 
     # the wire
 
@@ -167,6 +206,10 @@ class RunpodClient:
             attempt += 1
             try:
                 status, text, headers = await self._send(method, path, body, params)
+            except TimeoutError:  # waiting longer helps nobody: said now, with the cause
+                raise RunpodError(
+                    0, f"Runpod did not answer within {self._timeout_s:g} s ({self.base_url})"
+                ) from None
             except NETWORK_ERRORS as exc:
                 problem = _Transient(0, f"Runpod could not be reached: {exc or type(exc).__name__}")
             else:
@@ -176,7 +219,7 @@ class RunpodClient:
                 if status < 500 or status == 501:
                     if status >= 400:
                         raise RunpodError(status, problem_sentence(status, _parsed(text), what))
-                    return _parsed(text) if text else None
+                    return _answer(status, text, what)
                 problem = _Transient(status, problem_sentence(status, _parsed(text), what))
             if not retry:
                 raise problem
@@ -190,7 +233,6 @@ class RunpodClient:
         path: str,
         body: dict[str, Any] | None = None,
         params: dict[str, str] | None = None,
-        stream: bool = False,
     ) -> tuple[int, str, dict[str, str]]:
         request_id = uuid.uuid4().hex[:8]
         log.debug("runpod %s %s %s", request_id, method, path)  # never the headers (the key)
@@ -200,7 +242,7 @@ class RunpodClient:
             json=body,
             params=params,
             headers=self._headers,
-            timeout=aiohttp.ClientTimeout(total=30 if not stream else 60),
+            timeout=aiohttp.ClientTimeout(total=self._timeout_s, sock_connect=5),
         ) as response:
             text = await response.text()
             return response.status, text, dict(response.headers)
@@ -217,6 +259,30 @@ def _retry_after(headers: dict[str, str]) -> float:
         return min(RETRY_AFTER_MAX_S, max(0.0, float(headers.get("Retry-After", "1"))))
     except ValueError:
         return 1.0
+
+
+def _answer(status: int, text: str, what: str) -> Any:
+    """A 2xx answer's JSON object (None for an empty one); anything else is said."""
+    if not text:
+        return None
+    data = _parsed(text)
+    if not isinstance(data, dict):
+        shown = " ".join(text[:80].split())
+        kind = "not JSON" if data is None and text.strip() != "null" else "not an object"
+        raise RunpodError(
+            status, f"Runpod answered something unexpected for {what}: {kind} ({shown!r})"
+        )
+    return data
+
+
+def _shaped(what: str, build: Callable[..., T], *args: Any) -> T:
+    """An answer read into types; a malformed one said as such, never a traceback."""
+    try:
+        return build(*args)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise RunpodError(
+            200, f"Runpod answered something unexpected for {what}: not in its API's shape ({exc})"
+        ) from None
 
 
 def _parsed(text: str) -> Any:

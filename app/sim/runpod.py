@@ -60,6 +60,7 @@ CATALOG = [  # USD per GPU per hour (secure, community): the 4090 as the spec's 
 BILLED = ("PROVISIONING", "STARTING", "RUNNING")  # cost is 0.0 only when EXITED or TERMINATED
 TEMPLATES = {"m21ynvo8yo", "cw3nka7d08", "2lv7ev3wfp"}  # REFERENCE §8: ComfyUI templates
 RATE_LIMIT = '"minute";r=59;t=60, "hour";r=2999;t=3600, "day";r=49999;t=86400'
+LOG_POLL_S = 0.2  # how often an open log stream looks for new lines
 RATE_POLICY = '"minute";q=60;w=60, "hour";q=3000;w=3600, "day";q=50000;w=86400'
 
 
@@ -325,8 +326,11 @@ class RunpodSim:
         return await _answer(delete)
 
     async def logs(self, request: web.Request) -> web.StreamResponse:
+        """Server-Sent Events kept open, as the spec's getPodLogs: `tail` lines (default 100,
+        0 … 5000) backfilled, then each new line."""
         try:
             pod = self._pod(request)
+            tail = _tail(request.query.get("tail", "100"))
         except _Problem as exc:
             return exc.response()
         response = web.StreamResponse(
@@ -340,11 +344,15 @@ class RunpodSim:
             }
         )
         await response.prepare(request)
-        for number, line in enumerate(pod.logs, start=1):
-            data = json.dumps({"ts": _now_iso(), "source": "container", "line": line})
-            await response.write(f"id: {_now_iso()}/{number:012}\ndata: {data}\n\n".encode())
-        await response.write_eof()
-        return response
+        sent = max(0, len(pod.logs) - tail)
+        while True:  # the backfill, then new lines as they come, until the client goes
+            for number, line in enumerate(pod.logs[sent:], start=sent + 1):
+                data = json.dumps({"ts": _now_iso(), "source": "container", "line": line})
+                await response.write(f"id: {_now_iso()}/{number:012}\ndata: {data}\n\n".encode())
+            sent = len(pod.logs)
+            if request.transport is None or request.transport.is_closing():
+                return response
+            await asyncio.sleep(LOG_POLL_S)
 
     async def catalog(self, request: web.Request) -> web.Response:
         gpus = [
@@ -429,6 +437,17 @@ class _Problem(Exception):
 
     def response(self) -> web.Response:
         return problem(self.status, self.title, self.detail)
+
+
+def _tail(text: str) -> int:
+    """The spec's LogTail: an integer 0 … 5000."""
+    try:
+        tail = int(text)
+    except ValueError:
+        tail = -1
+    if not 0 <= tail <= 5000:
+        raise _Problem(400, "Bad Request", "tail must be an integer from 0 to 5000")
+    return tail
 
 
 async def _answer(make: Any) -> web.Response:

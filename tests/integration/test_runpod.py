@@ -19,6 +19,7 @@ from app.core.cloud import Pod, PodRecipe
 from app.services.runpod import RunpodClient, RunpodError
 from app.sim.fleet import free_port
 from tests.integration.runpod_helpers import KEY, READONLY, SimRunpod
+from tests.local_server import local_server
 from tests.runpod_contract import Exchange, check_answer, check_request
 
 pytestmark = pytest.mark.asyncio
@@ -31,7 +32,7 @@ class Recorder:
     target: str
     exchanges: list[Exchange] = field(default_factory=list)
 
-    async def handle(self, request: web.Request) -> web.Response:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()
         body = json.loads(raw) if raw else None
         headers = {
@@ -43,8 +44,10 @@ class Recorder:
                 request.method, f"{self.target}{request.path_qs}", data=raw or None, headers=headers
             ) as answer,
         ):
-            text = await answer.text()
             kind = answer.headers.get("Content-Type", "")
+            if kind.startswith("text/event-stream"):  # kept open: passed on as it comes
+                return await self._stream(request, answer)
+            text = await answer.text()
             parsed = json.loads(text) if text and "json" in kind else None
             kept = {
                 k: v
@@ -63,6 +66,36 @@ class Recorder:
                 Exchange(request.method, request.path, body, answer.status, kind, parsed, kept)
             )
             return web.Response(status=answer.status, body=text.encode(), headers=kept)
+
+    async def _stream(
+        self, request: web.Request, answer: aiohttp.ClientResponse
+    ) -> web.StreamResponse:
+        kept = {k: v for k, v in answer.headers.items() if k.lower() in STREAM_HEADERS}
+        self.exchanges.append(
+            Exchange(
+                request.method, request.path, None, answer.status, kept["Content-Type"], None, kept
+            )
+        )
+        response = web.StreamResponse(status=answer.status, headers=kept)
+        await response.prepare(request)
+        while request.transport is not None and not request.transport.is_closing():
+            try:  # until the client goes (aiohttp does not cancel a handler when it does)
+                chunk = await asyncio.wait_for(answer.content.readany(), 0.2)
+            except TimeoutError:
+                continue
+            if not chunk:
+                break
+            await response.write(chunk)
+        return response
+
+
+STREAM_HEADERS = {
+    "content-type",
+    "cache-control",
+    "x-accel-buffering",
+    "ratelimit",
+    "ratelimit-policy",
+}
 
 
 @contextlib.asynccontextmanager
@@ -177,3 +210,68 @@ async def test_no_capacity_and_no_balance_are_explained(runpod: SimRunpod) -> No
                 await client.create(PodRecipe(), f"p-{how}")
             assert refused.value.status == status and words in str(refused.value)
         assert await client.pods() == []  # none of them billed a pod
+
+
+async def test_the_log_stream_stays_open_and_the_backfill_is_read_without_waiting_for_its_end(
+    runpod: SimRunpod,
+) -> None:
+    """GET /v2/pods/{id}/logs is Server-Sent Events kept open (the spec's getPodLogs): `tail`
+    lines backfilled, then new ones. `logs` returns the backfill; `follow_logs` goes on."""
+    async with aiohttp.ClientSession() as session:
+        client = RunpodClient(session, KEY, runpod.url, sleep=Waits())
+        pod = await client.create(PodRecipe(), "comfyfleet-logs")
+        await status_becomes(client, pod.id, "RUNNING")
+        headers = {"Authorization": f"Bearer {KEY}"}
+        url = f"{runpod.url}/v2/pods/{pod.id}/logs"
+        async with session.get(url, params={"tail": "2"}, headers=headers) as raw:
+            backfill = [await raw.content.readline() for _ in range(6)]  # 2 × id, data, blank
+            assert [json.loads(b[5:])["line"] for b in backfill if b.startswith(b"data:")] == [
+                "container created, starting",
+                "container running",
+            ]
+            with pytest.raises(TimeoutError):  # open, not ended
+                await asyncio.wait_for(raw.content.readline(), 0.5)
+        async with session.get(url, params={"tail": "5001"}, headers=headers) as refused:
+            assert refused.status == 400
+        assert await asyncio.wait_for(client.logs(pod.id, 2), 10) == [
+            "container created, starting",
+            "container running",
+        ]
+        lines = client.follow_logs(pod.id, 1)
+        assert await asyncio.wait_for(anext(lines), 10) == "container running"
+        await client.act(pod.id, "stop")
+        assert await asyncio.wait_for(anext(lines), 10) == "stop requested"
+        await lines.aclose()
+
+
+UNEXPECTED = [
+    ("<html><body>502 Bad Gateway</body></html>", "text/html", "not JSON"),
+    ("[]", "application/json", "not an object"),
+    ("null", "application/json", "not an object"),
+    ('{"pods": [1, 2]}', "application/json", "for the pods: not in its API's shape"),
+    ('{"pods": [{"gpu": 5}]}', "application/json", "for the pods: not in its API's shape"),
+    ('{"pods": {"a": 1}}', "application/json", "for the pods: not in its API's shape"),
+]
+
+
+@pytest.mark.parametrize(("body", "kind", "said"), UNEXPECTED)
+async def test_an_unexpected_answer_is_said_in_words(body: str, kind: str, said: str) -> None:
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(text=body, content_type=kind)
+
+    async with local_server("/v2/pods", answer) as url, aiohttp.ClientSession() as session:
+        with pytest.raises(RunpodError, match="Runpod answered something unexpected") as caught:
+            await RunpodClient(session, KEY, url, sleep=Waits()).pods()
+    assert said in str(caught.value)
+
+
+async def test_a_runpod_that_never_answers_is_said_within_the_timeout() -> None:
+    async def never(request: web.Request) -> web.Response:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async with local_server("/v2/pods", never) as url, aiohttp.ClientSession() as session:
+        started = time.monotonic()
+        with pytest.raises(RunpodError, match=r"Runpod did not answer within 1 s \(http://127"):
+            await RunpodClient(session, KEY, url, sleep=Waits(), timeout_s=1).pods()
+        assert time.monotonic() - started < 5  # said at once, not retried four times
