@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from app.cli.common import EXIT_OK, UsageError, load_config, read_text_file
-from app.core.codec import to_data
+from app.core.codec import parse_json, to_data
 from app.core.config import (
     CLOUD_PORT,
     FleetConfig,
@@ -99,11 +99,13 @@ def config_command(args: argparse.Namespace, paths: AppPaths) -> int:
         print(json.dumps(to_data(config), indent=2) if args.json else describe_config(config))
         return EXIT_OK
     try:
-        data = json.loads(read_text_file(args.file, "ComfyUI-Distributed's gpu_config.json"))
+        data = parse_json(read_text_file(args.file, "ComfyUI-Distributed's gpu_config.json"))
     except ComfyFleetError as exc:
         raise UsageError(f"FILE: {exc}") from None
     except json.JSONDecodeError as exc:
         raise UsageError(f"FILE: {args.file} is not JSON (line {exc.lineno})") from None
+    except ValueError as exc:
+        raise UsageError(f"FILE: {args.file}: {exc}") from None
     result = merge_distributed_config(config, data, _install_dir_of(args.file))
     store.save(result.config)
     print(f"Imported {args.file}: {len(result.added)} added, {len(result.updated)} updated.")

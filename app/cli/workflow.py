@@ -13,6 +13,7 @@ from typing import Any
 import aiohttp
 
 from app.cli.common import EXIT_OK, read_text_file
+from app.core.codec import parse_json
 from app.core.config import FleetConfig
 from app.core.errors import ComfyFleetError
 from app.core.model_script import TOKEN_KEY, TOKEN_SITES
@@ -50,7 +51,7 @@ def workflow_command(args: argparse.Namespace, config: FleetConfig) -> int:
     info = None
     if args.object_info:
         try:
-            info = json.loads(read_text_file(args.object_info, "a saved /object_info (.json)"))
+            info = parse_json(read_text_file(args.object_info, "a saved /object_info (.json)"))
         except ValueError as exc:
             raise ComfyFleetError(f"{args.object_info} is not JSON: {exc}") from None
     prompt, _ = load_prompt(args.file, config, info)

@@ -1,8 +1,10 @@
-"""Typed dataclasses to and from plain JSON data, with errors that name the bad field."""
+"""JSON from outside read safely, and typed dataclasses to and from plain JSON data, with
+errors that name the bad field."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 from enum import Enum
@@ -11,6 +13,28 @@ from typing import Any, TypeVar, cast
 from app.core.errors import ConfigError
 
 T = TypeVar("T")
+
+
+class TooDeep(ValueError):
+    """JSON nested deeper than Python's parser goes (no workflow or answer is)."""
+
+
+def parse_json(text: str | bytes) -> Any:
+    """json.loads for what comes from outside (files, instances, Runpod): bad JSON of any kind
+    is a ValueError, never a RecursionError (a few KB of "[[[[…" is enough for one)."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise TooDeep("JSON nested thousands of levels deep (no workflow or answer is)") from None
+
+
+def json_object(text: str | bytes) -> dict[str, Any] | None:
+    """A JSON object from outside, or None for anything else (bad JSON, a list, a number…)."""
+    try:
+        data = parse_json(text)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def to_data(value: Any) -> Any:

@@ -5,7 +5,8 @@ PNG (SaveImage, PreviewImage): a text chunk per entry, "prompt" (the API prompt)
 0x0110 (Model) = "prompt:<json>" and 0x010F (Make) = "workflow:<json>", further extra_pnginfo
 entries on 0x010E, 0x010D, …. MP4 (SaveVideo, through PyAV with movflags use_metadata_tags):
 QuickTime metadata, moov/udta/meta with `keys` ("prompt", "workflow") and `ilst` values.
-Pure: bytes in, texts out.
+Pure: bytes in, texts out. What a file claims is never trusted: a compressed text inflates to
+MAX_TEXT_BYTES at most, a count or size is bounded by the bytes that are there.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import struct
 import zlib
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MAX_TEXT_BYTES = 32 * 1024 * 1024  # all of a file's texts inflated: a workflow is a few MB
 
 
 def is_media(data: bytes) -> bool:
@@ -21,14 +23,36 @@ def is_media(data: bytes) -> bool:
 
 
 def embedded_texts(data: bytes) -> dict[str, str]:
-    """The metadata texts of a PNG, WebP or MP4 ComfyUI made, by key ("prompt", "workflow"…)."""
+    """The metadata texts of a PNG, WebP or MP4 ComfyUI made, by key ("prompt", "workflow"…);
+    ValueError for a file that is none of them, or is damaged."""
     if data.startswith(PNG_SIGNATURE):
-        return _png_texts(data)
-    if _is_webp(data):
-        return _webp_texts(data)
-    if _is_mp4(data):
-        return _mp4_texts(data)
-    raise ValueError("not a PNG, WebP or MP4 file")
+        read = _png_texts
+    elif _is_webp(data):
+        read = _webp_texts
+    elif _is_mp4(data):
+        read = _mp4_texts
+    else:
+        raise ValueError("not a PNG, WebP or MP4 file")
+    try:
+        return read(data)
+    except (struct.error, zlib.error, IndexError, UnicodeDecodeError) as exc:
+        raise ValueError(f"damaged metadata ({exc})") from None
+
+
+class _Inflater:
+    """Inflates a file's compressed texts, MAX_TEXT_BYTES in all (a bomb is stopped there)."""
+
+    def __init__(self) -> None:
+        self.left = MAX_TEXT_BYTES
+
+    def __call__(self, compressed: bytes) -> bytes:
+        text = zlib.decompressobj().decompress(compressed, self.left + 1)
+        if len(text) > self.left:
+            raise ValueError(
+                f"its texts inflate past {MAX_TEXT_BYTES // 2**20} MB: not a workflow ComfyUI wrote"
+            )
+        self.left -= len(text)
+        return text
 
 
 def _is_webp(data: bytes) -> bool:
@@ -37,6 +61,7 @@ def _is_webp(data: bytes) -> bool:
 
 def _png_texts(data: bytes) -> dict[str, str]:
     found: dict[str, str] = {}
+    inflated = _Inflater()
     offset = len(PNG_SIGNATURE)
     while offset + 8 <= len(data):
         (length,) = struct.unpack(">I", data[offset : offset + 4])
@@ -48,15 +73,14 @@ def _png_texts(data: bytes) -> dict[str, str]:
             found[key.decode("latin-1")] = value.decode("latin-1")
         elif kind == b"zTXt":
             key, _, rest = body.partition(b"\x00")
-            found[key.decode("latin-1")] = zlib.decompress(rest[1:]).decode("latin-1")
+            found[key.decode("latin-1")] = inflated(rest[1:]).decode("latin-1")
         elif kind == b"iTXt":
             key, _, rest = body.partition(b"\x00")
             compressed, rest = rest[0], rest[2:]
             _language, _, rest = rest.partition(b"\x00")
             _translated, _, text = rest.partition(b"\x00")
-            found[key.decode("latin-1")] = (zlib.decompress(text) if compressed else text).decode(
-                "utf-8"
-            )
+            raw = inflated(text) if compressed else text
+            found[key.decode("latin-1")] = raw.decode("utf-8")
         elif kind == b"IEND":
             break
     return found
@@ -146,11 +170,13 @@ def _mp4_texts(data: bytes) -> dict[str, str]:
 
 
 def _mdta(data: bytes, keys: tuple[int, int], ilst: tuple[int, int]) -> dict[str, str]:
-    start, _ = keys
+    start, end = keys
     (count,) = struct.unpack(">I", data[start + 4 : start + 8])
     names, offset = [], start + 8
-    for _ in range(count):
+    for _ in range(count):  # each key is 8 bytes or more: the box's end comes first
         size = struct.unpack(">I", data[offset : offset + 4])[0]
+        if size < 8 or offset + size > end:
+            break
         names.append(data[offset + 8 : offset + size].decode("utf-8", "replace"))
         offset += size
     found: dict[str, str] = {}

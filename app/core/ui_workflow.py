@@ -143,23 +143,37 @@ class _Converter:
     ) -> None:
         if not is_ui_workflow(ui):
             raise WorkflowError("not a ComfyUI workflow: it has no 'nodes' and 'links'")
+        problems = shape_problems(ui)
+        if problems:
+            raise ConversionError(problems)
         self.info = object_info
         self.workers = [w for w in workers if w.get("enabled")]
         self.problems: list[str] = []
         definitions = (ui.get("definitions") or {}).get("subgraphs") or []
-        self.subgraphs = {str(d.get("id")): _graph(d) for d in definitions if isinstance(d, dict)}
+        self.subgraphs = {str(d.get("id")): _graph(d) for d in definitions}
         self.groups: dict[str, Any] = ((ui.get("extra") or {}).get("groupNodes")) or {}
         root = _graph(ui)
-        _expand_group_nodes(root, self.groups, object_info)
+        try:
+            _expand_group_nodes(root, self.groups, object_info)
+        except (AttributeError, IndexError, KeyError, TypeError, ValueError) as exc:
+            problem = f"a group node's definition is not the frontend's ({exc})"
+            raise ConversionError([problem]) from None
         self.dtos: dict[str, Dto] = {}
         self._add(root, (), None)
+        if self.problems:
+            raise ConversionError(self.problems)
         self.values: dict[str, dict[str, Any]] = {}  # exec id → widget name → value
 
     def _add(self, graph: Graph, path: tuple[str, ...], container: Dto | None) -> None:
         for node in graph.nodes.values():
             dto = Dto(node, graph, path, container)
             self.dtos[dto.exec_id] = dto
-            if dto.kind in self.subgraphs:
+            if dto.kind not in self.subgraphs:
+                continue
+            around = [d.kind for d in _containers(container)]
+            if dto.kind in around:  # the frontend would recurse for ever
+                self.problems.append(f"{_who(dto)}: this subgraph contains itself")
+            else:
                 self._add(self.subgraphs[dto.kind], (*path, dto.node_id), dto)
 
     # the prompt
@@ -498,20 +512,116 @@ def _default(kind: Any, options: Mapping[str, Any]) -> Any:
     return {"INT": 0, "FLOAT": 0.0, "STRING": "", "BOOLEAN": False}.get(str(kind))
 
 
+def _containers(dto: Dto | None) -> Iterator[Dto]:
+    while dto is not None:
+        yield dto
+        dto = dto.container
+
+
+def shape_problems(ui: Mapping[str, Any]) -> list[str]:
+    """What is not in the frontend's shape, a line per node or link: a list or null where an
+    object belongs, a link id or slot that is no whole number (JSON's 4.0 is 4, as in the
+    frontend's JavaScript)."""
+    problems: list[str] = []
+    definitions = ui.get("definitions") or {}
+    subgraphs = definitions.get("subgraphs") or [] if isinstance(definitions, dict) else None
+    if not isinstance(subgraphs, list):
+        return ["'definitions' is not an object with a list of 'subgraphs'"]
+    graphs: list[tuple[str, Any]] = [("", ui)]
+    for n, definition in enumerate(subgraphs):
+        if not isinstance(definition, dict):
+            problems.append(f"subgraph definition {n + 1} is {_kind_of(definition)}, not an object")
+            continue
+        graphs.append(
+            (f"in subgraph “{definition.get('name') or definition.get('id')}”: ", definition)
+        )
+    for where, graph in graphs:
+        problems += [where + p for p in _graph_problems(graph)]
+    return problems
+
+
+def _graph_problems(graph: Mapping[str, Any]) -> list[str]:
+    nodes, links = graph.get("nodes") or [], graph.get("links") or []
+    if not isinstance(nodes, list) or not isinstance(links, list):
+        return ["'nodes' and 'links' must be lists"]
+    problems = []
+    for n, node in enumerate(nodes):
+        if isinstance(node, dict):
+            problems += _node_problems(n, node)
+        else:
+            problems.append(f"node entry {n + 1} is {_kind_of(node)}, not an object")
+    for n, link in enumerate(links):
+        fields = _link_fields(link)
+        if fields is None or not all(_is_whole(v) for v in (fields[0], fields[2], fields[4])):
+            problems.append(f"link entry {n + 1} ({json.dumps(link)[:80]}) is not a link")
+    return problems
+
+
+def _node_problems(n: int, node: Mapping[str, Any]) -> list[str]:
+    who = f"node {node.get('id')} ({node.get('type')})"
+    problems = []
+    if not _is_id(node.get("id")):
+        problems.append(f"node entry {n + 1} ({node.get('type')}): its id is not a number")
+    if not isinstance(node.get("type"), str):
+        problems.append(f"{who}: its type is {_kind_of(node.get('type'))}, not a node name")
+    for key in ("inputs", "outputs"):
+        slots = node.get(key) or []
+        if not isinstance(slots, list) or not all(isinstance(s, dict) for s in slots):
+            problems.append(f"{who}: its {key} are not a list of objects")
+    for slot in node.get("inputs") or []:
+        if isinstance(slot, dict) and not _is_whole(slot.get("link"), none=True):
+            link = json.dumps(slot.get("link"))
+            problems.append(f"{who}: input '{slot.get('name')}' has link {link}, not a link number")
+    if not isinstance(node.get("widgets_values", []), list | dict):
+        problems.append(f"{who}: its widgets_values are neither a list nor an object")
+    if not _is_whole(node.get("mode", 0)):
+        problems.append(f"{who}: its mode {json.dumps(node.get('mode'))} is not a number")
+    return problems
+
+
+def _link_fields(link: Any) -> tuple[Any, ...] | None:
+    """[id, origin, origin slot, target, target slot] of either spelling of a link."""
+    if isinstance(link, list) and len(link) >= 5:
+        return tuple(link[:5])
+    if isinstance(link, dict):
+        keys = ("id", "origin_id", "origin_slot", "target_id", "target_slot")
+        return tuple(link.get(k, 0) for k in keys)
+    return None
+
+
+def _is_whole(value: Any, none: bool = False) -> bool:
+    if value is None:
+        return none
+    if isinstance(value, float):
+        return value.is_integer()
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_id(value: Any) -> bool:
+    return _is_whole(value) or (isinstance(value, str) and bool(value))
+
+
+def _kind_of(value: Any) -> str:
+    return {list: "a list", dict: "an object", str: "a text", type(None): "null"}.get(
+        type(value), f"the number {value}" if isinstance(value, int | float) else "a value"
+    )
+
+
 def _graph(data: Mapping[str, Any]) -> Graph:
-    nodes = {str(n.get("id")): n for n in data.get("nodes") or [] if isinstance(n, dict)}
+    """A graph in shape_problems' shape; JSON's whole floats (4.0) read as the ints they are."""
+    nodes = {}
+    for node in data.get("nodes") or []:
+        node_id = _whole(node.get("id"))
+        nodes[str(node_id)] = {**node, "id": node_id}
     links: dict[int, Link] = {}
     for entry in data.get("links") or []:
-        if isinstance(entry, list) and len(entry) >= 5:  # [id, origin, slot, target, slot, type]
-            links[entry[0]] = Link(str(entry[1]), int(entry[2]), str(entry[3]), int(entry[4]))
-        elif isinstance(entry, dict):
-            links[entry.get("id")] = Link(  # type: ignore[index]
-                str(entry.get("origin_id")),
-                int(entry.get("origin_slot", 0)),
-                str(entry.get("target_id")),
-                int(entry.get("target_slot", 0)),
-            )
+        link_id, origin, origin_slot, target, target_slot = map(_whole, _link_fields(entry) or ())
+        links[link_id] = Link(str(origin), int(origin_slot), str(target), int(target_slot))
     return Graph(nodes, links, list(data.get("inputs") or []), list(data.get("outputs") or []))
+
+
+def _whole(value: Any) -> Any:
+    return int(value) if isinstance(value, float) and value.is_integer() else value
 
 
 def _feeds_widget(definition: Graph, subgraph_input: Mapping[str, Any]) -> bool:
@@ -685,13 +795,13 @@ def _array_index(key: str) -> bool:
 def model_sources(ui: Mapping[str, Any]) -> dict[str, str]:
     """File name → download URL of the models a UI workflow lists (`models` on the workflow or
     in a node's properties, subgraphs' nodes included), as ComfyUI's templates give them."""
-    nodes = [n for n in ui.get("nodes") or [] if isinstance(n, dict)]
-    for definition in (ui.get("definitions") or {}).get("subgraphs") or []:
+    nodes = [n for n in _list(ui.get("nodes")) if isinstance(n, dict)]
+    for definition in _list(_dict(ui.get("definitions")).get("subgraphs")):
         if isinstance(definition, dict):
-            nodes += [n for n in definition.get("nodes") or [] if isinstance(n, dict)]
-    listed = [*(ui.get("models") or [])]
+            nodes += [n for n in _list(definition.get("nodes")) if isinstance(n, dict)]
+    listed = _list(ui.get("models"))
     for node in nodes:
-        listed += (node.get("properties") or {}).get("models") or []
+        listed += _list(_dict(node.get("properties")).get("models"))
     sources: dict[str, str] = {}
     for model in listed:
         if not isinstance(model, dict):
@@ -704,3 +814,11 @@ def model_sources(ui: Mapping[str, Any]) -> dict[str, str]:
         ):
             sources.setdefault(name, url)
     return sources
+
+
+def _list(value: Any) -> list[Any]:
+    return list(value) if isinstance(value, list) else []
+
+
+def _dict(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, dict) else {}

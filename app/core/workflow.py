@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.core.codec import TooDeep, parse_json
 from app.core.errors import ComfyFleetError
 
 Workflow = dict[str, dict[str, Any]]
@@ -110,11 +111,13 @@ def load_workflow(text: str) -> Workflow:
     """Parse an API-format workflow; errors name the line and column (UI-format files are
     app.core.workflow_file's to tell apart)."""
     try:
-        data = json.loads(text)
+        data = parse_json(text)
     except json.JSONDecodeError as exc:
         raise WorkflowError(
             f"not valid JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}"
         ) from None
+    except TooDeep as exc:
+        raise WorkflowError(str(exc)) from None
     if isinstance(data, dict) and isinstance(data.get("prompt"), dict):
         data = data["prompt"]  # a saved /prompt request body
     if not isinstance(data, dict) or not data:

@@ -7,7 +7,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from app.core.image_meta import embedded_texts, is_media
+from app.core.codec import parse_json
+from app.core.image_meta import MAX_TEXT_BYTES, embedded_texts, is_media
 from app.core.ui_workflow import is_ui_workflow, model_sources
 from app.core.workflow import Workflow, WorkflowError, load_workflow
 
@@ -35,6 +36,8 @@ def read_workflow(data: bytes, name: str = "the file") -> WorkflowFile:
     an API prompt or a UI-format workflow."""
     if is_media(data):
         return _from_image(data, name)
+    if len(data) > MAX_TEXT_BYTES:
+        raise WorkflowError(too_big(name, len(data)))
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -42,18 +45,25 @@ def read_workflow(data: bytes, name: str = "the file") -> WorkflowFile:
             f"{name} is not UTF-8 text (byte {exc.start}), nor a PNG, WebP or MP4 ComfyUI made"
         ) from None
     try:
-        parsed = json.loads(text)
-    except json.JSONDecodeError:
-        parsed = None  # load_workflow says where
+        parsed = parse_json(text)
+    except ValueError:
+        parsed = None  # load_workflow says where, or what
     if is_ui_workflow(parsed):
         return WorkflowFile(None, parsed, "a UI-format workflow")
     return WorkflowFile(load_workflow(text), None, "an API-format workflow")
 
 
+def too_big(name: str, size: int) -> str:
+    return (
+        f"{name} is {size / 2**20:,.0f} MB of text: no workflow is that big"
+        f" (at most {MAX_TEXT_BYTES // 2**20} MB are read)"
+    )
+
+
 def _from_image(data: bytes, name: str) -> WorkflowFile:
     try:
         texts = embedded_texts(data)
-    except (ValueError, IndexError) as exc:
+    except ValueError as exc:
         raise WorkflowError(f"{name}: cannot read its metadata ({exc})") from None
     prompt = _json(texts.get("prompt"))
     workflow = _json(texts.get("workflow"))
@@ -71,6 +81,6 @@ def _json(text: str | None) -> Any:
     if not text:
         return None
     try:
-        return json.loads(text)
+        return parse_json(text)
     except ValueError:
         return None

@@ -9,7 +9,6 @@ aiohttp's client 0.33 ms, and the probe's own keep-alive GETs (probe_http) less 
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
 import ssl
 import time
@@ -18,6 +17,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from app.core.codec import parse_json
 from app.core.errors import ComfyFleetError
 from app.core.health import (
     Failure,
@@ -67,8 +67,8 @@ class ComfyClient:
             _raise_for_status(response.status, response.url.path)
             body = await response.read()
         try:
-            return json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError):
+            return parse_json(body)
+        except ValueError:  # not JSON, not UTF-8, too deep
             raise NotComfyUI(f"{response.url.path} did not answer JSON") from None
 
     @property
@@ -122,8 +122,8 @@ def _decode(url: str, status: int, body: bytes) -> Any:
     if status != 200:
         _raise_for_status(status, urlsplit(url).path)
     try:
-        return json.loads(body.decode())  # (a str skips json's guessing of the encoding)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        return parse_json(body.decode())  # (a str skips json's guessing of the encoding)
+    except ValueError:  # not JSON, not UTF-8, too deep
         raise NotComfyUI(f"{urlsplit(url).path} did not answer JSON") from None
 
 

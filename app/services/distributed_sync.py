@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Iterable
@@ -11,6 +10,7 @@ from typing import Any
 
 import aiohttp
 
+from app.core.codec import json_object
 from app.core.config import FleetConfig, WorkerConfig, WorkerKind
 from app.core.errors import ComfyFleetError
 from app.core.net import join_args
@@ -72,7 +72,7 @@ async def read_config(session: aiohttp.ClientSession, url: str) -> dict[str, Any
             status, body = response.status, await response.read()
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         raise unusable(url, classify(exc)) from None
-    data = _json_object(body) if status == 200 else None
+    data = json_object(body) if status == 200 else None
     if data is not None:
         return data
     problem = await what_answers(session, url)
@@ -85,14 +85,6 @@ async def read_config(session: aiohttp.ClientSession, url: str) -> dict[str, Any
     raise MasterUnusable(
         f"the master at {url} answered {how} on /distributed/config: {said[0][:200]}"
     )
-
-
-def _json_object(body: bytes) -> dict[str, Any] | None:
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
 
 
 async def sync_workers(

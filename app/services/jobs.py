@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import re
 import time
@@ -17,6 +16,7 @@ from typing import Any
 import aiohttp
 
 from app.core import fingerprint
+from app.core.codec import json_object, parse_json
 from app.core.errors import ComfyFleetError
 from app.core.names import file_name, file_stem
 from app.core.runs import (
@@ -226,7 +226,7 @@ class Run:
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise unusable(self.master.url, classify(exc)) from None
         try:
-            answer: Any = json.loads(text)
+            answer: Any = parse_json(text)
         except ValueError:
             answer = text
         if status != 200:
@@ -260,7 +260,14 @@ class Run:
         assert watch.socket is not None
         async for message in watch.socket:
             if message.type == aiohttp.WSMsgType.TEXT:
-                self._event(watch, json.loads(message.data))
+                event = json_object(message.data)
+                try:
+                    if event is not None:
+                        self._event(watch, event)
+                except (AttributeError, KeyError, TypeError, ValueError) as exc:
+                    log.warning(
+                        "%s sent an event not in ComfyUI's shape: %s", watch.participant.name, exc
+                    )
             elif message.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
                 break
 

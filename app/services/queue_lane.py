@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -13,6 +12,7 @@ from typing import Any
 
 import aiohttp
 
+from app.core.codec import json_object, parse_json
 from app.core.image_meta import embedded_texts
 from app.core.names import file_name, file_stem
 from app.core.runs import Participant, output_images
@@ -111,11 +111,8 @@ class LaneSocket:
         self._lane.heard = time.monotonic()  # whatever it says: its events still reach us
         if '"execution_' not in text and '"executed"' not in text:
             return  # progress, executing, status…: none of the queue's business
-        try:
-            event = json.loads(text)
-        except ValueError:
-            return
-        if isinstance(event, dict) and isinstance(event.get("data"), dict):
+        event = json_object(text)
+        if event is not None and isinstance(event.get("data"), dict):
             self._on_event(self._lane, str(event.get("type")), event["data"])
 
 
@@ -216,7 +213,7 @@ def made_from(data: bytes, prompt: Workflow) -> bool:
     if embedded is None:
         return True
     try:
-        return bool(json.loads(embedded) == prompt)
+        return bool(parse_json(embedded) == prompt)
     except (ValueError, RecursionError):
         return False
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import uuid
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from typing import Any
 
 import aiohttp
 
+from app.core.codec import json_object
 from app.services.comfy_client import classify
 
 log = logging.getLogger(__name__)
@@ -69,9 +69,10 @@ class RemoteLog:
             async for message in socket:
                 if message.type is not aiohttp.WSMsgType.TEXT:
                     continue
-                event = json.loads(message.data)
-                if event.get("type") == "logs":
-                    self._on_lines(entry_lines((event.get("data") or {}).get("entries")))
+                event = json_object(message.data) or {}
+                data = event.get("data")
+                if event.get("type") == "logs" and isinstance(data, dict):
+                    self._on_lines(entry_lines(data.get("entries")))
         finally:
             with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
                 await self._subscribe(False)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
@@ -23,6 +22,7 @@ import aiohttp
 
 from app import __version__
 from app.core.cloud import Pod, PodRecipe, problem_sentence
+from app.core.codec import parse_json
 from app.core.errors import ComfyFleetError
 from app.services.secrets import SecretStore
 
@@ -287,7 +287,7 @@ def _shaped(what: str, build: Callable[..., T], *args: Any) -> T:
 
 def _parsed(text: str) -> Any:
     try:
-        return json.loads(text)
+        return parse_json(text)
     except ValueError:
         return None
 

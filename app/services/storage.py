@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from app.core.codec import from_data, to_data, unknown_keys, with_unknown
+from app.core.codec import TooDeep, from_data, parse_json, to_data, unknown_keys, with_unknown
 from app.core.config import SCHEMA_VERSION, FleetConfig, validate_config
 from app.core.errors import ConfigError, ConfigFileError
 
@@ -66,10 +66,12 @@ def parse_config(text: str) -> FleetConfig:
 def _parse(text: str) -> tuple[FleetConfig, dict[str, Any]]:
     """The config, and what the file holds that this version does not know (kept on save)."""
     try:
-        data = json.loads(text)
+        data = parse_json(text)
     except json.JSONDecodeError as exc:
         where = f"line {exc.lineno}, column {exc.colno}"
         raise ConfigError("config", f"not valid JSON ({where})") from None
+    except TooDeep as exc:
+        raise ConfigError("config", str(exc)) from None
     if not isinstance(data, dict):
         raise ConfigError("config", "expected a JSON object")
     version = data.get("schema_version", SCHEMA_VERSION)
@@ -110,7 +112,7 @@ class ConfigStore:
                 f"{self.path} could not be used ({exc}). It was moved to {backup}; "
                 "ComfyFleet started with default settings."
             )
-            log.warning("%s", problem)
+            log.info("%s", problem)  # said by the caller: the window's banner, the CLI's warning
             return LoadResult(FleetConfig(), problem, backup)
         if self._unknown:
             log.info(

@@ -4,16 +4,18 @@ workers, as ComfyUI's own frontend converts it."""
 
 from __future__ import annotations
 
-import json
+import os
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from app.core.codec import parse_json
 from app.core.errors import ComfyFleetError
+from app.core.image_meta import MAX_TEXT_BYTES, is_media
 from app.core.ui_workflow import to_prompt
 from app.core.workflow import Workflow, WorkflowError
-from app.core.workflow_file import WorkflowFile, read_workflow
+from app.core.workflow_file import WorkflowFile, read_workflow, too_big
 from app.services.comfy_client import classify
 from app.services.distributed_sync import read_config
 
@@ -21,8 +23,17 @@ HTTP_ERRORS = (aiohttp.ClientError, OSError, TimeoutError)
 
 
 def read_workflow_file(path: Path) -> WorkflowFile:
+    """A text file too big for a workflow is refused before it is read (an image or video is
+    read whole: its texts are capped as they are inflated)."""
     try:
-        data = path.read_bytes()
+        with path.open("rb") as handle:
+            head = handle.read(16)
+            size = os.fstat(handle.fileno()).st_size
+            if not is_media(head) and size > MAX_TEXT_BYTES:
+                raise WorkflowError(too_big(path.name, size))
+            data = head + handle.read()
+    except IsADirectoryError:
+        raise ComfyFleetError(f"{path} is a folder, not a workflow file") from None
     except OSError as exc:
         raise ComfyFleetError(f"cannot read {path}: {exc.strerror}") from None
     return read_workflow(data, path.name)
@@ -53,7 +64,7 @@ async def _object_info(session: aiohttp.ClientSession, master_url: str) -> dict[
     try:
         async with session.get(f"{master_url}/object_info") as response:
             response.raise_for_status()
-            info = json.loads(await response.read())
+            info = parse_json(await response.read())
     except aiohttp.ClientResponseError as exc:
         raise WorkflowError(f"{why}: it answered HTTP {exc.status}") from None
     except HTTP_ERRORS as exc:
