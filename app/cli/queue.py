@@ -25,6 +25,7 @@ from app.core.queue import (
     duration_text,
     parse_sweep,
 )
+from app.services.dispatcher import Dispatcher
 from app.services.paths import AppPaths
 from app.services.queue_service import FleetQueue, QueuePaths, dispatch_until
 from app.services.queue_store import Job
@@ -35,6 +36,8 @@ NOBODY = (
     "no dispatcher runs: it starts when you open the window, run `comfy-fleet up`, or "
     "`comfy-fleet queue run`"
 )
+
+UNREACHABLE_AFTER_S = 3.0  # queue run says that nobody answers after this long
 
 
 def add_queue_commands(commands: Any) -> None:
@@ -272,9 +275,11 @@ def _run(args: argparse.Namespace, queue: FleetQueue, config: FleetConfig) -> in
         stop = stop_on_signals()
         last: dict[int, str] = {}
         printed = [0.0]
+        dispatchers: list[Dispatcher] = []
 
-        def report(_: Any) -> None:
+        def report(dispatcher: Dispatcher) -> None:
             """Each job's line when it changed, at most twice a second."""
+            dispatchers[:] = [dispatcher]
             if time.monotonic() - printed[0] < 0.5:
                 return
             printed[0] = time.monotonic()
@@ -286,7 +291,28 @@ def _run(args: argparse.Namespace, queue: FleetQueue, config: FleetConfig) -> in
 
         count = 1 + sum(w.enabled for w in config.workers)
         print(f"dispatching the queue to {count} participant(s); Ctrl-C stops", flush=True)
-        await dispatch_until(queue, config, "`comfy-fleet queue run`", stop, report)
+        watch = asyncio.ensure_future(_say_unreachable(dispatchers))
+        try:
+            await dispatch_until(queue, config, "`comfy-fleet queue run`", stop, report)
+        finally:
+            watch.cancel()
 
     asyncio.run(dispatch())
     return EXIT_OK
+
+
+async def _say_unreachable(dispatchers: list[Dispatcher]) -> None:
+    """While no participant is reachable, say so (after a few seconds, again when a reason
+    changes), and say when one is back: a headless queue never just looks idle."""
+    said = ""
+    await asyncio.sleep(UNREACHABLE_AFTER_S)
+    while True:
+        lanes = dispatchers[0].status() if dispatchers else []
+        text = ""
+        if lanes and not any(lane.online for lane in lanes):
+            why = "; ".join(f"{lane.name}: {lane.problem or 'not connected yet'}" for lane in lanes)
+            text = f"no participant is reachable ({why}); waiting for one…"
+        if text != said:
+            print(printable(text or "a participant is reachable: dispatching"), flush=True)
+            said = text
+        await asyncio.sleep(1.0)

@@ -103,6 +103,7 @@ async def dispatch_until(
         try:
             if listener is not None:
                 dispatcher.subscribe(lambda: listener(dispatcher))
+                listener(dispatcher)  # as it starts: nothing may change for a while
             await dispatcher.run(stop)
         finally:
             queue.lock.release()

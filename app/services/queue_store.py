@@ -3,6 +3,7 @@ process of the app; and the lock that lets exactly one of them dispatch."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sqlite3
@@ -10,16 +11,18 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from app.core.errors import ComfyFleetError
 from app.core.names import file_stem
 from app.core.queue import ENDED, MAX_ATTEMPTS, OUT, ItemSpec, ItemState, JobSpec, workflow_key
 from app.core.workflow import Workflow
 
 SCHEMA_VERSION = 1
+SQLITE_HEADER = b"SQLite format 3\x00"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS jobs (
@@ -127,37 +130,82 @@ class Job:
         return left * (now - self.first_sent) / done
 
 
+class QueueStoreError(ComfyFleetError):
+    """The queue's database cannot be used; the sentence says why and what to do."""
+
+
 class QueueStore:
-    """One SQLite file; every method is one short transaction (safe between processes)."""
+    """One SQLite file; every method is one short transaction (safe between processes).
+
+    A file that is not this queue's database as this version knows it (damaged, something
+    else, a folder, written by a newer version) is refused with the reason and left as it is."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, timeout=10.0, isolation_level=None)
+        _check_file(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, timeout=10.0, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise self._unusable(exc) from None
+        try:
+            self._open()
+        except BaseException as exc:
+            self._db.close()
+            if isinstance(exc, sqlite3.Error):
+                raise self._unusable(exc) from None
+            raise
+
+    def _open(self) -> None:
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
+        if "meta" in tables:  # read before anything is written: a newer file stays as it is
+            found = self._meta("schema_version") or ""
+            if not found.isdigit():
+                raise QueueStoreError(_damaged(self.path, f"schema version {found!r}"))
+            if int(found) > SCHEMA_VERSION:
+                raise QueueStoreError(
+                    f"{self.path} was written by a newer ComfyFleet (queue schema {found}, this"
+                    f" version knows {SCHEMA_VERSION}): update ComfyFleet; the file was left as"
+                    " it is"
+                )
+        problems = [r[0] for r in self._db.execute("PRAGMA quick_check(3)")]
+        if problems != ["ok"]:
+            raise QueueStoreError(_damaged(self.path, "; ".join(problems)))
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
-        found = self._meta("schema_version")
-        if found is None:
+        if "meta" not in tables:
             self._set_meta("schema_version", str(SCHEMA_VERSION))
-        elif int(found) > SCHEMA_VERSION:
-            raise RuntimeError(
-                f"{path} was written by a newer ComfyFleet (queue schema {found}); update it"
-            )
+
+    def _unusable(self, exc: BaseException) -> QueueStoreError:
+        return QueueStoreError(_unusable_database(self.path, exc))
 
     def close(self) -> None:
         self._db.close()
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
+        """One transaction; a disk that is full or read-only, or a damaged file, is said in
+        words (QueueStoreError) and nothing of the transaction is kept."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._unusable(exc) from None
         try:
             yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
+        except BaseException as exc:
+            with suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise self._unusable(exc) from None
             raise
-        self._db.execute("COMMIT")
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            raise self._unusable(exc) from None
 
     def _meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -454,6 +502,44 @@ class QueueStore:
         names = ", ".join(f"{k} = ?" for k in values)
         params = [v.value if isinstance(v, ItemState) else v for v in values.values()]
         self._db.execute(f"UPDATE items SET {names} WHERE id = ?", (*params, item))
+
+
+def _check_file(path: Path) -> None:
+    """Refuse, before SQLite opens it, what can be seen not to be a queue's database."""
+    if not path.exists():
+        return
+    if not path.is_file():
+        raise QueueStoreError(
+            f"{path} is a folder (or another non-file), not the queue's database: move it"
+            " away to start a new queue; ComfyFleet left it as it is"
+        )
+    try:
+        with path.open("rb") as handle:
+            header = handle.read(len(SQLITE_HEADER))
+    except OSError as exc:
+        raise QueueStoreError(f"cannot read the queue's database {path}: {exc.strerror}") from None
+    if header and header != SQLITE_HEADER:
+        raise QueueStoreError(_damaged(path, "not an SQLite database"))
+
+
+def _unusable_database(path: Path, exc: BaseException) -> str:
+    """What SQLite's complaint about the queue's file means for the user."""
+    said = str(exc)
+    code = getattr(exc, "sqlite_errorname", "")
+    if code == "SQLITE_FULL" or getattr(exc, "errno", None) == errno.ENOSPC:
+        return f"the disk holding {path} is full: free some space; nothing was changed"
+    if code.startswith("SQLITE_READONLY") or isinstance(exc, PermissionError):
+        return f"cannot write the queue's database {path}: it or its folder is read-only"
+    if code.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
+        return _damaged(path, said)
+    return f"cannot use the queue's database {path}: {said}"
+
+
+def _damaged(path: Path, said: str) -> str:
+    return (
+        f"the queue's database {path} is damaged ({said}): restore it from a backup, or move"
+        " it away to start a new queue; ComfyFleet left it as it is"
+    )
 
 
 def _job(row: Sequence[Any], counts: dict[ItemState, int], times: tuple[Any, Any]) -> Job:

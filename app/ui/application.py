@@ -11,8 +11,10 @@ import itertools
 import logging
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import aiohttp
 import qasync
@@ -36,6 +38,7 @@ from app.services.monitor import targets_from_config
 from app.services.monitor_thread import MonitorThread
 from app.services.paths import AppPaths
 from app.services.queue_service import FleetQueue, QueueBusy, QueuePaths
+from app.services.queue_store import QueueStoreError
 from app.services.storage import ConfigStore, LoadResult
 from app.services.tasks import OwnedTasks
 from app.services.workflow_source import prompt_of
@@ -94,6 +97,7 @@ class DesktopApp:
         self._jobs_session: aiohttp.ClientSession | None = None
         self.logs = LogSources(self.supervisor, self.keeper, self.jobs_session)
         self.bridge = FleetBridge(self.monitor, self.gpus, self.supervisor)
+        self.queue, queue_problem = open_queue(paths)
         self.window = MainWindow(
             self.keeper,
             QSettings(str(paths.window_state), QSettings.Format.IniFormat),
@@ -103,7 +107,7 @@ class DesktopApp:
             self.tunnels,
             self.logs,
             simulation=simulation,
-            startup_problem=loaded.problem,
+            startup_problem=" ".join(filter(None, (loaded.problem, queue_problem))),
         )
         self.asker.fallback = self.window
         self.window.setWindowIcon(app_icon())
@@ -122,7 +126,6 @@ class DesktopApp:
         self.instance = InstanceServer(instance_key(paths.config_file), self.window.bring_to_front)
         self.jobs_window: JobsWindow | None = None
         self._tasks = OwnedTasks(self.show_failure)
-        self.queue = FleetQueue(QueuePaths.under(paths.data_dir))
         self.queue_panel = QueuePanel(
             self.queue.store,
             self._tasks.spawn,
@@ -509,6 +512,19 @@ def load_or_explain(store: ConfigStore) -> LoadResult:
     except ConfigFileError as exc:
         log.warning("%s", exc)
         return LoadResult(FleetConfig(), f"{exc}. ComfyFleet started with default settings.")
+
+
+def open_queue(paths: AppPaths) -> tuple[FleetQueue, str | None]:
+    """The fleet queue; where its database cannot be used (damaged, a newer version's…) the
+    window still opens, says so, and queues into a folder of this session's (the file is kept
+    as it is)."""
+    try:
+        return FleetQueue(QueuePaths.under(paths.data_dir)), None
+    except QueueStoreError as exc:
+        log.warning("%s", exc)
+        folder = Path(tempfile.mkdtemp(prefix="comfyfleet-queue-"))
+        said = f"The fleet queue cannot open its database: {exc}. Jobs queued now last for this"
+        return FleetQueue(QueuePaths.under(folder)), f"{said} session only (in {folder})."
 
 
 def run_app(paths: AppPaths, demo_workers: int | None = None) -> int:

@@ -180,3 +180,97 @@ def test_names_never_escape_the_log_folder(tmp_path: Path) -> None:
     assert file_stem("gpu1") == "gpu1" and file_stem("a b") != file_stem("a_b")
     supervisor = Supervisor(tmp_path / "state.json", logs, ComfyClient())
     assert supervisor.log_path("../../x").parent == logs
+
+
+DEEP = "[" * 100_000 + "]" * 100_000
+
+
+@pytest.mark.asyncio
+async def test_one_workers_hostile_answer_does_not_stop_status_for_the_others(
+    sim_factory: Callable[..., SimInstance], tmp_path: Path
+) -> None:
+    """A worker answering JSON nested 100,000 deep (a RecursionError for Python's parser) or
+    a list where ComfyUI answers an object is "not ComfyUI"; the master and the others are
+    shown as they are."""
+    from aiohttp import web
+
+    from tests.local_server import local_server
+
+    good = sim_factory("good")
+
+    async def deep(request: web.Request) -> web.Response:
+        return web.Response(text=DEEP, content_type="application/json")
+
+    async def listed(request: web.Request) -> web.Response:
+        return web.Response(text="[1, 2]", content_type="application/json")
+
+    async with (
+        local_server("/{route}", deep) as deep_url,
+        local_server("/{route}", listed) as list_url,
+    ):
+        cfg = tmp_path / "fleet.json"
+        port = good.url.rsplit(":", 1)[1]
+        ConfigStore(cfg).save(FleetConfig(master=MasterConfig(port=int(port))))
+        for name, url in (("deep", deep_url), ("listed", list_url)):
+            host, worker_port = url.removeprefix("http://").split(":")
+            words = ("worker", "add", "remote", "--name", name, "--host", host)
+            added = await asyncio.to_thread(comfy_fleet, *words, "--port", worker_port, config=cfg)
+            assert added.returncode == 0, added.stderr
+        status = await asyncio.to_thread(comfy_fleet, "status", "--json", config=cfg)
+    assert status.returncode == 0 and "Traceback" not in status.stderr, status.stderr
+    shown = json.loads(status.stdout)
+    assert shown["master"]["state"] == "online"
+    for worker in shown["workers"]:
+        assert worker["state"] == "offline", worker
+        assert "something else answers on that port" in worker["error"], worker
+
+
+def test_a_full_disk_while_queueing_is_said_and_nothing_is_half_added(tmp_path: Path) -> None:
+    """SQLite's own "database or disk is full" (its page limit, reached for real: root ignores
+    file permissions and a test cannot fill the disk) is said in words; the job is added whole
+    or not at all, and the queue goes on once there is room."""
+    from app.core.queue import JobSpec, expand
+    from app.services.queue_store import QueueStore, QueueStoreError
+
+    store = QueueStore(tmp_path / "queue.db")
+    small = JobSpec("small", {"1": {"class_type": "KSampler", "inputs": {"seed": 1}}}, count=2)
+    first = store.add_job(small, expand(small), tmp_path)
+    pages = store._db.execute("PRAGMA page_count").fetchone()[0]
+    store._db.execute(f"PRAGMA max_page_count = {pages + 2}")
+    big = JobSpec("big", {"1": {"class_type": "x", "inputs": {"t": "a" * 100_000}}}, count=500)
+    with pytest.raises(QueueStoreError, match="is full: free some space; nothing was changed"):
+        store.add_job(big, expand(big), tmp_path)
+    assert [job.name for job in store.jobs()] == ["small"] and store.job(first).total == 2
+    store._db.execute("PRAGMA max_page_count = 1073741823")
+    assert store.job(store.add_job(big, expand(big), tmp_path)).total == 500
+    store.close()
+
+
+def test_queue_run_says_when_no_participant_is_reachable(tmp_path: Path) -> None:
+    """Nobody answers (the master's port is closed): said within seconds, with the reason,
+    while it keeps waiting (it used to print its first line and nothing more)."""
+    import signal
+    import sys
+    import threading
+
+    from tests.integration.cli_helpers import read_until
+
+    cfg = tmp_path / "fleet.json"
+    ConfigStore(cfg).save(FleetConfig(master=MasterConfig(port=free_port())))
+    workflow = tmp_path / "api.json"
+    workflow.write_text(json.dumps({"1": {"class_type": "EmptyImage", "inputs": {}}}))
+    added = comfy_fleet("queue", "add", str(workflow), "--count", "2", config=cfg)
+    assert added.returncode == 0, added.stderr
+    command = [sys.executable, "-m", "app", "--config", str(cfg), "queue", "run"]
+    running = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    watchdog = threading.Timer(30, running.kill)  # silence ends the read, not the suite
+    watchdog.start()
+    try:
+        seen = read_until(running, lambda lines: any("no participant is" in x for x in lines))
+        said = next(line for line in seen if "no participant is" in line)
+        assert said.startswith("no participant is reachable (master: ") and "waiting" in said
+        assert running.poll() is None  # still waiting
+    finally:
+        watchdog.cancel()
+        running.send_signal(signal.SIGINT)
+        running.wait(20)

@@ -307,3 +307,26 @@ def test_model_data_keeps_none_alive(desktop: DesktopApp) -> None:
                 for role in range(0, 14):
                     model.index(row, column).data(role)
     assert sys.getrefcount(None) >= before - 50
+
+
+def test_a_damaged_queue_database_opens_the_window_and_says_so(
+    qapp: QApplication, app_paths: AppPaths
+) -> None:
+    """The window opens (it used to stop on sqlite3's DatabaseError), the banner says what is
+    wrong, and the file is left as it was."""
+    database = app_paths.data_dir / "queue.db"
+    database.parent.mkdir(parents=True, exist_ok=True)
+    database.write_bytes(b"not a database\n" * 50)
+    app = DesktopApp(qapp, app_paths, ConfigStore(app_paths.config_file).load())
+    try:
+        app.window.show()
+        assert app.window.problem.isVisible()
+        label = app.window.problem.findChild(QLabel)
+        assert label is not None and "The fleet queue cannot open its database" in label.text()
+        assert "is damaged" in label.text() and "for this session only" in label.text()
+        assert database.read_bytes() == b"not a database\n" * 50
+        assert app.queue.paths.db != database
+    finally:
+        app.instance.close()
+        app.window.close()
+        app.queue.close()
