@@ -42,6 +42,7 @@ class TunnelFailure(StrEnum):
     UDP_BLOCKED = "UDP blocked"
     BINARY_MISSING = "cloudflared missing"
     EXITED = "exited"
+    NEVER_CONNECTED = "never connected"
 
 
 ADVICE = {
@@ -54,6 +55,8 @@ ADVICE = {
     TunnelFailure.BINARY_MISSING: "cloudflared is not installed: let ComfyFleet download the "
     "pinned release, or set its path",
     TunnelFailure.EXITED: "cloudflared stopped: see its last log lines",
+    TunnelFailure.NEVER_CONNECTED: "cloudflared runs but never connected to Cloudflare: check "
+    "the internet connection, a firewall or proxy (or try the HTTP/2 option)",
 }
 _FAILURES: tuple[tuple[TunnelFailure, re.Pattern[str]], ...] = (
     (TunnelFailure.RATE_LIMITED, re.compile(r"error code: 1015|429 Too Many Requests", re.I)),

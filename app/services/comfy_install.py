@@ -14,6 +14,7 @@ from app.core.comfy_args import CommandLine, instance_arg_problems, parse_help
 from app.core.config import FleetConfig, WorkerKind
 from app.core.errors import ConfigError
 from app.core.launch import Found, choose_python, find_comfyui
+from app.services.processes import cannot_run
 
 log = logging.getLogger(__name__)
 HELP_TIMEOUT_S = 20.0
@@ -73,10 +74,12 @@ class HelpReader:
                 raise ValueError(f"it exited with {done.returncode}: {done.stderr[-300:]}")
             self.problem = ""
             return parse_help(done.stdout)
-        except (OSError, subprocess.TimeoutExpired, ValueError) as exc:
+        except OSError as exc:
+            self.problem = cannot_run(str(install.python), exc, str(install.folder))
+        except (subprocess.TimeoutExpired, ValueError) as exc:
             self.problem = f"cannot read {install.folder / 'main.py'} --help: {exc}"
-            log.warning("%s", self.problem)
-            return None
+        log.warning("%s", self.problem)
+        return None
 
 
 def _stamp(path: Path) -> float:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import socket
@@ -54,6 +55,26 @@ def port_holder(port: int) -> str:
     return "another program (its process is not visible to this user)"
 
 
+def os_free_port(host: str = "127.0.0.1") -> int:
+    """A port the system has just handed out as free (two callers at once get two ports)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((host, 0))
+        return int(probe.getsockname()[1])
+
+
+def listens_on(pid: int, port: int) -> bool:
+    """Whether process `pid` itself listens on `port` (True where the system will not say)."""
+    try:
+        connections = psutil.Process(pid).net_connections(kind="inet")
+    except psutil.AccessDenied:
+        return True
+    except psutil.Error:
+        return False
+    return any(
+        c.laddr and c.laddr.port == port and c.status == psutil.CONN_LISTEN for c in connections
+    )
+
+
 def free_port_near(start: int, host: str = "127.0.0.1") -> int:
     """A free port at or after `start` (cloudflared's metrics: never its colliding default)."""
     port = start
@@ -71,25 +92,50 @@ def check_port(port: int, host: str = "127.0.0.1", taken: set[int] | None = None
     raise PortBusy(port, port_holder(port), candidate)
 
 
+class CannotRun(ComfyFleetError):
+    """A program that the system refuses to start; the message says why, in words."""
+
+
 def spawn(
     argv: list[str], cwd: str, env: dict[str, str], log_file: Path
 ) -> subprocess.Popen[bytes]:
     """Start without a shell, in its own process group, output appended to `log_file` (a file,
-    not a pipe, so the instance outlives a crash of ComfyFleet without a broken pipe)."""
+    not a pipe, so the instance outlives a crash of ComfyFleet without a broken pipe).
+    CannotRun when the program cannot be started at all."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
     group = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0) if WINDOWS else 0
     with log_file.open("ab") as output:
-        return subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=full_env,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            creationflags=group,
-            start_new_session=not WINDOWS,
-        )
+        try:
+            return subprocess.Popen(
+                argv,
+                cwd=cwd,
+                env=full_env,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                creationflags=group,
+                start_new_session=not WINDOWS,
+            )
+        except OSError as exc:
+            raise CannotRun(cannot_run(argv[0], exc, cwd)) from None
+
+
+def cannot_run(program: str, exc: OSError, cwd: str) -> str:
+    """Why the system would not start `program`, in words."""
+    if exc.errno == errno.ENOEXEC:
+        why = "it is not a program for this system (damaged, or built for another one)"
+    elif exc.errno == errno.ENOENT and Path(program).is_file():
+        why = "its first line (#!) names an interpreter that does not exist"
+    elif exc.errno == errno.ENOENT and not Path(cwd).is_dir():
+        why = f"its folder {cwd} does not exist"
+    elif exc.errno == errno.ENOENT:
+        why = "there is no such file"
+    elif exc.errno == errno.EACCES:
+        why = "it is not executable (or its folder cannot be entered)"
+    else:
+        why = exc.strerror or str(exc)
+    return f"{program} cannot run: {why}"
 
 
 @dataclass(frozen=True)

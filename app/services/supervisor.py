@@ -24,12 +24,13 @@ from typing import Any
 
 import psutil
 
+from app.core.codec import parse_json
 from app.core.errors import ComfyFleetError
 from app.core.launch import Crash, CrashCause, LaunchSpec, RestartPolicy, classify_crash
 from app.core.names import file_stem
 from app.core.net import base_url
 from app.services.comfy_client import ComfyClient
-from app.services.processes import ProcessId, check_port, interrupt, kill_tree, spawn
+from app.services.processes import CannotRun, ProcessId, check_port, interrupt, kill_tree, spawn
 from app.services.storage import atomic_write_text
 
 log = logging.getLogger(__name__)
@@ -96,7 +97,7 @@ def rotate_logs(log_file: Path) -> None:
 
 def read_state(state_file: Path) -> dict[str, Any]:
     try:
-        data = json.loads(state_file.read_text(encoding="utf-8"))
+        data = parse_json(state_file.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {"instances": {}}
     return data if isinstance(data, dict) else {"instances": {}}
@@ -287,7 +288,11 @@ class Supervisor:
         for folder in spec.folders:  # ComfyUI exits at once if --user-directory is missing
             Path(folder).mkdir(parents=True, exist_ok=True)
         rotate_logs(instance.log_file)
-        process = spawn(list(spec.argv), spec.cwd, spec.env, instance.log_file)
+        try:
+            process = spawn(list(spec.argv), spec.cwd, spec.env, instance.log_file)
+        except CannotRun as exc:
+            self._give_up(instance, InstanceState.CRASHED, str(exc), "not started: fix its Python")
+            return
         instance.process = ProcessId.of(process.pid) or ProcessId(process.pid, self._clock())
         instance.lines.clear()
         self._set(

@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import psutil
 
+from app.core.codec import parse_json
 from app.core.errors import ComfyFleetError
 from app.core.tunnel import (
     ADVICE,
@@ -32,7 +33,14 @@ from app.core.tunnel import (
     release_url,
     url_from_banner,
 )
-from app.services.processes import ProcessId, free_port_near, interrupt, kill_tree, spawn
+from app.services.processes import (
+    ProcessId,
+    interrupt,
+    kill_tree,
+    listens_on,
+    os_free_port,
+    spawn,
+)
 from app.services.storage import atomic_write_text
 from app.services.supervisor import rotate_logs
 
@@ -137,7 +145,7 @@ class TunnelStatus:
 
 def read_tunnel_state(path: Path) -> TunnelStatus | None:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = parse_json(path.read_text(encoding="utf-8"))
         data["state"] = TunnelState(data["state"])
         return TunnelStatus(**data)
     except (OSError, ValueError, KeyError, TypeError):
@@ -195,7 +203,7 @@ class TunnelRunner:
         """
         if binary is None:
             raise TunnelError(TunnelFailure.BINARY_MISSING)
-        metrics = free_port_near(20300)
+        metrics = os_free_port()  # never cloudflared's default, never another start's
         env: dict[str, str] = {}
         if name == "quick":
             argv = quick_tunnel_argv(str(binary), port, metrics, http2)
@@ -224,12 +232,11 @@ class TunnelRunner:
         )
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2))
         try:
-            url = await self._wait_ready(
-                process, f"http://127.0.0.1:{metrics}", hostname, timeout_s
-            )
+            url = await self._wait_ready(process, metrics, hostname, timeout_s)
         except TunnelError as exc:
             self._set(state=TunnelState.FAILED, error=str(exc), pid=None)
             await self._terminate()
+            await self._close_session()  # no "Unclosed client session" after a failed start
             raise
         self._set(state=TunnelState.READY, url=url)
         if target == "master":
@@ -237,14 +244,22 @@ class TunnelRunner:
         return self.status
 
     async def _wait_ready(
-        self, process: Any, metrics: str, hostname: str | None, timeout_s: float
+        self, process: Any, port: int, hostname: str | None, timeout_s: float
     ) -> str:
+        """The tunnel's URL once cloudflared says it is connected. Its metrics are read only
+        once that port is seen to be this cloudflared's own (another program's answers, a
+        second tunnel's URL, never count)."""
         deadline = self._clock() + timeout_s
         url = f"https://{hostname}" if hostname else None
+        metrics, owned = f"http://127.0.0.1:{port}", False
         while self._clock() < deadline:
             if process.poll() is not None:
                 lines = self.lines()
                 raise TunnelError(classify_failure(lines), "\n".join(lines[-8:]))
+            owned = owned or listens_on(process.pid, port)
+            if not owned:
+                await asyncio.sleep(0.05)
+                continue
             if url is None:
                 url = await self._quicktunnel(metrics) or url_from_banner(self.lines())
                 if url:
@@ -252,7 +267,12 @@ class TunnelRunner:
             if url and await self._ready(metrics):
                 return url
             await asyncio.sleep(0.05)
-        raise TunnelError(TunnelFailure.EXITED, f"not ready after {timeout_s:g} s")
+        lines = self.lines()
+        failure = classify_failure(lines)
+        if failure is TunnelFailure.EXITED:  # it runs: it never connected
+            failure = TunnelFailure.NEVER_CONNECTED
+        detail = "\n".join([f"not connected after {timeout_s:g} s", *lines[-6:]])
+        raise TunnelError(failure, detail)
 
     async def _quicktunnel(self, metrics: str) -> str | None:
         assert self._session is not None
@@ -310,6 +330,9 @@ class TunnelRunner:
         await self._restore_master()
         await self._terminate(timeout_s)
         self._set(state=TunnelState.STOPPED, pid=None)
+        await self._close_session()
+
+    async def _close_session(self) -> None:
         if self._session is not None:
             await self._session.close()
             self._session = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import subprocess
@@ -97,6 +98,40 @@ async def test_failures_are_classified(
 
 
 @pytest.mark.asyncio
+async def test_a_cloudflared_that_never_connects_is_said_as_such(
+    sim: SimInstance, cloudflared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It runs and its /ready stays 503: "never connected", not "stopped" (it was "exited")."""
+    monkeypatch.setenv("STANDIN_READY_S", "3600")
+    tunnel = runner(tmp_path, sim.url)
+    with pytest.raises(TunnelError, match="never connected") as error:
+        await tunnel.start(cloudflared, sim.port, timeout_s=1.5)
+    assert error.value.failure is TunnelFailure.NEVER_CONNECTED
+    assert "stopped" not in str(error.value) and "not connected after 1.5 s" in str(error.value)
+    await tunnel.stop()
+
+
+@pytest.mark.asyncio
+async def test_two_tunnels_started_at_once_read_their_own_metrics(
+    sim: SimInstance, cloudflared: Path, tmp_path: Path
+) -> None:
+    """Each its own metrics port, read only once it is seen to be its own cloudflared's (both
+    once took the first free port from 20300: the second read the first one's URL or died)."""
+    tunnels = [runner(tmp_path / name, sim.url) for name in ("a", "b")]
+    started = await asyncio.gather(
+        *(t.start(cloudflared, sim.port, target=f"worker{n}") for n, t in enumerate(tunnels))
+    )
+    try:
+        for tunnel, status in zip(tunnels, started, strict=True):
+            assert status.state is TunnelState.READY and status.url
+            assert status.url.removeprefix("https://") in tunnel.log_file.read_text()
+        assert started[0].url != started[1].url
+    finally:
+        for tunnel in tunnels:
+            await tunnel.stop()
+
+
+@pytest.mark.asyncio
 async def test_missing_binary(sim: SimInstance, tmp_path: Path) -> None:
     with pytest.raises(TunnelError) as error:
         await runner(tmp_path, sim.url).start(None, sim.port)
@@ -158,6 +193,20 @@ async def test_download_is_verified_before_it_is_executable(tmp_path: Path) -> N
         good = hashlib.sha256(payload).hexdigest()
         path = await download_cloudflared(base, "2026.8.0", asset, good, tmp_path)
     assert path.read_bytes() == payload and path.stat().st_mode & 0o111
+
+
+def test_cli_a_failed_start_is_one_line_and_nothing_else(
+    sim: SimInstance, cloudflared: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reason and cloudflared's last lines; no "Unclosed client session" after them."""
+    monkeypatch.setenv("STANDIN_MODE", "rate-limited")
+    config_file = tmp_path / "fleet.json"
+    settings = TunnelSettings(cloudflared_path=str(cloudflared), confirm_exposure=False)
+    ConfigStore(config_file).save(FleetConfig(master=MasterConfig(port=sim.port), tunnel=settings))
+    done = comfy_fleet("tunnel", "start", "--yes", config=config_file)
+    assert done.returncode == 1
+    assert done.stderr.startswith("comfy-fleet: tunnel failed: rate limited: "), done.stderr
+    assert "Unclosed" not in done.stderr and "Traceback" not in done.stderr, done.stderr
 
 
 def test_cli_start_status_stop_from_other_processes(
