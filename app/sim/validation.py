@@ -51,6 +51,15 @@ def validate_prompt(prompt: Any, catalogue: dict[str, Any]) -> ValidationResult:
     outputs = [nid for nid, node in prompt.items() if catalogue[node["class_type"]]["output_node"]]
     if not outputs:
         return ValidationResult(_error("prompt_no_outputs", "Prompt has no outputs"))
+    # A cycle upstream of an output: ComfyUI 0.3.64's recursive validate_inputs runs into
+    # Python's recursion limit; the RecursionError is caught as an inner validation error, but
+    # outer calls for the same nodes overwrite it with an empty one, so the output fails
+    # without a reason and without node_errors ("Output will be ignored").
+    outputs = [output for output in outputs if not _in_a_cycle(prompt, output)]
+    if not outputs:
+        return ValidationResult(
+            _error("prompt_outputs_failed_validation", "Prompt outputs failed validation")
+        )
     node_errors: dict[str, Any] = {}
     for output in outputs:
         for node_id in _upstream(prompt, output):
@@ -90,6 +99,31 @@ def _upstream(prompt: dict[str, Any], node_id: str) -> list[str]:
             if is_link(value):
                 stack.append((value[0], False))
     return order
+
+
+def _in_a_cycle(prompt: dict[str, Any], output: str) -> bool:
+    """Whether following the links up from `output` comes back to a node on the way."""
+    on_path: set[str] = set()
+    done: set[str] = set()
+    stack = [(output, False)]
+    while stack:
+        current, leaving = stack.pop()
+        if leaving:
+            on_path.discard(current)
+            done.add(current)
+            continue
+        if current in on_path:
+            return True
+        if current in done or current not in prompt:
+            continue
+        on_path.add(current)
+        stack.append((current, True))
+        for value in prompt[current].get("inputs", {}).values():
+            if is_link(value):
+                if value[0] in on_path:
+                    return True
+                stack.append((value[0], False))
+    return False
 
 
 def execution_order(prompt: dict[str, Any], outputs: list[str]) -> list[str]:

@@ -305,3 +305,30 @@ async def test_log_routes_and_events_match_the_recordings(sim: SimInstance) -> N
         logs[1]["data"]["entries"][0]["m"],
     ]
     assert logs[1]["data"]["entries"][0]["m"].startswith("Prompt executed in")
+
+
+@pytest.mark.asyncio
+async def test_a_cyclic_prompt_is_refused_as_comfyui_refuses_it(sim: SimInstance) -> None:
+    """Not a recording: read from ComfyUI 0.3.64's execution.py (validate_inputs recurses along
+    links; in a cycle Python's RecursionError is caught as an inner validation error and then
+    overwritten by the outer calls for the same nodes, so the output fails with no reason).
+    The simulator accepted such a prompt and dropped it: no queue entry, no history."""
+    cycle = {
+        "1": {"class_type": "ImageInvert", "inputs": {"image": ["2", 0]}},
+        "2": {"class_type": "ImageInvert", "inputs": {"image": ["1", 0]}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "c"}},
+    }
+    async with aiohttp.ClientSession() as session:
+        status, answer = await post_json(session, f"{sim.url}/prompt", {"prompt": cycle})
+        assert status == 400
+        assert answer == {
+            "error": {
+                "type": "prompt_outputs_failed_validation",
+                "message": "Prompt outputs failed validation",
+                "details": "",
+                "extra_info": {},
+            },
+            "node_errors": {},
+        }
+        queue = await get_json(session, f"{sim.url}/queue")
+        assert queue == {"queue_running": [], "queue_pending": []}
