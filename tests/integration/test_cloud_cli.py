@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -16,10 +17,11 @@ from app.cli.cloud import cloud_command
 from app.cli.fleet import status_command
 from app.cli.main import parse_command_line
 from app.core.cloud import CloudSettings
-from app.core.config import FleetConfig
+from app.core.config import FleetConfig, MasterConfig
 from app.services.runpod import API_KEY
 from app.services.secrets import SecretStore
 from app.services.storage import ConfigStore
+from app.sim.fleet import SimInstance
 from tests.fakes.memory_keyring import MemoryKeyring
 from tests.integration.runpod_helpers import KEY, SimRunpod
 
@@ -95,3 +97,42 @@ def test_the_cloud_commands_on_a_simulated_runpod(
     assert all(KEY not in p.read_text(errors="replace") for p in tmp_path.rglob("*") if p.is_file())
     for process in psutil.process_iter(["cmdline"]):
         assert KEY not in " ".join(process.info["cmdline"] or [])
+
+
+def test_status_shows_the_fleet_when_runpod_answers_html(
+    sim_factory: Callable[..., SimInstance], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A proxy's HTML page where Runpod's JSON belongs: the cloud line says so in words, the
+    master's line is there as always (never an AttributeError)."""
+    import http.server
+    import threading
+
+    class Html(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<html><body>502 Bad Gateway</body></html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Html)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    master = sim_factory("master")
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        config = FleetConfig(
+            master=MasterConfig(port=master.port), cloud=CloudSettings(runpod_api_url=url)
+        )
+        store = SecretStore(backend=MemoryKeyring())
+        store.set(API_KEY, KEY)
+        code = status_command(parse_command_line(["status"]), config, tmp_path / "s.json", store)
+    finally:
+        server.shutdown()
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "cloud: Runpod answered something unexpected" in out and "not JSON" in out
+    assert "master" in out and "online" in out

@@ -161,6 +161,34 @@ async def test_startup_failure_becomes_a_crash_loop_with_its_cause(
 
 
 @pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (b"\x7fELF\x02 not a program", "it is not a program for this system"),
+        (
+            b"#!/nonexistent/python3\n",
+            "its first line (#!) names an interpreter that does not exist",
+        ),
+    ],
+)
+async def test_a_python_that_cannot_run_is_said_in_one_line(
+    fleet: FleetConfig, supervisor: Supervisor, tmp_path: Path, content: bytes, said: str
+) -> None:
+    """The configured Python is garbage or names a missing interpreter: the instance is crashed
+    with the reason (the launch raised an OSError out of start())."""
+    python = tmp_path / "python"
+    python.write_bytes(content)
+    python.chmod(0o755)
+    spec = specs(fleet, tmp_path)["gpu1"]
+    status = await supervisor.start(replace(spec, argv=(str(python), *spec.argv[1:])))
+    status = supervisor.status("gpu1") or status
+    assert status.state is InstanceState.CRASHED
+    assert status.last_crash is not None
+    assert status.last_crash.startswith(f"{python} cannot run: {said}")
+    assert status.message == "not started: fix its Python"
+
+
+@pytest.mark.asyncio
 async def test_port_conflict_names_the_holder(
     fleet: FleetConfig,
     supervisor: Supervisor,
