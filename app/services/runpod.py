@@ -136,12 +136,19 @@ class RunpodClient:
         """Each line of the pod's log as it comes (GET /v2/pods/{id}/logs is Server-Sent
         Events kept open): the backfill of `tail` lines, then new ones; with `quiet_s`, it ends
         once no line came for that long."""
-        async with self._session.get(
-            f"{self.base_url}/v2/pods/{pod_id}/logs",
-            params={"tail": str(tail)},
-            headers={**self._headers, "Accept": "text/event-stream"},
-            timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
-        ) as response:
+        try:
+            async with asyncio.timeout(self._timeout_s):  # its headers; the lines take their time
+                response = await self._session.get(
+                    f"{self.base_url}/v2/pods/{pod_id}/logs",
+                    params={"tail": str(tail)},
+                    headers={**self._headers, "Accept": "text/event-stream"},
+                    timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
+                )
+        except TimeoutError:
+            raise self._no_answer() from None
+        except NETWORK_ERRORS as exc:
+            raise RunpodError(0, f"Runpod could not be reached: {exc}") from None
+        async with response:
             if response.status != 200:
                 text = await response.text()
                 sentence = problem_sentence(response.status, _parsed(text), f"pod {pod_id}")
@@ -207,9 +214,7 @@ class RunpodClient:
             try:
                 status, text, headers = await self._send(method, path, body, params)
             except TimeoutError:  # waiting longer helps nobody: said now, with the cause
-                raise RunpodError(
-                    0, f"Runpod did not answer within {self._timeout_s:g} s ({self.base_url})"
-                ) from None
+                raise self._no_answer() from None
             except NETWORK_ERRORS as exc:
                 problem = _Transient(0, f"Runpod could not be reached: {exc or type(exc).__name__}")
             else:
@@ -226,6 +231,11 @@ class RunpodClient:
             if attempt >= ATTEMPTS:
                 raise RunpodError(problem.status, f"{problem.sentence} (tried {attempt} times)")
             await self._sleep(BACKOFF_S * 2 ** (attempt - 1))
+
+    def _no_answer(self) -> RunpodError:
+        return RunpodError(
+            0, f"Runpod did not answer within {self._timeout_s:g} s ({self.base_url})"
+        )
 
     async def _send(
         self,

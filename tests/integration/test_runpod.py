@@ -270,8 +270,10 @@ async def test_a_runpod_that_never_answers_is_said_within_the_timeout() -> None:
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
-    async with local_server("/v2/pods", never) as url, aiohttp.ClientSession() as session:
-        started = time.monotonic()
-        with pytest.raises(RunpodError, match=r"Runpod did not answer within 1 s \(http://127"):
-            await RunpodClient(session, KEY, url, sleep=Waits(), timeout_s=1).pods()
-        assert time.monotonic() - started < 5  # said at once, not retried four times
+    async with local_server("/v2/pods{rest:.*}", never) as url, aiohttp.ClientSession() as session:
+        client = RunpodClient(session, KEY, url, sleep=Waits(), timeout_s=1)
+        for asked in (client.pods(), client.logs("pod-1", 10)):
+            started = time.monotonic()
+            with pytest.raises(RunpodError, match=r"Runpod did not answer within 1 s \(http://127"):
+                await asked
+            assert time.monotonic() - started < 5  # said at once, not retried four times
