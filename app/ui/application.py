@@ -523,8 +523,8 @@ def open_queue(paths: AppPaths) -> tuple[FleetQueue, str | None]:
     except QueueStoreError as exc:
         log.warning("%s", exc)
         folder = Path(tempfile.mkdtemp(prefix="comfyfleet-queue-"))
-        said = f"The fleet queue cannot open its database: {exc}. Jobs queued now last for this"
-        return FleetQueue(QueuePaths.under(folder)), f"{said} session only (in {folder})."
+        said = f"Fleet queue: {exc}. Jobs queued now last for this session only (in {folder})."
+        return FleetQueue(QueuePaths.under(folder)), said
 
 
 def run_app(paths: AppPaths, demo_workers: int | None = None) -> int:

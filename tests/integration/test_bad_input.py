@@ -227,8 +227,8 @@ async def test_one_workers_hostile_answer_does_not_stop_status_for_the_others(
 
 def test_a_full_disk_while_queueing_is_said_and_nothing_is_half_added(tmp_path: Path) -> None:
     """SQLite's own "database or disk is full" (its page limit, reached for real: root ignores
-    file permissions and a test cannot fill the disk) is said in words; the job is added whole
-    or not at all, and the queue goes on once there is room."""
+    file permissions and a test cannot fill the disk) and its "readonly database" are said in
+    words; the job is added whole or not at all, and the queue goes on once there is room."""
     from app.core.queue import JobSpec, expand
     from app.services.queue_store import QueueStore, QueueStoreError
 
@@ -243,6 +243,10 @@ def test_a_full_disk_while_queueing_is_said_and_nothing_is_half_added(tmp_path: 
     assert [job.name for job in store.jobs()] == ["small"] and store.job(first).total == 2
     store._db.execute("PRAGMA max_page_count = 1073741823")
     assert store.job(store.add_job(big, expand(big), tmp_path)).total == 500
+    store._db.execute("PRAGMA query_only = 1")  # SQLite's own SQLITE_READONLY, as for a ro file
+    with pytest.raises(QueueStoreError, match="queue.db: it or its folder is read-only"):
+        store.add_job(small, expand(small), tmp_path)
+    assert len(store.jobs()) == 2
     store.close()
 
 

@@ -322,7 +322,7 @@ def test_a_damaged_queue_database_opens_the_window_and_says_so(
         app.window.show()
         assert app.window.problem.isVisible()
         label = app.window.problem.findChild(QLabel)
-        assert label is not None and "The fleet queue cannot open its database" in label.text()
+        assert label is not None and label.text().startswith("Fleet queue: the queue's database")
         assert "is damaged" in label.text() and "for this session only" in label.text()
         assert database.read_bytes() == b"not a database\n" * 50
         assert app.queue.paths.db != database
