@@ -24,6 +24,26 @@ from app.sim.simlog import SimLog
 from app.sim.validation import validate_prompt
 
 COMFYUI_VERSION = "0.3.64"
+INVALID_PROMPT_ID_038 = {  # recordings/comfyui-0.38/routes.json, POST /prompt
+    "error": {
+        "type": "invalid_prompt_id",
+        "message": "prompt_id must be a valid UUID",
+        "details": "prompt_id must be a UUID string in canonical lowercase hyphenated form;"
+        " omit it to let the server generate one",
+        "extra_info": {},
+    },
+    "node_errors": {},
+}
+PACKAGE_VERSIONS_038 = [  # 0.38's requirements.txt packages named comfy*, as recorded
+    {"name": name, "installed": version, "required": version}
+    for name, version in (
+        ("comfyui-frontend-package", "1.53.6"),
+        ("comfyui-workflow-templates", "0.11.73"),
+        ("comfyui-embedded-docs", "0.5.12"),
+        ("comfy-kitchen", "0.2.36"),
+        ("comfy-aimdo", "0.5.5"),
+    )
+]
 FEATURES = {"supports_preview_metadata": True, "max_upload_size": 104857600}
 MODEL_FOLDERS = [
     "checkpoints",
@@ -170,24 +190,32 @@ class SimServer:
 
     async def system_stats(self, request: web.Request) -> web.Response:
         memory = psutil.virtual_memory()
-        return web.json_response(
-            {
-                "system": {
-                    "os": os.name,
-                    "ram_total": memory.total,
-                    "ram_free": memory.available,
-                    "comfyui_version": COMFYUI_VERSION,
-                    "required_frontend_version": "1.27.10",
-                    "installed_templates_version": "0.1.95",
-                    "required_templates_version": "0.1.95",
-                    "python_version": sys.version,
-                    "pytorch_version": "2.11.0+cu130",
-                    "embedded_python": False,
-                    "argv": list(self.settings.argv),
-                },
-                "devices": [self._device(memory.total, memory.available)],
-            }
+        devices = [self._device(memory.total, memory.available)]
+        return web.json_response({"system": self._system(memory), "devices": devices})
+
+    def _system(self, memory: Any) -> dict[str, Any]:
+        """0.3.64's as recorded; 0.38's as recordings/comfyui-0.38/system_stats.json gives it
+        (sys.platform for os, two keys more, in its key order)."""
+        new = self.settings.comfyui_version == "0.38"
+        frontend, templates = ("1.53.6", "0.11.73") if new else ("1.27.10", "0.1.95")
+        system: dict[str, Any] = {
+            "os": sys.platform if new else os.name,
+            "ram_total": memory.total,
+            "ram_free": memory.available,
+            "comfyui_version": "0.38.1" if new else COMFYUI_VERSION,
+            "required_frontend_version": frontend,
+            "installed_templates_version": templates,
+            "required_templates_version": templates,
+        }
+        if new:
+            system["comfy_package_versions"] = PACKAGE_VERSIONS_038
+        system.update(
+            python_version=sys.version, pytorch_version="2.11.0+cu130", embedded_python=False
         )
+        if new:
+            system["deploy_environment"] = "local-git"
+        system["argv"] = list(self.settings.argv)
+        return system
 
     def _device(self, ram_total: int, ram_free: int) -> dict[str, Any]:
         if self.settings.cpu:
@@ -235,6 +263,9 @@ class SimServer:
                 },
                 status=400,
             )
+        chosen = data.get("prompt_id")
+        if self.settings.comfyui_version == "0.38" and not _canonical_uuid(chosen):
+            return web.json_response(INVALID_PROMPT_ID_038, status=400)
         result = validate_prompt(data["prompt"], self.catalogue)
         if not result.ok:
             return web.json_response(
@@ -242,7 +273,6 @@ class SimServer:
             )
         extra = dict(data.get("extra_data") or {})
         # a prompt_id the client chose is kept (server.py: json_data.get("prompt_id", uuid4()))
-        chosen = data.get("prompt_id")
         item = await self.engine.submit(
             data["prompt"],
             data.get("client_id"),
@@ -363,3 +393,15 @@ class SimServer:
             counter += 1
         (target_dir / name).write_bytes(upload.file.read())
         return web.json_response({"name": name, "subfolder": subfolder, "type": kind})
+
+
+def _canonical_uuid(value: Any) -> bool:
+    """0.38 takes an absent (or null) prompt_id, or a str equal to str(uuid.UUID(value))."""
+    if value is None:
+        return True
+    if not isinstance(value, str):
+        return False
+    try:
+        return str(uuid.UUID(value)) == value
+    except ValueError:
+        return False

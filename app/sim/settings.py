@@ -88,6 +88,7 @@ class SimSettings:
     input_dir: Path | None = None
     user_dir: Path | None = None
     database_url: str | None = None
+    comfyui_version: str = comfy_cli.DEFAULT_VERSION  # whose command line and answers
     argv: tuple[str, ...] = ()
     name: str = ""
     device_name: str = "NVIDIA GeForce RTX 4090"
@@ -132,6 +133,7 @@ def sim_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sim-startup-s", type=float)
     parser.add_argument("--sim-faults")
     parser.add_argument("--sim-no-distributed", action="store_true")
+    parser.add_argument("--sim-comfyui-version", choices=sorted(comfy_cli.PARSERS))
     return parser
 
 
@@ -139,8 +141,18 @@ def load_settings(argv: list[str], install_dir: Path) -> SimSettings:
     """ComfyUI's flags as the real parser takes them (bad ones exit 2 with its usage and
     reason), the simulation's `--sim-*` knobs beside them. `install_dir` is where main.py is."""
     knobs, comfy_argv = sim_parser().parse_known_args(argv)
-    args = comfy_cli.parse(comfy_argv)
     env = os.environ
+    version = str(
+        knobs.sim_comfyui_version
+        or env.get("COMFYFLEET_SIM_COMFYUI_VERSION")
+        or _sim_json(install_dir, None).get("comfyui_version")
+        or comfy_cli.DEFAULT_VERSION
+    )
+    if version not in comfy_cli.PARSERS:
+        sim_parser().error(
+            f"the simulated ComfyUI is {' or '.join(comfy_cli.PARSERS)}, not {version}"
+        )
+    args = comfy_cli.parse(comfy_argv, version)
     file_values = _sim_json(install_dir, args.port)
 
     def pick(flag: object, env_name: str, key: str, default: object) -> object:
@@ -167,6 +179,7 @@ def load_settings(argv: list[str], install_dir: Path) -> SimSettings:
         input_dir=folder(args.input_directory),
         user_dir=folder(args.user_directory),
         database_url=args.database_url,
+        comfyui_version=version,
         argv=("main.py", *argv),
         name=str(pick(knobs.sim_name, "COMFYFLEET_SIM_NAME", "name", f"127.0.0.1:{args.port}")),
         device_name=str(
@@ -191,7 +204,7 @@ def load_settings(argv: list[str], install_dir: Path) -> SimSettings:
     )
 
 
-def _sim_json(base_dir: Path, port: int) -> dict[str, object]:
+def _sim_json(base_dir: Path, port: int | None) -> dict[str, object]:
     """A simulated install's settings; `by_port` holds those of the instance on one port
     (instances of one install differ only by their command line, so the port tells them)."""
     path = base_dir / "sim.json"
