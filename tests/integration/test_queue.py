@@ -390,3 +390,21 @@ async def test_a_dispatcher_gone_deaf_still_finishes_from_each_instances_history
     assert [i.state for i in items] == [ItemState.DONE] * 6
     assert all(i.files and all(Path(f).is_file() for f in i.files) for i in items)
     assert len(http_json(f"{sim.url}/history")) == 6  # each ran once
+
+
+async def test_a_mixed_fleet_of_0364_and_038_runs_one_job(
+    sim_factory: Callable[..., SimInstance], tmp_path: Path
+) -> None:
+    """0.38 takes only canonical UUIDs as prompt ids: the dispatcher's pass on both versions."""
+    old, new = sim_factory("old"), sim_factory("new", args=["--sim-comfyui-version", "0.38"])
+    assert http_json(f"{new.url}/system_stats")["system"]["comfyui_version"] == "0.38.1"
+    store = QueueStore(tmp_path / "queue.db")
+    job = add(store, tmp_path, 8, seed=1)
+    async with dispatching(store, participants(("old", old), ("new", new))):
+        await until(lambda: ended(store, job), timeout=60)
+    items = store.items(job)
+    assert [i.state for i in items] == [ItemState.DONE] * 8
+    for name, sim in (("old", old), ("new", new)):
+        history = http_json(f"{sim.url}/history")
+        assert sorted(history) == sorted(i.prompt_id for i in items if i.participant == name)
+        assert history, name
