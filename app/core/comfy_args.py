@@ -224,3 +224,29 @@ def instance_arg_problems(
     """What is wrong with an instance's extra args, given the flags ComfyFleet passes it."""
     own = WORKER_OWN_FLAGS if worker else OWN_FLAGS
     return check_extra_args(extra_args, line, own, ["--cpu"] if gpu == "cpu" else [])
+
+
+def spelled_out(args: Sequence[str], line: CommandLine | None) -> list[str]:
+    """The args with every abbreviated flag written in full (`--lowvr` → `--lowvram`), as this
+    install resolves it: a newer ComfyUI with more flags finds the same meaning, never an
+    ambiguity (0.38 made `--high`, `--list`, `--fa`, `--v` ambiguous). Unchanged without a
+    command line to resolve them with."""
+    if line is None:
+        return list(args)
+    tokens, _ = tokenize(args, line)
+    words: list[str] = []
+    for token in tokens:
+        if token.flag is None:
+            words.append(token.written)
+        elif "=" in token.written:
+            words.append(f"{token.flag}={token.values[0]}")
+        else:
+            words += [token.flag, *token.values]
+    return words
+
+
+def missing_flags(argv: Sequence[str], line: CommandLine | None) -> list[str]:
+    """The flags in `argv` (what ComfyFleet passes) that this install does not have."""
+    if line is None:
+        return []
+    return [word for word in argv if word.startswith("--") and word not in line.arity]

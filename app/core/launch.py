@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import PurePath
 
-from app.core.comfy_args import CommandLine, without_gpu_pinning
+from app.core.comfy_args import CommandLine, spelled_out, without_gpu_pinning
 from app.core.config import (
     FIRST_WORKER_PORT,
     LOOPBACK,
@@ -157,7 +157,7 @@ def build_launch(
             f"sqlite:///{worker_dir / 'user' / 'comfyui.db'}",
         ]
     kept, note = without_gpu_pinning(extra_args, line)
-    argv += kept
+    argv += spelled_out(kept, line)
     return LaunchSpec(name, tuple(argv), env, str(install), port, gpu, address, folders, note)
 
 

@@ -6,7 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePath
 
-from app.core.comfy_args import instance_arg_problems, without_gpu_pinning
+from app.core.comfy_args import (
+    instance_arg_problems,
+    missing_flags,
+    spelled_out,
+    without_gpu_pinning,
+)
 from app.core.config import FleetConfig, WorkerKind
 from app.core.errors import ComfyFleetError
 from app.core.launch import CrashCause, LaunchSpec, RestartPolicy, launch_for
@@ -68,6 +73,11 @@ def plan_launches(
         extra = config.master.extra_args if name == "master" else _worker_args(config, name)
         kept, _ = without_gpu_pinning(extra, line)  # (left out of the spec, with a note)
         problems = instance_arg_problems(kept, spec.gpu, line, worker=name != "master")
+        own = len(spec.argv) - len(spelled_out(kept, line))
+        problems += [
+            f"ComfyFleet passes {flag}, which this ComfyUI does not have: update ComfyUI"
+            for flag in missing_flags(spec.argv[2:own], line)
+        ]
         if problems:
             refused[name] = Refusal(spec, f"{CrashCause.BAD_ARGUMENT.value}: {'; '.join(problems)}")
             continue

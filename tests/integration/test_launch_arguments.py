@@ -135,3 +135,26 @@ async def test_a_fresh_data_folder_gets_the_folders_comfyui_requires(tmp_path: P
     finally:
         await asyncio.wait_for(sup.stop_all(), 30)
         await client.close()
+
+
+@pytest.mark.asyncio
+async def test_a_038_install_is_launched_with_its_own_command_line(
+    tmp_path: Path, supervisor: Supervisor
+) -> None:
+    """Its --help is 0.38's: a 0.3.64-only flag and an abbreviation 0.38 made ambiguous are
+    refused by name, a good abbreviation goes in full, and what ComfyFleet passes starts it."""
+
+    def fleet(*extra: str) -> FleetConfig:
+        config = _fleet(tmp_path, *extra)
+        create_sim_install(Path(config.master.comfyui_dir or ""), comfyui_version="0.38")
+        return config
+
+    plan = plan_launches(fleet("--normalvram"), tmp_path / "data")
+    assert plan.refused["w1"].reason.startswith("bad launch argument: no flag --normalvram")
+    plan = plan_launches(fleet("--high"), tmp_path / "data")
+    assert "--high is ambiguous: it could be --high-ram, --highvram" in plan.refused["w1"].reason
+    plan = plan_launches(fleet("--preview-m", "auto"), tmp_path / "data")
+    assert plan.specs["w1"].argv[-2:] == ("--preview-method", "auto") and not plan.refused
+    watcher = Watcher(supervisor)
+    await supervisor.start(plan.specs["w1"])
+    await watcher.until(lambda: watcher.state("w1") is InstanceState.READY)

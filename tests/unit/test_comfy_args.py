@@ -8,7 +8,9 @@ from app.core.comfy_args import (
     Arity,
     CommandLine,
     instance_arg_problems,
+    missing_flags,
     parse_help,
+    spelled_out,
     without_gpu_pinning,
 )
 from app.sim import comfy_cli  # ComfyUI 0.3.64's parser as recorded: its --help is the input
@@ -85,3 +87,44 @@ def test_gpu_pinning_flags_leave_whole(
     left, said = without_gpu_pinning(args, line)
     assert left == kept and said.startswith(note)
     assert without_gpu_pinning(args, None)[0] == kept
+
+
+@pytest.fixture(scope="module")
+def line_038() -> CommandLine:
+    """0.38's `main.py --help` as recorded from its parser (recordings/comfyui-0.38/help.txt)."""
+    from tests.conftest import RECORDINGS
+
+    return parse_help((RECORDINGS / "comfyui-0.38" / "help.txt").read_text(encoding="utf-8"))
+
+
+def test_abbreviations_are_passed_in_full(line: CommandLine, line_038: CommandLine) -> None:
+    """Written out as the install resolves them, so a newer ComfyUI reads the same flags: 0.38
+    made `--high` ambiguous (--highvram, --high-ram), which 0.3.64 read as --highvram."""
+    args = ["--lowvr", "--preview-m", "auto", "--reserve-vram=2", "--fast", "x"]
+    assert spelled_out(args, line) == [
+        "--lowvram",
+        "--preview-method",
+        "auto",
+        "--reserve-vram=2",
+        "--fast",
+        "x",
+    ]
+    assert spelled_out(["--high"], line) == ["--highvram"]
+    assert "--high is ambiguous" in instance_arg_problems(["--high"], None, line_038, False)[0]
+    assert spelled_out(["--lowvr"], None) == ["--lowvr"]  # nothing to resolve them with
+
+
+def test_the_flags_comfyfleet_passes_are_checked_against_the_install(
+    line: CommandLine, line_038: CommandLine
+) -> None:
+    from pathlib import PurePath
+
+    from app.core.launch import build_launch
+
+    spec = build_launch(
+        "gpu1", PurePath("/c"), PurePath("/py"), 8189, "cpu", None, [], PurePath("/w"), line=line
+    )
+    assert missing_flags(spec.argv, line) == [] and missing_flags(spec.argv, line_038) == []
+    older = CommandLine({f: a for f, a in line.arity.items() if f != "--database-url"})
+    assert missing_flags(spec.argv, older) == ["--database-url"]
+    assert missing_flags(spec.argv, None) == []
