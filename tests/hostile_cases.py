@@ -181,6 +181,20 @@ def mp4_key_bomb() -> bytes:
     return _box(b"ftyp", b"isom\x00\x00\x02\x00") + _box(b"moov", _box(b"udta", meta))
 
 
+def webp_tag_bomb(tags: int = 65_535, text: int = 2**20) -> bytes:
+    """A WebP whose EXIF has `tags` text tags, each pointing one byte further into one `text`
+    bytes long region: every tag a different key of about a megabyte (tens of GB in all)."""
+    region = b"a" * text + b":workflow"
+    base = 8 + 2 + 12 * tags + 4
+    entries = b"".join(
+        struct.pack("<HHII", 0x010E, 2, len(region) - n, base + n) for n in range(tags)
+    )
+    tiff = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", tags) + entries + b"\0" * 4
+    exif = b"Exif\x00\x00" + tiff + region
+    chunk = b"EXIF" + struct.pack("<I", len(exif)) + exif
+    return b"RIFF" + struct.pack("<I", 4 + len(chunk)) + b"WEBP" + chunk
+
+
 def _ui(name: str, change: Callable[[dict], None]) -> Setup:
     def setup(folder: Path) -> None:
         data = json.loads((UI / name / "ui.json").read_text(encoding="utf-8"))
@@ -312,6 +326,14 @@ def _cases() -> Iterator[Case]:
     )
     truncated = png(_chunk(b"tEXt", b"prompt\x00{}"))[:20]
     yield Case(files, "PNG cut short", (*convert, "t.png"), 1, "t.png", _write("t.png", truncated))
+    yield Case(
+        files,
+        "WebP with 65,535 megabyte tags",
+        (*convert, "w.webp"),
+        1,
+        "add up past 32 MB",
+        _write("w.webp", webp_tag_bomb),
+    )
     yield Case(
         files,
         "MP4 claiming 4 billion keys",

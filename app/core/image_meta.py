@@ -108,6 +108,7 @@ def _exif_texts(tiff: bytes) -> dict[str, str]:
         return {}
     (count,) = struct.unpack(order + "H", tiff[ifd : ifd + 2])
     found: dict[str, str] = {}
+    left = MAX_TEXT_BYTES  # 65,535 tags may each point at the whole file: read it once at most
     for number in range(count):
         entry = tiff[ifd + 2 + 12 * number : ifd + 14 + 12 * number]
         if len(entry) < 12:
@@ -120,6 +121,11 @@ def _exif_texts(tiff: bytes) -> dict[str, str]:
         else:
             (at,) = struct.unpack(order + "I", entry[8:12])
             raw = tiff[at : at + length]
+        left -= len(raw)
+        if left < 0:
+            raise ValueError(
+                f"its texts add up past {MAX_TEXT_BYTES // 2**20} MB: not a workflow ComfyUI wrote"
+            )
         key, sep, value = raw.rstrip(b"\x00").decode("utf-8", "replace").partition(":")
         if sep and key:
             found[key] = value

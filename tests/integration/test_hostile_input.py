@@ -1,9 +1,9 @@
 """Every category of the bad-input catalogue (tests/hostile_cases.py) through the real CLI: one
 clear line each (exit 2 for bad input, 1 for a failure), no traceback, nothing lost. Before
-these fixes 26 of its 59 cases failed: 17 tracebacks (damaged queue.db, deep JSON, PNG bombs and
-bad zlib, a self-containing subgraph, bad link shapes, cloudflared that cannot run), an MP4 whose
-`keys` box claims four billion entries looping past 60 s, and UI files of the wrong shape
-converted as if nothing were wrong."""
+these fixes 27 of its 60 cases failed (bench_bad_input at 0118782): 17 tracebacks (damaged
+queue.db, deep JSON, PNG and WebP bombs, bad zlib, a self-containing subgraph, bad link
+shapes, cloudflared that cannot run), an MP4 whose `keys` box claims four billion entries
+looping past 60 s, and UI files of the wrong shape converted as if nothing were wrong."""
 
 from __future__ import annotations
 

@@ -329,4 +329,3 @@ def test_a_damaged_queue_database_opens_the_window_and_says_so(
     finally:
         app.instance.close()
         app.window.close()
-        app.queue.close()
