@@ -385,9 +385,9 @@ class QueueStore:
                 self._set_meta("paused", "1" if paused else "0")
             elif (
                 db.execute(
-                    "UPDATE jobs SET paused = ?1, note = CASE WHEN ?1 = 0 AND note LIKE 'paused: %'"
-                    " THEN NULL ELSE note END WHERE id = ?2",
-                    (int(paused), job),
+                    "UPDATE jobs SET paused = :paused, note = CASE WHEN :paused = 0"
+                    " AND note LIKE 'paused: %' THEN NULL ELSE note END WHERE id = :job",
+                    {"paused": int(paused), "job": job},
                 ).rowcount
                 == 0
             ):
