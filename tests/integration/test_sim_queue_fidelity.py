@@ -73,6 +73,15 @@ def test_load_balance_gives_each_whole_run_to_one_idle_candidate_in_turn(
         )
         prompt_id = answer["prompt_id"]
         wait_until(lambda p=prompt_id: p in http_json(f"{master.url}/history/{p}"))  # type: ignore[misc]
+        delegated = sum(r[0] for r in ran) + answer["worker_count"]
+        # a worker's own history entry may land just after the master's (seen on a busy machine)
+        wait_until(
+            lambda d=delegated: (
+                len(http_json(f"{w1.url}/history"))  # type: ignore[misc]
+                + len(http_json(f"{w2.url}/history"))
+                >= d
+            )
+        )
         ran.append(
             (
                 answer["worker_count"],
