@@ -238,15 +238,16 @@ def _with_job(folder: Path) -> None:
     assert added.returncode == 0, added.stderr
 
 
-def _newer_db(path: Path) -> None:
-    _with_job(path.parents[3])
-    with sqlite3.connect(path) as db:
+def _newer_db(folder: Path) -> None:
+    _with_job(folder)
+    with sqlite3.connect(_queue_db(folder)) as db:
         db.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
     db.close()
 
 
-def _truncated_db(path: Path) -> None:
-    _with_job(path.parents[3])
+def _truncated_db(folder: Path) -> None:
+    _with_job(folder)
+    path = _queue_db(folder)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
 
@@ -294,8 +295,8 @@ def _cases() -> Iterator[Case]:
     yield Case(store, "a folder", listing, 1, "is a folder", _db(lambda p: p.mkdir()))
     garbage = _db(lambda p: p.write_bytes(b"not a database at all\n" * 100))
     yield Case(store, "not SQLite", listing, 1, "is damaged", garbage)
-    yield Case(store, "truncated", listing, 1, "is damaged", _db(_truncated_db))
-    yield Case(store, "newer schema", listing, 1, "written by a newer ComfyFleet", _db(_newer_db))
+    yield Case(store, "truncated", listing, 1, "is damaged", _truncated_db)
+    yield Case(store, "newer schema", listing, 1, "written by a newer ComfyFleet", _newer_db)
     yield Case(store, "adding to a damaged one", (*add,), 1, "is damaged", _both(_api, garbage))
 
     files = "workflow files"
