@@ -255,7 +255,9 @@ class Distributed:
             if key not in data:
                 return web.json_response({"error": f"{key} required"}, status=400)
         prompt = data["prompt"]
-        result = validate_prompt(prompt, self.engine.catalogue)
+        result = validate_prompt(
+            prompt, self.engine.catalogue, self.engine.settings.comfyui_version
+        )
         if not result.ok:
             return web.json_response({"error": distributed_error_text(result)}, status=500)
         enabled = [str(i) for i in data["enabled_worker_ids"]]

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.sim.assets import with_asset_ids
 from app.sim.events import EventHub
 from app.sim.nodes import HANDLERS, MIB, NodeFailure, NodeResult, generic
 from app.sim.settings import SimSettings
@@ -151,6 +152,9 @@ class Engine:
         prompt_id: str | None = None,
     ) -> QueueItem:
         extra_data = {"create_time": now_ms(), **(extra or {})}
+        if self.settings.comfyui_version == "0.38":  # its credentials never leave the server
+            for key in ("auth_token_comfy_org", "api_key_comfy_org"):
+                extra_data.pop(key, None)
         if client_id:
             extra_data["client_id"] = client_id
         item = QueueItem(self._number, prompt_id or str(uuid.uuid4()), prompt, extra_data, outputs)
@@ -342,6 +346,8 @@ class Engine:
         )
         inputs = self._resolve_inputs(item.prompt[node_id].get("inputs", {}), results)
         result = await HANDLERS.get(class_type, generic)(context, inputs)
+        if result.ui is not None and self.settings.assets:
+            result = NodeResult(result.outputs, with_asset_ids(result.ui))
         if result.ui is not None:
             await self._executed(item, node_id, result.ui)
         states[node_id].update(value=states[node_id]["max"], state="finished")

@@ -7,9 +7,11 @@ import contextlib
 import json
 import os
 import signal
+from typing import IO
 
 from aiohttp import web
 
+from app.sim.assets import startup_failure
 from app.sim.server import COMFYUI_VERSION, SimServer
 from app.sim.settings import SimSettings
 from app.sim.simlog import SimLog
@@ -56,6 +58,11 @@ ENV_SHOWN = (
 
 
 def _bind_error(settings: SimSettings) -> list[str]:
+    if settings.comfyui_version == "0.38":  # one ERROR line, no traceback (launch_errors.json)
+        return [
+            f"Port {settings.port} is already in use on address {settings.listen}. Please close "
+            "the other application or use a different port with --port."
+        ]
     return [
         f"OSError: [Errno 98] error while attempting to bind on address "
         f"('{settings.listen}', {settings.port}): address already in use"
@@ -70,7 +77,7 @@ def _startup_lines(settings: SimSettings) -> list[str]:
         f"Setting user directory to: {settings.user}",
         f"Total VRAM {settings.vram_total // 2**20} MB",
         f"Device: {device}",
-        f"ComfyUI version: {COMFYUI_VERSION}",
+        f"ComfyUI version: {'0.38.1' if settings.comfyui_version == '0.38' else COMFYUI_VERSION}",
         f"Setting temp directory to: {settings.temp}",
         "",
         "Import times for custom nodes:",
@@ -82,19 +89,27 @@ def _startup_lines(settings: SimSettings) -> list[str]:
     return lines
 
 
+def _start_failure(settings: SimSettings) -> tuple[list[str], IO[str] | None]:
+    """What ends the start-up before the server (a fault, 0.38's asset database), or, when it
+    goes on, the database's lock to hold."""
+    fault = settings.faults.start_fail
+    if fault:
+        return (_bind_error(settings) if fault == "port-in-use" else START_FAILURES[fault]), None
+    if settings.assets:
+        return startup_failure(settings.database_url, settings.user)
+    return [], None
+
+
 async def serve(settings: SimSettings, log: SimLog) -> int:
     for line in _startup_lines(settings):
         log.write(line)
-    if settings.faults.start_fail:
-        lines = (
-            _bind_error(settings)
-            if settings.faults.start_fail == "port-in-use"
-            else START_FAILURES[settings.faults.start_fail]
-        )
-        for line in lines:
-            log.write(line, "stderr")
+    if not settings.faults.start_fail:
+        await asyncio.sleep(settings.startup_s)  # a real one takes 9-18 s; enough to be seen
+    failure, database_lock = _start_failure(settings)
+    for line in failure:
+        log.write(line, "stderr")
+    if failure:
         return 1
-    await asyncio.sleep(settings.startup_s)  # a real instance takes 9-18 s; enough to be seen
     for folder in (settings.output, settings.temp, settings.input, settings.user):
         folder.mkdir(parents=True, exist_ok=True)
     runner = web.AppRunner(
@@ -125,4 +140,6 @@ async def serve(settings: SimSettings, log: SimLog) -> int:
     await stop.wait()
     log.write("Stopped server")
     await runner.cleanup()
+    if database_lock is not None:
+        database_lock.close()
     return 0

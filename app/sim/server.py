@@ -14,11 +14,13 @@ from typing import Any
 import psutil
 from aiohttp import web
 
+from app.sim.assets import Seeder
 from app.sim.catalogue import build_catalogue
 from app.sim.distributed import Distributed
-from app.sim.engine import Engine
+from app.sim.engine import BASELINE_VRAM, Engine
 from app.sim.events import EventHub
 from app.sim.internal_logs import InternalLogs
+from app.sim.jobs_api import JobsApi, canonical_uuid
 from app.sim.settings import SimSettings
 from app.sim.simlog import SimLog
 from app.sim.validation import validate_prompt
@@ -80,9 +82,15 @@ class SimServer:
         self.distributed = Distributed(self.engine) if settings.distributed else None
         self.engine.on_job_done = self._after_job
         self.internal_logs = InternalLogs(log, self.events)
+        self.new = settings.comfyui_version == "0.38"
+        self.jobs_api = JobsApi(self.engine) if self.new else None
+        folders = {"input": settings.input, "output": settings.output, "temp": settings.temp}
+        self.seeder = Seeder(self.events, folders, settings.time_scale) if settings.assets else None
         self._worker: asyncio.Task[None] | None = None
 
     def _after_job(self, done: int) -> None:
+        if self.seeder:
+            self.seeder.after_prompt()
         limit = self.settings.faults.crash_after
         if limit is not None and done >= limit:
             self.log.write(
@@ -95,6 +103,7 @@ class SimServer:
     def app(self) -> web.Application:
         app = web.Application(middlewares=[self._faults, self._cors], client_max_size=100 * 2**20)
         routes = self._routes() + (self.distributed.routes() if self.distributed else [])
+        routes += self.jobs_api.routes() if self.jobs_api else []
         app.add_routes(routes)
         app.add_routes([web.route(r.method, "/api" + r.path, r.handler) for r in routes])
         app.add_routes(self.internal_logs.routes())  # (never under /api, as recorded)
@@ -109,6 +118,8 @@ class SimServer:
         if self._worker:
             self._worker.cancel()
         await self.events.close_all()
+        if self.seeder:
+            self.seeder.cancel()
         if self.distributed:
             await self.distributed.close()
 
@@ -191,12 +202,16 @@ class SimServer:
     async def system_stats(self, request: web.Request) -> web.Response:
         memory = psutil.virtual_memory()
         devices = [self._device(memory.total, memory.available)]
+        if self.new and not self.settings.cpu:  # 0.38: every visible GPU, primary first
+            pinned = os.environ.get("CUDA_VISIBLE_DEVICES")
+            count = len(pinned.split(",")) if pinned else self.settings.gpus
+            devices += [self._other_gpu(index) for index in range(1, count)]
         return web.json_response({"system": self._system(memory), "devices": devices})
 
     def _system(self, memory: Any) -> dict[str, Any]:
         """0.3.64's as recorded; 0.38's as recordings/comfyui-0.38/system_stats.json gives it
         (sys.platform for os, two keys more, in its key order)."""
-        new = self.settings.comfyui_version == "0.38"
+        new = self.new
         frontend, templates = ("1.53.6", "0.11.73") if new else ("1.27.10", "0.1.95")
         system: dict[str, Any] = {
             "os": sys.platform if new else os.name,
@@ -245,6 +260,19 @@ class SimServer:
             "torch_vram_free": max(0, torch_total - self.engine.working_vram),
         }
 
+    def _other_gpu(self, index: int) -> dict[str, Any]:
+        """A visible GPU ComfyUI does not compute on: only its baseline used."""
+        total = self.settings.vram_total
+        return {
+            "name": f"cuda:{index} {self.settings.device_name} : cudaMallocAsync",
+            "type": "cuda",
+            "index": index,
+            "vram_total": total,
+            "vram_free": total - BASELINE_VRAM,
+            "torch_vram_total": 0,
+            "torch_vram_free": 0,
+        }
+
     async def get_prompt(self, request: web.Request) -> web.Response:
         return web.json_response({"exec_info": {"queue_remaining": self.engine.queue_remaining}})
 
@@ -264,9 +292,9 @@ class SimServer:
                 status=400,
             )
         chosen = data.get("prompt_id")
-        if self.settings.comfyui_version == "0.38" and not _canonical_uuid(chosen):
+        if self.new and chosen is not None and not canonical_uuid(chosen):
             return web.json_response(INVALID_PROMPT_ID_038, status=400)
-        result = validate_prompt(data["prompt"], self.catalogue)
+        result = validate_prompt(data["prompt"], self.catalogue, self.settings.comfyui_version)
         if not result.ok:
             return web.json_response(
                 {"error": result.error, "node_errors": result.node_errors}, status=400
@@ -348,6 +376,8 @@ class SimServer:
         return web.Response(status=200)
 
     async def object_info(self, request: web.Request) -> web.Response:
+        if self.seeder:
+            self.seeder.on_object_info()
         return web.json_response(self.catalogue)
 
     async def object_info_class(self, request: web.Request) -> web.Response:
@@ -393,15 +423,3 @@ class SimServer:
             counter += 1
         (target_dir / name).write_bytes(upload.file.read())
         return web.json_response({"name": name, "subfolder": subfolder, "type": kind})
-
-
-def _canonical_uuid(value: Any) -> bool:
-    """0.38 takes an absent (or null) prompt_id, or a str equal to str(uuid.UUID(value))."""
-    if value is None:
-        return True
-    if not isinstance(value, str):
-        return False
-    try:
-        return str(uuid.UUID(value)) == value
-    except ValueError:
-        return False

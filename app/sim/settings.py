@@ -89,10 +89,12 @@ class SimSettings:
     user_dir: Path | None = None
     database_url: str | None = None
     comfyui_version: str = comfy_cli.DEFAULT_VERSION  # whose command line and answers
+    assets: bool = False  # 0.38's asset system (on unless --disable-assets)
     argv: tuple[str, ...] = ()
     name: str = ""
     device_name: str = "NVIDIA GeForce RTX 4090"
     vram_total: int = 24 * GIB
+    gpus: int = 1  # visible when CUDA_VISIBLE_DEVICES does not say (0.38 lists them all)
     time_scale: float = 1.0
     startup_s: float = 0.2
     models: dict[str, list[str]] = field(default_factory=lambda: dict(DEFAULT_MODELS))
@@ -180,6 +182,7 @@ def load_settings(argv: list[str], install_dir: Path) -> SimSettings:
         user_dir=folder(args.user_directory),
         database_url=args.database_url,
         comfyui_version=version,
+        assets=version == "0.38" and not args.disable_assets,
         argv=("main.py", *argv),
         name=str(pick(knobs.sim_name, "COMFYFLEET_SIM_NAME", "name", f"127.0.0.1:{args.port}")),
         device_name=str(
@@ -188,6 +191,7 @@ def load_settings(argv: list[str], install_dir: Path) -> SimSettings:
         vram_total=int(
             float(str(pick(knobs.sim_vram_gb, "COMFYFLEET_SIM_VRAM_GB", "vram_gb", 24))) * GIB
         ),
+        gpus=int(str(pick(None, "COMFYFLEET_SIM_GPUS", "gpus", 1))),
         time_scale=float(
             str(pick(knobs.sim_time_scale, "COMFYFLEET_SIM_TIME_SCALE", "time_scale", 1.0))
         ),
