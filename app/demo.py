@@ -47,14 +47,19 @@ class DemoWorker:
     local: bool = False
     time_scale: float = 1.0
     faults: str = ""
+    comfyui_version: str = "0.3.64"  # the local ones share the install's
 
 
-# A mixed fleet: two GPUs of this machine (one crashes now and then), a slower LAN box and a
-# flaky cloud pod.
+# A mixed fleet: two GPUs of this machine (one crashes now and then) on ComfyUI 0.3.64, a slower
+# LAN box and a flaky cloud pod on today's 0.38.
 DEMO_WORKERS = (
     DemoWorker("gpu1-4090", "NVIDIA GeForce RTX 4090", 24, local=True),
-    DemoWorker("lan-3090 (slow)", "NVIDIA GeForce RTX 3090", 24, time_scale=3.0),
-    DemoWorker("pod-a100 (flaky)", "NVIDIA A100-SXM4-80GB", 80, faults="flaky=0.1"),
+    DemoWorker(
+        "lan-3090 (slow)", "NVIDIA GeForce RTX 3090", 24, time_scale=3.0, comfyui_version="0.38"
+    ),
+    DemoWorker(
+        "pod-a100 (flaky)", "NVIDIA A100-SXM4-80GB", 80, faults="flaky=0.1", comfyui_version="0.38"
+    ),
     DemoWorker(
         "gpu2-4080 (crashes)",
         "NVIDIA GeForce RTX 4080",
@@ -166,6 +171,8 @@ def _args(spec: DemoWorker) -> list[str]:
         str(spec.time_scale),
         "--sim-startup-s",
         "0",
+        "--sim-comfyui-version",
+        spec.comfyui_version,
     ]
 
 

@@ -21,10 +21,51 @@ SHARED = REPO.parent / "shared"  # the original, beside a checkout of the steeri
 GUARD_SITE = Path(__file__).resolve().parent / "netguard_site"
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# The simulated ComfyUI versions the integration suite runs against (--comfyui picks some).
+COMFYUI_VERSIONS = ("0.3.64", "0.38")
+SIM_VERSION_ENV = "COMFYFLEET_SIM_COMFYUI_VERSION"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--comfyui",
+        default=",".join(COMFYUI_VERSIONS),
+        help="the simulated ComfyUI version(s) for the integration suite, comma separated "
+        f"(default: {','.join(COMFYUI_VERSIONS)})",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Each test that asks for `comfyui` (the whole integration suite does) once per version;
+    a test marked comfyui("0.3.64") holds for that version's recordings only."""
+    if "comfyui" not in metafunc.fixturenames:
+        return
+    wanted = [v.strip() for v in metafunc.config.getoption("comfyui").split(",") if v.strip()]
+    unknown = set(wanted) - set(COMFYUI_VERSIONS)
+    if unknown:
+        raise pytest.UsageError(f"--comfyui: no simulated ComfyUI {', '.join(sorted(unknown))}")
+    only = metafunc.definition.get_closest_marker("comfyui")
+    versions = [v for v in wanted if only is None or v in only.args]
+    metafunc.parametrize("comfyui", versions, indirect=True)
+
+
+@pytest.fixture
+def comfyui(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The simulated ComfyUI version every simulator this test starts speaks, unless the test
+    says otherwise (a flag, or an install's sim.json: the default version leaves those be)."""
+    version = str(request.param)
+    if version == COMFYUI_VERSIONS[0]:
+        monkeypatch.delenv(SIM_VERSION_ENV, raising=False)
+    else:
+        monkeypatch.setenv(SIM_VERSION_ENV, version)
+    return version
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Every Python a test starts (the CLI, the app) guards its network use as well."""
+    config.addinivalue_line(
+        "markers", "comfyui(*versions): holds for these simulated ComfyUI versions only"
+    )
     paths = [str(GUARD_SITE), *filter(None, [os.environ.get("PYTHONPATH")])]
     os.environ["PYTHONPATH"] = os.pathsep.join(paths)
     handle, log = tempfile.mkstemp(prefix="comfyfleet-netguard-", suffix=".log")

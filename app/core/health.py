@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass, replace
 from enum import StrEnum
@@ -61,9 +62,10 @@ class ProbeError:
 @dataclass(frozen=True)
 class SystemStats:
     comfyui_version: str
-    device: str
+    device: str  # the primary device: the one ComfyUI computes on
     vram_total: int
     vram_free: int
+    other_devices: int = 0  # 0.38 lists every visible GPU (0.3.64: only the primary)
 
 
 class NotComfyUI(ValueError):
@@ -73,15 +75,35 @@ class NotComfyUI(ValueError):
 def parse_system_stats(data: Any) -> SystemStats:
     """Read ComfyUI's /system_stats; anything else is not a ComfyUI."""
     try:
-        system, device = data["system"], data["devices"][0]
+        system, devices = data["system"], data["devices"]
+        device = devices[0]
         return SystemStats(
             comfyui_version=str(system.get("comfyui_version", "?")),
             device=str(device["name"]),
             vram_total=int(device["vram_total"]),
             vram_free=int(device["vram_free"]),
+            other_devices=len(devices) - 1,
         )
     except (KeyError, IndexError, TypeError, ValueError) as exc:
         raise NotComfyUI(f"/system_stats is not ComfyUI's ({exc.__class__.__name__})") from None
+
+
+JOBS_API_SINCE = (0, 38)  # recordings/comfyui-0.38/routes.json; 0.3.64 has none
+
+
+def version_tuple(version: str | None) -> tuple[int, ...]:
+    """ "0.38.1" → (0, 38, 1); what is not a version → ()."""
+    numbers = []
+    for part in (version or "").lstrip("v").split("."):
+        digits = "".join(itertools.takewhile(str.isdigit, part))
+        if not digits:
+            break
+        numbers.append(int(digits))
+    return tuple(numbers)
+
+
+def has_jobs_api(version: str | None) -> bool:
+    return version_tuple(version) >= JOBS_API_SINCE
 
 
 def parse_queue_remaining(data: Any) -> int:
@@ -115,6 +137,7 @@ class WorkerHealth:
     failure: Failure | None = None
     comfyui_version: str | None = None
     device: str | None = None
+    other_devices: int = 0
     vram_total: int | None = None
     vram_free: int | None = None
     queue_remaining: int | None = None
@@ -141,6 +164,7 @@ class WorkerHealth:
             "error": self.error,
             "comfyui_version": self.comfyui_version,
             "device": self.device,
+            "other_devices": self.other_devices,
             "vram_total": self.vram_total,
             "vram_free": self.vram_free,
             "queue_remaining": self.queue_remaining,
@@ -192,6 +216,7 @@ def apply_probe(
         failure=None,
         comfyui_version=stats.comfyui_version,
         device=stats.device,
+        other_devices=stats.other_devices,
         vram_total=stats.vram_total,
         vram_free=stats.vram_free,
         queue_remaining=result.queue_remaining,

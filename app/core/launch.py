@@ -202,6 +202,7 @@ class CrashCause(StrEnum):
     BAD_ARGUMENT = "bad launch argument"  # argparse refused the command line: never retried
     CUDA_OOM = "CUDA out of memory"
     PORT_IN_USE = "port already in use"
+    DATABASE = "its asset database cannot be used"  # 0.38: ASSETS_STARTUP_FAILED: <kind>
     MISSING_MODULE = "missing Python module"
     CUSTOM_NODE = "a custom node failed to import"
     CUDA_DRIVER = "CUDA/driver error"
@@ -215,7 +216,7 @@ _PATTERNS: tuple[tuple[CrashCause, re.Pattern[str]], ...] = (
         CrashCause.PORT_IN_USE,
         re.compile(
             r"address already in use|Errno 98|WinError 10048|"
-            r"only one usage of each socket address",
+            r"only one usage of each socket address|is already in use on address",
             re.I,
         ),
     ),
@@ -241,7 +242,10 @@ class Crash:
 
     @property
     def retryable(self) -> bool:
-        """Retrying a command line ComfyUI refused gives the same refusal."""
+        """Retrying a command line ComfyUI refused gives the same refusal; so does a database
+        that is not merely held by another program for now."""
+        if self.cause is CrashCause.DATABASE:
+            return self.detail.startswith(("in_use", "locked"))
         return self.cause is not CrashCause.BAD_ARGUMENT
 
     @property
@@ -256,6 +260,20 @@ class Crash:
         )
 
 
+ASSETS_FAILED = "ASSETS_STARTUP_FAILED: "  # 0.38, then what it says, line by line
+
+
+def _database_crash(exit_code: int | None, tail: tuple[str, ...]) -> Crash | None:
+    """0.38's start-up stop for its asset database: the sentence after the marker, which says
+    what to do (another ComfyUI holds it, it is corrupt …)."""
+    for number, line in enumerate(tail):
+        if ASSETS_FAILED in line:
+            kind = line.split(ASSETS_FAILED, 1)[1].strip()
+            said = next((t.strip() for t in tail[number + 1 :] if t.strip()), "")
+            return Crash(CrashCause.DATABASE, exit_code, f"{kind}: {said}"[:300], tail)
+    return None
+
+
 ARGPARSE_EXIT = 2
 _ARGPARSE_ERROR = re.compile(r"^\S+: error: (.+)$")
 
@@ -268,6 +286,9 @@ def classify_crash(exit_code: int | None, last_lines: Sequence[str]) -> Crash:
             refused = _ARGPARSE_ERROR.match(line.strip())
             if refused:
                 return Crash(CrashCause.BAD_ARGUMENT, exit_code, refused[1][:300], tail)
+    database = _database_crash(exit_code, tail)
+    if database is not None:
+        return database
     for line in reversed(tail):
         for cause, pattern in _PATTERNS:
             match = pattern.search(line)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -184,7 +185,36 @@ def rejection_from_answer(status: int, body: Any) -> Rejection:
     return Rejection(f"ComfyUI refused the workflow (HTTP {status}): {text[:500]}")
 
 
+_UNKNOWN_NODE = re.compile(r"Cannot execute because node (.+) does not exist\.")
+_UNTYPED_NODE = "Cannot execute because a node is missing the class_type property."
+_NODE_ID = re.compile(r"Node ID '#(.*)'")
+
+
+def _unknown_node(error: Mapping[str, Any]) -> Rejection | None:
+    """A node type the instance lacks, or a node without one, in the same words whichever
+    ComfyUI said it: 0.3.64's invalid_prompt (the names in its message and details) or 0.38's
+    missing_node_type (in its extra_info)."""
+    message, details = str(error.get("message", "")), str(error.get("details", ""))
+    if error.get("type") == "missing_node_type":
+        info = error.get("extra_info") or {}
+        node_id, class_type = info.get("node_id"), info.get("class_type")
+    elif (unknown := _UNKNOWN_NODE.fullmatch(message)) or message == _UNTYPED_NODE:
+        found = _NODE_ID.fullmatch(details)
+        node_id, class_type = (found[1] if found else None), unknown and unknown[1]
+    else:
+        return None
+    if not class_type:
+        return Rejection(f"node {node_id or '?'} has no class_type: the workflow is damaged")
+    problem = NodeProblem(
+        str(node_id or "?"), str(class_type), "not installed: add the custom node that has it"
+    )
+    return Rejection(f"node type {class_type} is not installed there", (problem,))
+
+
 def _rejection(error: Mapping[str, Any], node_errors: Mapping[str, Any]) -> Rejection:
+    unknown = _unknown_node(error)
+    if unknown is not None:
+        return unknown
     summary = str(error.get("message") or "ComfyUI refused the workflow")
     problems: list[NodeProblem] = []
     for node_id, entry in node_errors.items():

@@ -24,6 +24,7 @@ from app.core.queue import Lane as PlanLane
 from app.core.runs import Participant
 from app.core.workflow import PreflightResult, Workflow, rejection_from_answer
 from app.services.comfy_client import classify
+from app.services.instance_jobs import InstanceJobs, Where, history_entry, queued_ids
 from app.services.queue_lane import (
     Finished,
     ImageMixUp,
@@ -32,9 +33,7 @@ from app.services.queue_lane import (
     SaveFailed,
     collect,
     finished_from,
-    history_entry,
     history_outcome,
-    queued_ids,
     took_s,
 )
 from app.services.queue_manifest import write_manifest
@@ -44,7 +43,7 @@ from app.services.tasks import FailureListener, OwnedTasks
 log = logging.getLogger(__name__)
 Preflight = Callable[[Workflow, Participant], Awaitable[PreflightResult]]
 STORE_POLL_S = 0.2  # how often another process's changes (queue add, cancel) are looked for
-# Silence after which what a participant holds is looked up in its own /queue and /history: its
+# Silence after which what a participant holds is looked up in its own queue and history: its
 # events can be missed (ComfyUI keeps one socket per client id, and the cleanup of a replaced one
 # can drop the new one's registration).
 AUDIT_S = 5.0
@@ -155,13 +154,7 @@ class Dispatcher:
         """What a participant that left still holds: deleted from its queue, or interrupted
         (its items run elsewhere now; where it is gone already, nothing is to be done)."""
         try:
-            running, pending = await queued_ids(self._session, url)
-            if pending & set(prompt_ids):
-                await self._session.post(
-                    f"{url}/queue", json={"delete": sorted(pending & set(prompt_ids))}
-                )
-            for prompt_id in running & set(prompt_ids):
-                await self._session.post(f"{url}/interrupt", json={"prompt_id": prompt_id})
+            await (await InstanceJobs.detect(self._session, url)).cancel(prompt_ids)
         except HTTP_ERRORS as exc:
             log.info("could not withdraw items from %s: %s", url, _why(exc))
 
@@ -349,20 +342,17 @@ class Dispatcher:
         """Prompts it took that nothing was heard of: still queued there → wait; finished →
         collected; gone → queued again."""
         try:
-            running, pending = await queued_ids(self._session, lane.url)
-            for prompt_id in prompt_ids:
-                if prompt_id in running or prompt_id in pending or prompt_id not in lane.out:
-                    continue
-                entry = await history_entry(self._session, lane.url, prompt_id)
-                if prompt_id not in lane.out:  # heard of while asking
-                    continue
+            places = await (await self._instance(lane)).places(prompt_ids)
+            for prompt_id, place in places.items():
+                if place.where in (Where.WAITING, Where.RUNNING) or prompt_id not in lane.out:
+                    continue  # (or heard of while asking)
                 log.info("%s: %s finished unheard; its history tells", lane.name, prompt_id)
-                if entry is None:
+                if place.entry is None:
                     self._lose(lane.out.pop(prompt_id), f"{lane.name} lost it")
                     self._changed()
                 else:
-                    outcome = history_outcome(entry, prompt_id)
-                    self._finished(lane, outcome, None, entry.get("outputs"))
+                    outcome = history_outcome(place.entry, prompt_id)
+                    self._finished(lane, outcome, None, place.entry.get("outputs"))
         except HTTP_ERRORS as exc:
             log.info("cannot audit %s: %s", lane.name, _why(exc))
 
@@ -444,8 +434,15 @@ class Dispatcher:
 
     # participants coming and going
 
+    async def _instance(self, lane: Lane) -> InstanceJobs:
+        """How its prompts are looked up and stopped, found once each time it comes online."""
+        if lane.jobs is None or lane.jobs.url != lane.url:
+            lane.jobs = await InstanceJobs.detect(self._session, lane.url)
+        return lane.jobs
+
     def _state(self, lane: Lane, online: bool, reason: str) -> None:
         lane.outputs.clear()  # events may have been missed: /history tells
+        lane.jobs = None  # (it may come back as another version)
         if online:
             lane.problem = ""
             lane.excluded.clear()
@@ -473,32 +470,27 @@ class Dispatcher:
         self._changed()
 
     async def _reconcile(self, lane: Lane) -> None:
-        """What the store says is out on this participant, against its own /queue and /history:
+        """What the store says is out on this participant, against its own queue and history:
         still there → followed; finished → collected; gone → queued again."""
+        out = {i.prompt_id: i for i in self.store.items(states=OUT) if i.participant == lane.name}
         try:
-            running, pending = await queued_ids(self._session, lane.url)
+            places = await (await self._instance(lane)).places(p for p in out if p is not None)
         except HTTP_ERRORS as exc:
             lane.problem = f"cannot read its queue: {_why(exc)}"
             return
-        out = {i.prompt_id: i for i in self.store.items(states=OUT) if i.participant == lane.name}
-        for prompt_id, item in out.items():
-            assert prompt_id is not None
-            if prompt_id in running or prompt_id in pending:
-                lane.out.setdefault(prompt_id, item)
-                lane.accepted.setdefault(prompt_id, time.monotonic())
-                if prompt_id in running:
-                    lane.running = prompt_id
-                continue
+        for prompt_id, place in places.items():
+            item = out[prompt_id]
             lane.out.setdefault(prompt_id, item)
-            try:
-                entry = await history_entry(self._session, lane.url, prompt_id)
-            except HTTP_ERRORS:
-                entry = None
-            if entry is None:
+            if place.where in (Where.WAITING, Where.RUNNING):
+                lane.accepted.setdefault(prompt_id, time.monotonic())
+                if place.where is Where.RUNNING:
+                    lane.running = prompt_id
+            elif place.entry is None:
                 lane.out.pop(prompt_id, None)
                 self._lose(item, f"it was no longer in {lane.name}'s queue")
             else:
-                self._finished(lane, history_outcome(entry, prompt_id), None, entry.get("outputs"))
+                outcome = history_outcome(place.entry, prompt_id)
+                self._finished(lane, outcome, None, place.entry.get("outputs"))
         lane.online = True
         self._stop_cancelled()
         self._changed()
@@ -527,15 +519,12 @@ class Dispatcher:
         """Waiting in its queue: deleted (and cancelled here); running: interrupted (cancelled
         when it says so)."""
         try:
-            running, pending = await queued_ids(self._session, lane.url)
-            if prompt_id in pending:
-                await self._session.post(f"{lane.url}/queue", json={"delete": [prompt_id]})
+            asked = await (await self._instance(lane)).cancel([prompt_id])
+            if asked[prompt_id] is Where.WAITING:
                 item = lane.out.pop(prompt_id, None)
                 if item is not None:
                     self.store.cancelled(item.id)
                     self._ended(item)
-            elif prompt_id in running:
-                await self._session.post(f"{lane.url}/interrupt", json={"prompt_id": prompt_id})
         except HTTP_ERRORS as exc:
             log.warning("cannot stop %s on %s: %s", prompt_id, lane.name, _why(exc))
             self._stopping.discard(prompt_id)

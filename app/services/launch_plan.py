@@ -86,6 +86,11 @@ def plan_launches(
         if spec.gpu not in (None, "cpu"):  # pin by UUID: indexes differ in CUDA and NVML order
             uuid = by_index.get(spec.gpu, spec.gpu)
             spec = replace(spec, env={**spec.env, "CUDA_VISIBLE_DEVICES": uuid})
+        elif spec.gpu is None and by_index:
+            # Every GPU, said explicitly: left unsaid, 0.38 on Windows forces GPU 0 alone.
+            every = ",".join(by_index.values())
+            spec = replace(spec, env={**spec.env, "CUDA_VISIBLE_DEVICES": every})
+            notes.append(f"{name}: no GPU chosen: it sees all {len(by_index)} GPUs")
         specs[name] = spec
     return LaunchPlan(specs, notes, refused)
 

@@ -18,6 +18,7 @@ from app.core.names import file_name, file_stem
 from app.core.runs import Participant, output_images
 from app.core.workflow import Workflow
 from app.services.comfy_client import classify
+from app.services.instance_jobs import InstanceJobs
 from app.services.jobs import fetch_image
 from app.services.queue_store import Item
 from app.services.storage import atomic_write_bytes
@@ -54,6 +55,7 @@ class Lane:
     done: int = 0
     accepted: dict[str, float] = field(default_factory=dict)  # prompt id → when /prompt took it
     heard: float = 0.0  # the last message its websocket brought (monotonic)
+    jobs: InstanceJobs | None = None  # how its prompts are looked up: found when online
 
     @property
     def name(self) -> str:
@@ -216,28 +218,6 @@ def made_from(data: bytes, prompt: Workflow) -> bool:
         return bool(parse_json(embedded) == prompt)
     except (ValueError, RecursionError):
         return False
-
-
-async def history_entry(
-    session: aiohttp.ClientSession, url: str, prompt_id: str
-) -> dict[str, Any] | None:
-    async with session.get(f"{url}/history/{prompt_id}") as response:
-        response.raise_for_status()
-        answer = await response.json()
-    entry = answer.get(prompt_id) if isinstance(answer, dict) else None
-    return entry if isinstance(entry, dict) else None
-
-
-async def queued_ids(session: aiohttp.ClientSession, url: str) -> tuple[set[str], set[str]]:
-    """(running, pending) prompt ids in an instance's own queue."""
-    async with session.get(f"{url}/queue") as response:
-        response.raise_for_status()
-        queue = await response.json()
-
-    def ids(name: str) -> set[str]:
-        return {str(entry[1]) for entry in queue.get(name, []) if len(entry) > 1}
-
-    return ids("queue_running"), ids("queue_pending")
 
 
 def took_s(lane: Lane, prompt_id: str) -> float | None:

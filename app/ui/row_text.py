@@ -36,6 +36,7 @@ class Column(IntEnum):
     UPTIME = 11
     PROCESS = 12
     UTIL = 13
+    VERSION = 14
 
 
 HEADERS = {
@@ -53,6 +54,7 @@ HEADERS = {
     Column.UPTIME: "Uptime",
     Column.PROCESS: "Process",
     Column.UTIL: "Util",
+    Column.VERSION: "ComfyUI",
 }
 UP = (WorkerState.ONLINE, WorkerState.BUSY)
 CRASHED_STATES = (InstanceState.RESTARTING, InstanceState.CRASH_LOOP, InstanceState.CRASHED)
@@ -204,7 +206,9 @@ def is_stale(row: FleetRow) -> bool:
 def device(row: FleetRow) -> str:
     name = (row.health.device or "").removeprefix("cuda:0 ").removesuffix(" : cudaMallocAsync")
     pinned = f"GPU {row.gpu}" if row.gpu else ""
-    return " · ".join(p for p in (pinned, name) if p) or "—"
+    others = row.health.other_devices
+    more = f"+{others} visible" if others else ""  # 0.38 lists GPUs it does not compute on
+    return " · ".join(p for p in (pinned, name, more) if p) or "—"
 
 
 def vram(row: FleetRow, now: float) -> str:
@@ -255,6 +259,7 @@ TEXTS: dict[Column, TextOf] = {
     Column.UPTIME: lambda row, now: ago(row.health.online_since, now),
     Column.PROCESS: lambda row, now: process(row),
     Column.UTIL: lambda row, now: util(row),
+    Column.VERSION: lambda row, now: row.health.comfyui_version or "—",
 }
 STATE_ORDER = list(WorkerState)
 NUMBERS: dict[Column, Callable[[FleetRow], float | int | None]] = {  # sorted as numbers

@@ -47,6 +47,8 @@ STATE_COLORS = {
 SHOWN_IN: dict[str, tuple[Column, ...]] = {
     "url": (Column.ADDRESS,),
     "device": (Column.DEVICE,),
+    "other_devices": (Column.DEVICE,),
+    "comfyui_version": (Column.VERSION,),
     "vram_total": (Column.VRAM,),
     "vram_free": (Column.VRAM,),
     "queue_remaining": (Column.QUEUE,),

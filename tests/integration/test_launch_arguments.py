@@ -16,6 +16,7 @@ import pytest_asyncio
 from app.core.config import AppSettings, FleetConfig, MasterConfig, WorkerConfig, WorkerKind
 from app.core.launch import RestartPolicy
 from app.services.comfy_client import ComfyClient
+from app.services.gpus import GpuReading, GpuSnapshot
 from app.services.launch_plan import plan_launches
 from app.services.storage import ConfigStore
 from app.services.supervisor import InstanceState, Supervisor
@@ -158,3 +159,42 @@ async def test_a_038_install_is_launched_with_its_own_command_line(
     watcher = Watcher(supervisor)
     await supervisor.start(plan.specs["w1"])
     await watcher.until(lambda: watcher.state("w1") is InstanceState.READY)
+
+
+def _two_gpus() -> GpuSnapshot:
+    return GpuSnapshot(
+        tuple(
+            GpuReading(
+                i, "NVIDIA H200", f"GPU-{i}aaa", f"0000:0{i}:00.0", 1, 0, 1, 0, 30, 70.0, 700.0
+            )
+            for i in (0, 1)
+        )
+    )
+
+
+@pytest.mark.asyncio
+async def test_038_instances_each_have_a_database_and_every_gpu_said_explicitly(
+    tmp_path: Path, supervisor: Supervisor
+) -> None:
+    """A master with no GPU chosen sees every GPU by UUID, said in CUDA_VISIBLE_DEVICES (0.38 on
+    Windows forces GPU 0 alone otherwise); master and worker start side by side on one 0.38
+    install (one shared asset database would stop the second: ASSETS_STARTUP_FAILED)."""
+    config = _fleet(tmp_path)
+    config = replace(config, master=replace(config.master, gpu=None))
+    create_sim_install(Path(config.master.comfyui_dir or ""), comfyui_version="0.38")
+    plan = plan_launches(config, tmp_path / "data", _two_gpus())
+    master = plan.specs["master"]
+    assert master.env["CUDA_VISIBLE_DEVICES"] == "GPU-0aaa,GPU-1aaa"
+    assert "master: no GPU chosen: it sees all 2 GPUs" in plan.notes
+    watcher = Watcher(supervisor)
+    for spec in plan.specs.values():
+        await supervisor.start(spec)
+    await watcher.until(
+        lambda: all(watcher.state(n) is InstanceState.READY for n in ("master", "w1"))
+    )
+    client = ComfyClient()
+    try:
+        stats = await client.probe(f"http://127.0.0.1:{master.port}")
+    finally:
+        await client.close()
+    assert stats.stats is not None and stats.stats.other_devices == 1

@@ -392,11 +392,13 @@ async def test_a_dispatcher_gone_deaf_still_finishes_from_each_instances_history
     assert len(http_json(f"{sim.url}/history")) == 6  # each ran once
 
 
+@pytest.mark.comfyui("0.3.64")  # (it says which version each one is)
 async def test_a_mixed_fleet_of_0364_and_038_runs_one_job(
     sim_factory: Callable[..., SimInstance], tmp_path: Path
 ) -> None:
     """0.38 takes only canonical UUIDs as prompt ids: the dispatcher's pass on both versions."""
-    old, new = sim_factory("old"), sim_factory("new", args=["--sim-comfyui-version", "0.38"])
+    old = sim_factory("old", args=["--sim-comfyui-version", "0.3.64"])
+    new = sim_factory("new", args=["--sim-comfyui-version", "0.38"])
     assert http_json(f"{new.url}/system_stats")["system"]["comfyui_version"] == "0.38.1"
     store = QueueStore(tmp_path / "queue.db")
     job = add(store, tmp_path, 8, seed=1)

@@ -52,13 +52,19 @@ def history_files(sim: SimInstance, prompt_id: str) -> list[str]:
     return [image["filename"] for output in outputs.values() for image in output["images"]]
 
 
+def own_database(tmp_path: Path) -> list[str]:
+    """A second instance of one base folder needs a database of its own on 0.38 (one is held
+    by one process); 0.3.64 takes the flag too."""
+    return ["--database-url", f"sqlite:///{tmp_path / 'second.db'}"]
+
+
 async def test_two_instances_saving_into_one_folder_write_the_same_name(
     sim_factory: Callable[..., SimInstance], tmp_path: Path
 ) -> None:
     """The simulator does as ComfyUI: one shared output folder, counter-based names."""
     slow = ["--sim-time-scale", "5"]
     first = sim_factory("install", args=slow)
-    second = sim_factory("install", args=slow)  # the same base folder: one output/
+    second = sim_factory("install", args=[*slow, *own_database(tmp_path)])  # one output/
     for attempt in range(5):
         ids = []
         for number, sim in enumerate((first, second)):
@@ -111,7 +117,7 @@ async def test_instances_sharing_a_folder_save_each_item_under_its_own_name(
 ) -> None:
     """Instances the app did not launch may still share a folder: each item's saving nodes get
     a filename_prefix of its own, so no two items' files can have one name."""
-    first, second = sim_factory("install"), sim_factory("install")
+    first, second = sim_factory("install"), sim_factory("install", args=own_database(tmp_path))
     store = QueueStore(tmp_path / "queue.db")
     job = add(store, tmp_path, 16, seed=700)
     async with dispatching(store, participants(("a", first), ("b", second))):

@@ -23,6 +23,8 @@ from tests.conftest import RECORDINGS
 from tests.integration.sim_client import get_json, listen, post_json
 from tests.integration.test_sim_fidelity import shape_differences
 
+pytestmark = pytest.mark.comfyui("0.38")  # against that version's recordings
+
 HERE = RECORDINGS / "comfyui-0.38"
 VERSION = ["--sim-comfyui-version", "0.38"]
 

@@ -49,7 +49,8 @@ async def test_client_flow_nomodel_workflow(sim: SimInstance) -> None:
         entry = history[body["prompt_id"]]
         assert entry["status"]["status_str"] == "success" and entry["status"]["completed"]
         image = entry["outputs"]["4"]["images"][0]
-        assert image == {"filename": "nomodel_00001_.png", "subfolder": "", "type": "output"}
+        saved = {"filename": "nomodel_00001_.png", "subfolder": "", "type": "output"}
+        assert image.items() >= saved.items()  # (0.38 adds its asset ids)
         png = await download(session, sim.url, image)
         decoded = decode_png(png)
         assert (decoded.width, decoded.height) == (512, 512)
@@ -244,6 +245,7 @@ async def test_vram_drops_while_running_and_after_load_rises_on_free(
     assert freed == idle
 
 
+@pytest.mark.comfyui("0.3.64")  # (0.38's: test_sim_038_fidelity.py)
 async def test_validation_errors_match_the_recorded_answers(
     sim: SimInstance, recordings: object
 ) -> None:

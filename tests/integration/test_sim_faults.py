@@ -49,6 +49,7 @@ def test_start_failure_exits_with_its_log_line(tmp_path: Path, kind: str) -> Non
     assert "To see the GUI" not in result.stdout
 
 
+@pytest.mark.comfyui("0.3.64")  # (0.38's one line: test_sim_038_fidelity.py)
 def test_a_real_port_conflict_fails_like_comfyui(
     sim: SimInstance, sim_factory: Callable[..., SimInstance]
 ) -> None:

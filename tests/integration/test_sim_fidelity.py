@@ -26,6 +26,8 @@ from tests.integration.sim_client import (
 )
 from tests.integration.test_sim_distributed import register
 
+pytestmark = pytest.mark.comfyui("0.3.64")  # against that version's recordings
+
 RUNS = ["cpu", "gpu-h200"]
 
 

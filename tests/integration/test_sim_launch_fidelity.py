@@ -26,6 +26,8 @@ from app.sim.fleet import (
 )
 from tests.conftest import RECORDINGS
 
+pytestmark = pytest.mark.comfyui("0.3.64")  # against that version's recordings
+
 LAUNCH_ERRORS = RECORDINGS / "cli" / "launch_errors.json"
 
 

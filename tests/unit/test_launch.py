@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import json
 from pathlib import PurePath
+from typing import Any
 
 import pytest
 
@@ -16,6 +18,7 @@ from app.core.launch import (
     launch_for,
     propose_fleet,
 )
+from tests.conftest import RECORDINGS
 
 HOME = PurePath("/home/ada")
 
@@ -170,3 +173,25 @@ def test_backoff_and_crash_loop() -> None:
     assert not policy.is_crash_loop([0, 100, 200, 300], 300)
     assert policy.is_crash_loop([0, 100, 200, 300, 400], 400)
     assert not policy.is_crash_loop([0, 1, 2, 3, 700], 700)  # older exits fall out of the window
+
+
+def _038_launches() -> dict[str, Any]:
+    path = RECORDINGS / "comfyui-0.38" / "launch_errors.json"
+    return dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+def test_038s_port_in_use_line_is_a_port_in_use() -> None:
+    line = _038_launches()["port_in_use"]["log_line"]
+    crash = classify_crash(1, ["Starting server", f"ERROR {line}"])
+    assert crash.cause is CrashCause.PORT_IN_USE and crash.retryable
+
+
+@pytest.mark.parametrize("kind", ["in_use", "corrupt", "unsupported_url"])
+def test_038s_asset_database_stop_says_what_it_said(kind: str) -> None:
+    failures = _038_launches()["startup_failures"]
+    said = failures["kinds"][kind].replace("<db path>", "/w/user/comfyui.db")
+    lines = ["Starting...", failures["first_line_prefix"] + kind, *said.splitlines()]
+    crash = classify_crash(failures["exit_code"], lines)
+    assert crash.cause is CrashCause.DATABASE
+    assert crash.detail == f"{kind}: {said.splitlines()[0]}"
+    assert crash.retryable is (kind == "in_use")  # held by another one: it may let go

@@ -20,6 +20,7 @@ from app.core.workflow import (
     rejection_from_answer,
 )
 from app.core.workflow_file import read_workflow
+from tests.conftest import RECORDINGS
 from tests.integration.sim_client import recorded_http
 
 
@@ -114,11 +115,34 @@ def test_both_recorded_rejections_read_per_node() -> None:
     plain = http["invalid:master:POST /prompt (validation errors)"]
     assert rejection_from_answer(400, plain["body"]).problems == rejection.problems
     unknown = http["invalid:master:POST /prompt (unknown node)"]["body"]
-    assert rejection_from_answer(400, unknown).summary == (
-        "Cannot execute because node NoSuchNode does not exist. (Node ID '#1')"
+    assert rejection_from_answer(400, unknown).text() == (
+        "node type NoSuchNode is not installed there\n"
+        "  node 1 (NoSuchNode): not installed: add the custom node that has it"
     )
     other = rejection_from_answer(400, {"error": "client_id required"})
     assert "client_id required" in other.summary and not other.problems
+
+
+def test_038s_node_type_errors_read_as_0364s() -> None:
+    routes = json.loads((RECORDINGS / "comfyui-0.38" / "routes.json").read_text(encoding="utf-8"))
+    answers = {a.get("case", ""): a["body"] for a in routes["details"]["POST /prompt"]["responses"]}
+    new_unknown = next(b for c, b in answers.items() if c.startswith("unknown class_type"))
+    new_untyped = next(b for c, b in answers.items() if c.startswith("node without class_type"))
+    http = recorded_http()
+    old_unknown = http["invalid:master:POST /prompt (unknown node)"]["body"]
+    assert rejection_from_answer(400, new_unknown) == rejection_from_answer(400, old_unknown)
+    old_untyped = {
+        "error": {
+            "type": "invalid_prompt",
+            "message": "Cannot execute because a node is missing the class_type property.",
+            "details": "Node ID '#1'",
+            "extra_info": {},
+        },
+        "node_errors": {},
+    }  # (0.3.64's execution.py at a125cd84; not among the recorded answers)
+    untyped = rejection_from_answer(400, new_untyped)
+    assert untyped == rejection_from_answer(400, old_untyped)
+    assert untyped.summary == "node 1 has no class_type: the workflow is damaged"
 
 
 def test_missing_model_reads_as_a_missing_file() -> None:
