@@ -436,7 +436,7 @@ class Dispatcher:
 
     async def _instance(self, lane: Lane) -> InstanceJobs:
         """How its prompts are looked up and stopped, found once each time it comes online."""
-        if lane.jobs is None or lane.jobs.url != lane.url:
+        if lane.jobs is None:
             lane.jobs = await InstanceJobs.detect(self._session, lane.url)
         return lane.jobs
 

@@ -30,13 +30,13 @@ class Column(IntEnum):
     VRAM = 5
     QUEUE = 6
     DEVICE = 7
-    TYPE = 8
-    ADDRESS = 9
-    LATENCY = 10
-    UPTIME = 11
-    PROCESS = 12
-    UTIL = 13
-    VERSION = 14
+    VERSION = 8
+    TYPE = 9
+    ADDRESS = 10
+    LATENCY = 11
+    UPTIME = 12
+    PROCESS = 13
+    UTIL = 14
 
 
 HEADERS = {

@@ -40,6 +40,10 @@ def test_demo_fleet_starts_the_remote_part_and_configures_the_local_one() -> Non
         assert len(fleet.instances) == 2  # the remote ones; the app launches the rest
         slow = http_json(f"{fleet.instances[0].url}/system_stats")
         assert "RTX 3090" in slow["devices"][0]["name"]
+        versions = [
+            http_json(f"{i.url}/system_stats")["system"]["comfyui_version"] for i in fleet.instances
+        ]
+        assert versions == ["0.38.1", "0.38.1"]  # a mixed fleet: the local ones run the install's
         processes = [i.process for i in fleet.instances]
         assert config.cloud.runpod_api_url.startswith("http://127.0.0.1:")
         assert fleet.runpod is not None and fleet.runpod.poll() is None

@@ -120,6 +120,7 @@ def test_status_json_from_the_cli(mixed_fleet: FleetConfig, tmp_path: Path) -> N
         "error",
         "comfyui_version",
         "device",
+        "other_devices",
         "vram_total",
         "vram_free",
         "queue_remaining",
