@@ -75,6 +75,7 @@ WIDTHS = {
     Column.VRAM: 190,
     Column.QUEUE: 60,
     Column.DEVICE: 200,
+    Column.VERSION: 70,
     Column.ADDRESS: 170,
 }
 
