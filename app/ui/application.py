@@ -114,7 +114,13 @@ class DesktopApp:
         self._wire()
         self.tray: FleetTray | None = None
         if QSystemTrayIcon.isSystemTrayAvailable():
-            self.tray = FleetTray(self.window, self.quit, self.control, self.tunnels)
+            self.tray = FleetTray(
+                self.window,
+                self.quit,
+                self.control,
+                self.tunnels,
+                lambda: self.keeper.config.master.url,
+            )
             self.bridge.healthChanged.connect(lambda _: self._show_tray_health())
             self.tray.show()
         # Without a tray, closing the window must quit: never leave an invisible app behind.
@@ -266,6 +272,7 @@ class DesktopApp:
         self.window.tabifyDockWidget(self.window.gpu_dock, dock)
         self.window.gpu_dock.raise_()
         self.queue_dock = dock
+        self.window.add_panel(dock, "Queue", "Ctrl+Shift+Q")
         panel.addRequested.connect(self.add_job)
         panel.cancelRequested.connect(self.cancel_job)
         panel.changed.connect(self._queue_changed_here)
@@ -282,6 +289,7 @@ class DesktopApp:
         self.window.tabifyDockWidget(self.window.gpu_dock, dock)
         self.window.gpu_dock.raise_()
         self.cloud_dock = dock
+        self.window.add_panel(dock, "Cloud", "Ctrl+Shift+C")
 
     def _queue_wait(self) -> tuple[int, float | None]:
         """Items waiting in the queue, and the seconds until the last job is expected done."""

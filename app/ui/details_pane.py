@@ -8,12 +8,13 @@ import time
 from collections.abc import Callable
 
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QFont
+from PySide6.QtGui import QAction, QFont
 from PySide6.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -47,6 +48,9 @@ class DetailsPane(QWidget):
         self.state.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.remedy = QLabel()
         self.remedy.setWordWrap(True)
+        self.remedy.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.open_button = QToolButton()
+        self.open_button.setObjectName("openInBrowser")
         self.facts = {
             name: QLabel() for name in ("Device", "Process", "VRAM", "Queue", "Latency", "Uptime")
         }
@@ -71,7 +75,11 @@ class DetailsPane(QWidget):
         facts.setColumnStretch(1, 1)
         facts.setColumnStretch(3, 1)
         left = QVBoxLayout()
-        for widget in (self.title, self.state, self.remedy):
+        heading = QHBoxLayout()
+        heading.addWidget(self.title, 1)
+        heading.addWidget(self.open_button, 0, Qt.AlignmentFlag.AlignTop)
+        left.addLayout(heading)
+        for widget in (self.state, self.remedy):
             left.addWidget(widget)
         left.addLayout(facts)
         left.addStretch(1)
@@ -84,8 +92,12 @@ class DetailsPane(QWidget):
         body.addWidget(self.log, 3)
         self.show_row(None)
 
+    def use_open_action(self, action: QAction) -> None:
+        self.open_button.setDefaultAction(action)
+
     def show_row(self, row: FleetRow | None, now: float | None = None) -> None:
         self.row = row
+        self.open_button.setVisible(row is not None)
         if row is None:
             self.title.setText("<i>Select an instance to see why it is in its state.</i>")
             for widget in (self.state, self.remedy, *self.facts.values()):

@@ -73,6 +73,9 @@ class FleetToolbar(QToolBar):
                 self.addAction(action)
                 self.actions_by_key[spec.key] = action
                 self._specs[spec.key] = spec
+                button = self.widgetForAction(action)
+                if button is not None:  # (a toolbar's buttons take no focus unless told)
+                    button.setFocusPolicy(Qt.FocusPolicy.TabFocus)
         self.recolor()
 
     def handle(self, handlers: dict[str, Callable[[], None]]) -> None:

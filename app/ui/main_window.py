@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from PySide6.QtCore import QByteArray, QEvent, QSettings, Qt, QTimer, Signal
-from PySide6.QtGui import QCloseEvent, QGuiApplication
+from PySide6.QtCore import QByteArray, QEvent, QPoint, QSettings, QSize, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDockWidget,
@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app import APP_NAME
+from app import APP_NAME, __version__
 from app.core.config import FleetConfig, Notice
 from app.core.health import WorkerHealth
 from app.core.tunnel import TunnelState
@@ -32,6 +32,7 @@ from app.services.supervisor import InstanceState, InstanceStatus
 from app.services.tasks import OwnedTasks
 from app.services.tunnel import TunnelStatus
 from app.ui.ask import Button, answer_of, ask, choose_path, tell
+from app.ui.browser import open_in_browser
 from app.ui.config_keeper import ConfigKeeper
 from app.ui.delegates import ActivityDelegate, StatusLightDelegate, VramBarDelegate
 from app.ui.details_pane import DetailsPane
@@ -40,7 +41,8 @@ from app.ui.fleet_toolbar import FleetToolbar
 from app.ui.gpu_panel import GpuPanel
 from app.ui.history import FleetHistory
 from app.ui.log_viewer import LogSources, LogViewer
-from app.ui.row_text import CRASHED_STATES, Column, rows_from_config
+from app.ui.menus import MenuBar
+from app.ui.row_text import CRASHED_STATES, Column, FleetRow, rows_from_config, standing
 from app.ui.summary import fleet_summary
 from app.ui.tunnel_control import TunnelControl
 from app.ui.tunnel_menu import TunnelMenu
@@ -78,6 +80,12 @@ WIDTHS = {
     Column.VERSION: 70,
     Column.ADDRESS: 170,
 }
+
+
+def first_size(available: QSize) -> QSize:
+    """The first window: 1440×860, or less where the screen has less room (its logical pixels:
+    at scale 2 a 1920×1080 screen has 960×540), never past it."""
+    return QSize(min(1440, available.width() * 92 // 100), min(860, available.height() * 9 // 10))
 
 
 class MainWindow(QMainWindow):
@@ -141,6 +149,9 @@ class MainWindow(QMainWindow):
         self.gpu_dock = self._build_dock()
         self.toolbar = FleetToolbar(self, simulation)
         self.addToolBar(self.toolbar)
+        self.own_actions = self._own_actions()
+        self.menus = MenuBar(self, {**self.toolbar.actions_by_key, **self.own_actions}, self.table)
+        self.details.use_open_action(self.own_actions["open_in_browser"])
         self._connect_toolbar()
         self.summary = QLabel()
         self.summary.setObjectName("fleetSummary")
@@ -182,6 +193,10 @@ class MainWindow(QMainWindow):
             table.setColumnWidth(column, width)
         table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         table.doubleClicked.connect(lambda _: self._edit_worker())
+        table.setTabKeyNavigation(False)  # Tab leaves the table; arrows move in it
+        table.setAccessibleName("Fleet: every instance, its state and why")
+        table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        table.customContextMenuRequested.connect(self._row_menu)
         table.selectionModel().selectionChanged.connect(lambda *_: self._selection_changed())
         return table
 
@@ -233,6 +248,71 @@ class MainWindow(QMainWindow):
         self.tunnel_menu = TunnelMenu(self.tunnels, self.keeper, self)
         self.toolbar.use_menu("tunnel", self.tunnel_menu)
         self._selection_changed()
+
+    def _own_actions(self) -> dict[str, QAction]:
+        """The window's actions beside the toolbar's (the menus and the row menu hold them)."""
+        made = {}
+        for key, text, tip, handler in (
+            ("quit", "Quit", "Stop what ComfyFleet started, and quit", self.quitRequested.emit),
+            (
+                "open_in_browser",
+                "Open in browser",
+                "The selected instance's ComfyUI page, at its address",
+                self._open_selected,
+            ),
+            (
+                "copy_reason",
+                "Copy reason",
+                "Copy the selected instance's state, why, and what to do",
+                self._copy_reason,
+            ),
+            ("about", f"About {APP_NAME}", "", self._about),
+        ):
+            action = QAction(text, self)
+            action.setObjectName(key)
+            action.setToolTip(tip)
+            action.triggered.connect(lambda _=False, run=handler: run())
+            made[key] = action
+        return made
+
+    def add_panel(self, dock: QDockWidget, menu: str, shortcut: str) -> QAction:
+        """A dock's own menu entry: it shows and raises the panel (View lists it too)."""
+        action = QAction(f"{dock.windowTitle()} panel", self)
+        action.setObjectName(f"show_{dock.objectName()}")
+        action.setShortcut(shortcut)
+        action.triggered.connect(dock.show)
+        action.triggered.connect(dock.raise_)
+        self.menus.menus[menu].addAction(action)
+        self.menus.menus["View"].addAction(dock.toggleViewAction())
+        return action
+
+    def _row_menu(self, position: QPoint) -> None:
+        index = self.table.indexAt(position)
+        if index.isValid():
+            self.table.selectRow(index.row())
+            self.menus.row_menu.popup(self.table.viewport().mapToGlobal(position))
+
+    def _selected_row(self) -> FleetRow | None:
+        name = self.selected_name()
+        return next((r for r in self.model.rows() if r.name == name), None) if name else None
+
+    def _open_selected(self) -> None:
+        row = self._selected_row()
+        if row is not None and not open_in_browser(row.health.url):
+            self.statusBar().showMessage(f"No browser opened {row.health.url}", 8000)
+
+    def _copy_reason(self) -> None:
+        row = self._selected_row()
+        if row is None:
+            return
+        said = standing(row)
+        lines = [f"{row.name}: {said.word}" + (f": {said.reason}" if said.reason else "")]
+        lines += [f"What to do: {said.remedy}"] if said.remedy else []
+        QGuiApplication.clipboard().setText("\n".join(lines))
+        self.statusBar().showMessage(f"Copied what {row.name} says", 4000)
+
+    def _about(self) -> None:
+        tell(self, f"{APP_NAME} {__version__}: the control room for ComfyUI on many GPUs.", False)
 
     def changeEvent(self, event: QEvent) -> None:
         if event.type() == QEvent.Type.PaletteChange:
@@ -336,6 +416,8 @@ class MainWindow(QMainWindow):
         self.toolbar.follow_selection(
             name, bool(name and self.control.launchable(name)), worker is not None
         )
+        for key in ("open_in_browser", "copy_reason"):
+            self.own_actions[key].setEnabled(name is not None)
         self._follow_selected(name)
         self._show_details()
 
@@ -433,7 +515,8 @@ class MainWindow(QMainWindow):
             if isinstance(state, QByteArray):
                 self.restoreState(state)
             return
-        self.resize(1440, 860)
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        self.resize(first_size(screen.availableGeometry().size()))
 
     def save_geometry(self) -> None:
         self._settings.setValue("geometry", self.saveGeometry())

@@ -11,6 +11,7 @@ from PySide6.QtWidgets import QMenu, QSystemTrayIcon, QWidget
 from app import APP_NAME
 from app.core.health import WorkerHealth, WorkerState
 from app.core.tunnel import TunnelState
+from app.ui.browser import open_in_browser
 from app.ui.fleet_control import FleetControl
 from app.ui.icons import status_icon
 from app.ui.summary import workers_online
@@ -60,12 +61,14 @@ class FleetTray(QSystemTrayIcon):
         quit_app: Callable[[], None],
         control: FleetControl | None = None,
         tunnels: TunnelControl | None = None,
+        master_url: Callable[[], str] = lambda: "",
     ) -> None:
         super().__init__(status_icon(QColor(COLORS[FleetHealth.UNKNOWN])))
         self._window = window
         self._quit_app = quit_app
         self._control = control
         self._tunnels = tunnels
+        self._master_url = master_url
         self.health = FleetHealth.UNKNOWN
         self.summary = ""
         self.queued = 0  # items waiting or out in the fleet queue
@@ -106,6 +109,9 @@ class FleetTray(QSystemTrayIcon):
             self.menu.addAction(f"Cloud: {self.cloud}").setEnabled(False)
         label = "Hide ComfyFleet" if self._window.isVisible() else "Show ComfyFleet"
         self.menu.addAction(label, self._toggle_window)
+        url = self._master_url()
+        if url:
+            self.menu.addAction("Open ComfyUI in browser", lambda: open_in_browser(url))
         self.menu.addSeparator()
         if self._control is not None:
             self.menu.addAction("Start all", self._control.start_all)

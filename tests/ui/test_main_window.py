@@ -128,7 +128,14 @@ def test_with_tray_closing_hides_and_tray_menu_works(
         assert told == ["ComfyFleet is still running"]
         app.tray.menu.aboutToShow.emit()
         labels = [a.text() for a in app.tray.menu.actions() if not a.isSeparator()]
-        assert labels == ["Show ComfyFleet", "Start all", "Stop all", "Start tunnel", "Quit"]
+        assert labels == [
+            "Show ComfyFleet",
+            "Open ComfyUI in browser",
+            "Start all",
+            "Stop all",
+            "Start tunnel",
+            "Quit",
+        ]
         app.tray.menu.actions()[0].trigger()
         assert app.window.isVisible()
         app.tray.menu.aboutToShow.emit()
