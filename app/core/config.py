@@ -29,6 +29,8 @@ class Notice(StrEnum):
     RESTART = "restart"
     TUNNEL_READY = "tunnel_ready"
     RUN_FINISHED = "run_finished"
+    WORKER_DOWN = "worker_down"  # a remote or cloud worker (a local one's crash is CRASH)
+    WORKER_UP = "worker_up"
 
 
 class WorkerKind(StrEnum):
@@ -110,6 +112,8 @@ class AppSettings:
     notify_restart: bool = True
     notify_tunnel_ready: bool = True
     notify_run_finished: bool = True
+    notify_worker_down: bool = True
+    notify_worker_up: bool = True
     theme: str = "system"  # or "light" / "dark": "system" follows the desktop's scheme
 
     def notifies(self, event: Notice) -> bool:

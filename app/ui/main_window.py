@@ -4,6 +4,7 @@ details, the GPU panel, and a status bar that sums the fleet up."""
 from __future__ import annotations
 
 import dataclasses
+import time
 
 from PySide6.QtCore import QByteArray, QEvent, QPoint, QSettings, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication
@@ -23,7 +24,8 @@ from PySide6.QtWidgets import (
 
 from app import APP_NAME, __version__
 from app.core.config import FleetConfig, Notice
-from app.core.health import WorkerHealth
+from app.core.health import WorkerHealth, WorkerState
+from app.core.outages import Outages
 from app.core.tunnel import TunnelState
 from app.services.gpus import GpuSnapshot
 from app.services.monitor import targets_from_config
@@ -42,7 +44,7 @@ from app.ui.gpu_panel import GpuPanel
 from app.ui.history import FleetHistory
 from app.ui.log_viewer import LogSources, LogViewer
 from app.ui.menus import MenuBar
-from app.ui.row_text import CRASHED_STATES, Column, FleetRow, rows_from_config, standing
+from app.ui.row_text import CRASHED_STATES, UP, Column, FleetRow, rows_from_config, standing
 from app.ui.summary import fleet_summary
 from app.ui.tunnel_control import TunnelControl
 from app.ui.tunnel_menu import TunnelMenu
@@ -123,6 +125,7 @@ class MainWindow(QMainWindow):
         self._followed: str | None = None
         self.log_viewers: list[LogViewer] = []
         self.history = FleetHistory()
+        self.outages = Outages()
         self.setWindowTitle(f"{APP_NAME} — Simulation (demo fleet)" if simulation else APP_NAME)
         self.setObjectName("MainWindow")
 
@@ -322,10 +325,37 @@ class MainWindow(QMainWindow):
     # live data
 
     def show_health(self, healths: list[WorkerHealth]) -> None:
+        before = {r.name: r.health.state for r in self.model.rows()}
         self.model.update_healths(healths)
+        for health in healths:
+            if health.kind in ("remote", "cloud") and health.name in before:
+                self._say_transition(health, before[health.name])
         self.summary.setText(fleet_summary([row.health for row in self.model.rows()]))
         if self.details.row is not None and any(h.name == self.details.row.name for h in healths):
             self._show_details()
+
+    def _say_transition(self, health: WorkerHealth, was: WorkerState) -> None:
+        """A remote or cloud worker going down or coming back is said; one that flaps is
+        marked unstable and said once, not at every outage."""
+        name, now = health.name, time.time()
+        if was in UP and health.state is WorkerState.OFFLINE:
+            count = self.outages.went_down(name, now)
+            unstable = self.outages.unstable(name, now)
+            self.model.update_unstable(name, unstable)
+            if count == self.outages.threshold:
+                minutes = round(self.outages.window_s / 60)
+                text = f"{count} outages in {minutes} min; now: {health.error or 'no answer'}"
+                self.noticeRaised.emit(Notice.WORKER_DOWN, f"{name} is unstable", text)
+            elif not unstable:
+                self.noticeRaised.emit(
+                    Notice.WORKER_DOWN, f"{name} went down", health.error or "no answer"
+                )
+        elif (
+            was is WorkerState.OFFLINE
+            and health.state in UP
+            and not self.outages.unstable(name, now)
+        ):
+            self.noticeRaised.emit(Notice.WORKER_UP, f"{name} is back", health.url)
 
     def show_instance(self, status: InstanceStatus) -> None:
         previous = next((r.instance for r in self.model.rows() if r.name == status.name), None)
@@ -369,6 +399,9 @@ class MainWindow(QMainWindow):
 
     def _tick(self) -> None:
         rows = self.model.rows()
+        for row in rows:
+            if row.unstable:  # outages age out of the window
+                self.model.update_unstable(row.name, self.outages.unstable(row.name, time.time()))
         self.history.sample(row.health for row in rows)
         self.model.tick(self.history)
         self.gpu_panel.show_instances(self.history, [row.health for row in rows])

@@ -13,6 +13,7 @@ from enum import IntEnum
 from app.core.config import FleetConfig, WorkerKind
 from app.core.health import FIXES, Failure, WorkerHealth, WorkerState
 from app.core.net import join_args
+from app.core.outages import UNSTABLE_WINDOW_S
 from app.services.gpus import GpuReading
 from app.services.launch_plan import launchable_names
 from app.services.monitor import initial_health, targets_from_config
@@ -79,6 +80,7 @@ class FleetRow:
     local_gpu: GpuReading | None = None
     instance: InstanceStatus | None = None  # set for instances ComfyFleet launches
     launchable: bool = False
+    unstable: int = 0  # its outages in the last minutes, when they make it unstable
 
     @property
     def key(self) -> str:
@@ -95,6 +97,7 @@ class FleetRow:
             self.local_gpu,
             self.instance,
             self.launchable,
+            self.unstable,
         )
 
 
@@ -109,6 +112,17 @@ class Standing:
 
 
 def standing(row: FleetRow) -> Standing:
+    said = _standing(row)
+    if not row.unstable:
+        return said
+    minutes = round(UNSTABLE_WINDOW_S / 60)
+    flaps = f"{row.unstable} outages in {minutes} min"
+    reason = f"{flaps}; {said.word}" + (f": {said.reason}" if said.reason else "")
+    remedy = said.remedy or "its network or machine drops it: look at its log and connection"
+    return Standing(said.light, "unstable", reason, remedy)
+
+
+def _standing(row: FleetRow) -> Standing:
     h, instance = row.health, row.instance
     if h.state in UP:
         crash = instance.last_crash if instance and instance.restarts else None

@@ -29,6 +29,8 @@ NOTICE_LABELS = {
     Notice.RESTART: "An instance is back after a restart",
     Notice.TUNNEL_READY: "A tunnel is ready (its URL is copied)",
     Notice.RUN_FINISHED: "A distributed run finished",
+    Notice.WORKER_DOWN: "A remote or cloud worker went down (or flaps: said once)",
+    Notice.WORKER_UP: "A remote or cloud worker is back",
 }
 
 

@@ -166,6 +166,11 @@ class FleetTableModel(QStandardItemModel):
             }
             self._replace(number, row, sorted(changed))
 
+    def update_unstable(self, name: str, outages: int) -> None:
+        number = self._positions.get(name)
+        if number is not None and self._rows[number].unstable != outages:
+            self._replace(number, replace(self._rows[number], unstable=outages))
+
     def update_instance(self, status: InstanceStatus) -> None:
         number = self._positions.get(status.name)
         if number is not None and self._rows[number].instance != status:
