@@ -49,6 +49,15 @@ class InstanceState(StrEnum):
     STOPPING = "stopping"
 
 
+def _computes_on(spec: LaunchSpec) -> str | None:
+    """The GPU an instance computes on: the first it sees (one without a GPU chosen sees
+    every GPU, said by UUID where NVML told them); None where it cannot be told, or on CPU."""
+    if spec.gpu == "cpu":
+        return None
+    visible = spec.env.get("CUDA_VISIBLE_DEVICES")
+    return visible.split(",")[0] if visible else spec.gpu
+
+
 class GpuInUse(ComfyFleetError):
     pass
 
@@ -258,13 +267,15 @@ class Supervisor:
     # internals
 
     def _check_gpu(self, spec: LaunchSpec, allow_shared_gpu: bool) -> None:
-        if allow_shared_gpu or spec.gpu in (None, "cpu"):
+        gpu = _computes_on(spec)
+        if allow_shared_gpu or gpu is None:
             return
         for other in self._instances.values():
             running = other.status.state not in (InstanceState.STOPPED, InstanceState.CRASH_LOOP)
-            if other.spec.name != spec.name and other.spec.gpu == spec.gpu and running:
+            if other.spec.name != spec.name and _computes_on(other.spec) == gpu and running:
+                shown = spec.gpu or f"{gpu} (the first visible: no GPU chosen)"
                 raise GpuInUse(
-                    f"GPU {spec.gpu} already runs {other.spec.name}: two instances on one GPU "
+                    f"GPU {shown} already runs {other.spec.name}: two instances on one GPU "
                     "share its VRAM and both slow down. Confirm to start it anyway."
                 )
 

@@ -27,7 +27,7 @@ from app.core.config import FleetConfig, Notice
 from app.core.health import WorkerHealth, WorkerState
 from app.core.outages import Outages
 from app.core.tunnel import TunnelState
-from app.services.gpus import GpuSnapshot
+from app.services.gpus import GpuReading, GpuSnapshot
 from app.services.monitor import targets_from_config
 from app.services.monitor_thread import MonitorThread
 from app.services.supervisor import InstanceState, InstanceStatus
@@ -126,6 +126,7 @@ class MainWindow(QMainWindow):
         self.log_viewers: list[LogViewer] = []
         self.history = FleetHistory()
         self.outages = Outages()
+        self.gpus: tuple[GpuReading, ...] = ()
         self.setWindowTitle(f"{APP_NAME} — Simulation (demo fleet)" if simulation else APP_NAME)
         self.setObjectName("MainWindow")
 
@@ -376,6 +377,7 @@ class MainWindow(QMainWindow):
         self._show_details()
 
     def show_gpus(self, snapshot: GpuSnapshot) -> None:
+        self.gpus = snapshot.gpus  # (the worker dialog's GPU picker lists them)
         self.model.update_gpus(snapshot.gpus)
         self.gpu_panel.add_gpu_snapshot(snapshot)
 
@@ -504,7 +506,9 @@ class MainWindow(QMainWindow):
     async def _worker_dialog(self, name: str | None) -> None:
         config = self.keeper.config
         worker = config.worker(name) if name else None
-        dialog = WorkerDialog(config, self._checker, worker, self.control.check_args, self)
+        dialog = WorkerDialog(
+            config, self._checker, worker, self.control.check_args, self, self.gpus
+        )
         try:
             if await answer_of(dialog) and dialog.result_config is not None:
                 self.keeper.apply(dialog.result_config)

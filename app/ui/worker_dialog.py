@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -29,6 +29,7 @@ from app.core.config import (
 )
 from app.core.errors import ConfigError
 from app.core.net import base_url, join_args, normalize_host, parse_cloud_address, split_args
+from app.services.gpus import GpuReading
 
 Checker = Callable[[str], Awaitable[str]]
 ArgsCheck = Callable[[FleetConfig, str], Awaitable[None]]  # raises ConfigError
@@ -52,6 +53,7 @@ class WorkerDialog(QDialog):
         worker: WorkerConfig | None = None,
         args_check: ArgsCheck | None = None,
         parent: QWidget | None = None,
+        gpus: Sequence[GpuReading] = (),
     ) -> None:
         super().__init__(parent)
         self.setMinimumWidth(560)  # a Runpod proxy host and the hints fit
@@ -72,8 +74,11 @@ class WorkerDialog(QDialog):
         self.port = QSpinBox()
         self.port.setRange(1, 65535)
         self.port.setMinimumWidth(110)  # five digits and the arrows, in any style
-        self.gpu = QLineEdit()
-        self.gpu.setPlaceholderText("index, GPU-… UUID, or cpu")
+        self.gpu = GpuPicker(gpus, gpu_users(config, gpus, worker))
+        self.gpu_hint = QLabel()
+        self.gpu_hint.setWordWrap(True)
+        self.gpu_hint.setObjectName("hint")
+        self.gpu.editTextChanged.connect(lambda _: self._gpu_changed())
         self.extra_args = QLineEdit()
         self.extra_args.setPlaceholderText(
             "e.g. --lowvram --preview-method auto (checked with ComfyUI)"
@@ -97,6 +102,7 @@ class WorkerDialog(QDialog):
             ("", self.host_hint),
             ("Port", self.port),
             ("GPU", self.gpu),
+            ("", self.gpu_hint),
             ("Extra args", self.extra_args),
             ("", self.enabled),
         ):
@@ -126,7 +132,7 @@ class WorkerDialog(QDialog):
         self.name.setText(worker.name)
         self.host.setText(worker.host)
         self.port.setValue(worker.port)
-        self.gpu.setText(worker.gpu or "")
+        self.gpu.set_gpu(worker.gpu)
         self.extra_args.setText(join_args(worker.extra_args))
         self.enabled.setChecked(worker.enabled)
         self._kind_changed()
@@ -140,6 +146,7 @@ class WorkerDialog(QDialog):
         self.host.setPlaceholderText(HOST_HINTS[kind])
         self.host_hint.setText(KIND_HINTS[kind])
         self.gpu.setEnabled(local)
+        self._gpu_changed()
         self.extra_args.setEnabled(local)
         if local:
             self.host.setText("127.0.0.1")
@@ -150,6 +157,10 @@ class WorkerDialog(QDialog):
             self.port.setValue(CLOUD_PORT)
         elif self.port.value() == CLOUD_PORT:
             self.port.setValue(8188)
+
+    def _gpu_changed(self) -> None:
+        local = self.selected_kind() is WorkerKind.LOCAL
+        self.gpu_hint.setText(self.gpu.hint() if local else "")
 
     def _normalise_host(self) -> None:
         """A pasted Runpod pod id or proxy URL becomes the right host and port."""
@@ -175,7 +186,7 @@ class WorkerDialog(QDialog):
             kind=kind,
             host=normalize_host(self.host.text()),
             port=self.port.value(),
-            gpu=(self.gpu.text().strip() or None) if local else None,
+            gpu=self.gpu.chosen() if local else None,
             extra_args=split_args(self.extra_args.text(), "extra args") if local else (),
             enabled=self.enabled.isChecked(),
         )
@@ -234,3 +245,61 @@ class WorkerDialog(QDialog):
             self.report.setText(await self._checker(url))
         finally:
             self.test_button.setEnabled(True)
+
+
+class GpuPicker(QComboBox):
+    """This machine's GPUs by index, name, VRAM and UUID, saying which instance uses each; an
+    index, a GPU-… UUID or cpu may be typed too."""
+
+    def __init__(self, gpus: Sequence[GpuReading], users: dict[str, str]) -> None:
+        super().__init__()
+        self.setEditable(True)
+        self.setInsertPolicy(QComboBox.InsertPolicy.NoInsert)
+        editor = self.lineEdit()
+        assert editor is not None  # (editable)
+        editor.setPlaceholderText("a GPU below, an index, a GPU-… UUID, or cpu")
+        self._users = users  # GPU UUID → who is configured on it
+        self._first = gpus[0].uuid if gpus else None  # where an unpinned one computes
+        self._by_index = {str(g.index): g.uuid for g in gpus}
+        for gpu in gpus:
+            user = users.get(gpu.uuid)
+            label = f"{gpu.index}: {gpu.name} · {gpu.memory_total / 2**30:.0f} GiB · {gpu.uuid}"
+            self.addItem(label + (f" — used by {user}" if user else ""), gpu.uuid)
+        self.setCurrentIndex(-1)
+
+    def set_gpu(self, gpu: str | None) -> None:
+        self.setCurrentIndex(self.findData(self._by_index.get(gpu or "", gpu)) if gpu else -1)
+        if self.currentIndex() < 0:
+            self.setEditText(gpu or "")
+
+    def chosen(self) -> str | None:
+        text = self.currentText().strip()
+        index = self.findText(text)
+        return str(self.itemData(index)) if index >= 0 else (text or None)
+
+    def hint(self) -> str:
+        chosen = self.chosen()
+        uuid = self._first if chosen is None else self._by_index.get(chosen, chosen)
+        user = self._users.get(uuid or "")
+        if chosen is None and self._first is not None:
+            shared = f", which {user} uses too" if user else ""
+            return f"No GPU chosen: it computes on GPU 0{shared}. Pick one of its own."
+        if user:
+            return f"{user} uses this GPU too: both share its VRAM and slow down"
+        return ""
+
+
+def gpu_users(
+    config: FleetConfig, gpus: Sequence[GpuReading], editing: WorkerConfig | None = None
+) -> dict[str, str]:
+    """GPU UUID → the instance configured on it (an unpinned one computes on GPU 0)."""
+    by_index = {str(g.index): g.uuid for g in gpus}
+    first = gpus[0].uuid if gpus else ""
+    configured = [("the master", config.master.gpu)] + [
+        (w.name, w.gpu) for w in config.workers if w.kind is WorkerKind.LOCAL and w is not editing
+    ]
+    users: dict[str, str] = {}
+    for name, gpu in configured:
+        if gpu != "cpu":
+            users.setdefault(by_index.get(gpu or "0", gpu or first), name)
+    return users

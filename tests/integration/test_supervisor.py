@@ -19,6 +19,7 @@ import pytest_asyncio
 from app.core.config import AppSettings, FleetConfig, MasterConfig, WorkerConfig, WorkerKind
 from app.core.launch import LaunchSpec, RestartPolicy
 from app.services.comfy_client import ComfyClient
+from app.services.gpus import GpuReading, GpuSnapshot
 from app.services.launch_plan import plan_launches
 from app.services.paths import resolve_paths
 from app.services.processes import PortBusy
@@ -213,6 +214,30 @@ async def test_two_instances_on_one_gpu_need_confirmation(
     with pytest.raises(GpuInUse, match="Confirm"):
         await supervisor.start(specs(same, tmp_path)["master"])
     await supervisor.start(specs(same, tmp_path)["master"], allow_shared_gpu=True)
+
+
+@pytest.mark.asyncio
+async def test_an_instance_with_no_gpu_chosen_counts_as_on_gpu_0(
+    fleet: FleetConfig, supervisor: Supervisor, tmp_path: Path
+) -> None:
+    """Unpinned, it sees every GPU and computes on the first: the guard covers it."""
+    gpus = GpuSnapshot(
+        tuple(
+            GpuReading(i, "NVIDIA H200", f"GPU-{i}bbb", f"0000:0{i}:00.0", 1, 0, 1, 0, 30, 70, 700)
+            for i in (0, 1)
+        )
+    )
+    unpinned = replace(fleet, master=replace(fleet.master, gpu=None))
+    on_first = replace(unpinned, workers=(replace(fleet.workers[0], gpu="0"),))
+    plan = plan_launches(on_first, tmp_path / "data", gpus).specs
+    await supervisor.start(plan["gpu1"])
+    with pytest.raises(GpuInUse, match=r"GPU GPU-0bbb \(the first visible: no GPU chosen\)"):
+        await supervisor.start(plan["master"])
+    elsewhere = replace(unpinned, workers=(replace(fleet.workers[0], gpu="1"),))
+    other = plan_launches(elsewhere, tmp_path / "data", gpus).specs
+    await supervisor.stop("gpu1")
+    await supervisor.start(other["gpu1"])
+    await supervisor.start(other["master"])  # GPU 0 is its own now
 
 
 @pytest.mark.asyncio
