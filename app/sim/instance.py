@@ -12,7 +12,7 @@ from typing import IO
 from aiohttp import web
 
 from app.sim.assets import startup_failure
-from app.sim.server import COMFYUI_VERSION, SimServer
+from app.sim.server import COMFYUI_VERSION, COMFYUI_VERSION_038, SimServer
 from app.sim.settings import SimSettings
 from app.sim.simlog import SimLog
 
@@ -70,6 +70,7 @@ def _bind_error(settings: SimSettings) -> list[str]:
 
 
 def _startup_lines(settings: SimSettings) -> list[str]:
+    new = settings.comfyui_version == "0.38"
     device = "cpu" if settings.cpu else f"cuda:0 {settings.device_name} : cudaMallocAsync"
     lines = [
         f"Setting output directory to: {settings.output}",
@@ -77,7 +78,7 @@ def _startup_lines(settings: SimSettings) -> list[str]:
         f"Setting user directory to: {settings.user}",
         f"Total VRAM {settings.vram_total // 2**20} MB",
         f"Device: {device}",
-        f"ComfyUI version: {'0.38.1' if settings.comfyui_version == '0.38' else COMFYUI_VERSION}",
+        f"ComfyUI version: {COMFYUI_VERSION_038 if new else COMFYUI_VERSION}",
         f"Setting temp directory to: {settings.temp}",
         "",
         "Import times for custom nodes:",

@@ -26,6 +26,7 @@ from app.sim.simlog import SimLog
 from app.sim.validation import validate_prompt
 
 COMFYUI_VERSION = "0.3.64"
+COMFYUI_VERSION_038 = "0.38.1"  # what 0.38 says it is (recordings/comfyui-0.38)
 INVALID_PROMPT_ID_038 = {  # recordings/comfyui-0.38/routes.json, POST /prompt
     "error": {
         "type": "invalid_prompt_id",
@@ -217,7 +218,7 @@ class SimServer:
             "os": sys.platform if new else os.name,
             "ram_total": memory.total,
             "ram_free": memory.available,
-            "comfyui_version": "0.38.1" if new else COMFYUI_VERSION,
+            "comfyui_version": COMFYUI_VERSION_038 if new else COMFYUI_VERSION,
             "required_frontend_version": frontend,
             "installed_templates_version": templates,
             "required_templates_version": templates,
