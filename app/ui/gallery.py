@@ -49,7 +49,11 @@ class Gallery(QListWidget):
         self.setViewMode(QListWidget.ViewMode.IconMode)
         self.setIconSize(QSize(THUMB, THUMB))
         self.setResizeMode(QListWidget.ResizeMode.Adjust)
-        self.setSpacing(8)
+        # Cells of one size: laid out from the labels, the thumbnails that come later would
+        # overlap their neighbours until the next resize.
+        self.setGridSize(QSize(THUMB + 24, THUMB + 3 * self.fontMetrics().height() + 12))
+        self.setWordWrap(True)
+        self.setMovement(QListWidget.Movement.Static)
         self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.customContextMenuRequested.connect(self._menu)
         self.itemDoubleClicked.connect(lambda item: self.open_image(self.row(item)))
