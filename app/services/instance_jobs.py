@@ -41,7 +41,9 @@ class InstanceJobs:
             stats = parse_system_stats(await response.json())
         return cls(session, url, has_jobs_api(stats.comfyui_version))
 
-    async def places(self, prompt_ids: Iterable[str]) -> dict[str, Place]:
+    async def places(self, prompt_ids: Iterable[str], histories: bool = True) -> dict[str, Place]:
+        """Where each one is; `histories=False`: on 0.3.64 one that is not queued is UNKNOWN,
+        its /history not read (enough to know there is nothing to stop)."""
         wanted = list(prompt_ids)
         if self.jobs_api:
             return {prompt_id: await self._job(prompt_id) for prompt_id in wanted}
@@ -51,14 +53,14 @@ class InstanceJobs:
             if prompt_id in running or prompt_id in pending:
                 places[prompt_id] = Place(Where.RUNNING if prompt_id in running else Where.WAITING)
                 continue
-            entry = await history_entry(self._session, self.url, prompt_id)
+            entry = await history_entry(self._session, self.url, prompt_id) if histories else None
             places[prompt_id] = Place(Where.UNKNOWN) if entry is None else Place(Where.ENDED, entry)
         return places
 
     async def cancel(self, prompt_ids: Iterable[str]) -> dict[str, Where]:
         """Each one taken out of its queue, or its run interrupted; what each was when asked
         (an interrupted one still ends with its execution_interrupted event)."""
-        places = await self.places(prompt_ids)
+        places = await self.places(prompt_ids, histories=False)
         asked = {p: place.where for p, place in places.items()}
         stoppable = [p for p, where in asked.items() if where in (Where.WAITING, Where.RUNNING)]
         if self.jobs_api:

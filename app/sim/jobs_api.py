@@ -56,11 +56,9 @@ class JobsApi:
         jobs = [j for j in self._all() if not wanted or j["status"] in wanted]
         if "workflow_id" in query:
             jobs = [j for j in jobs if j.get("workflow_id") == query["workflow_id"]]
-        key = "create_time" if sort_by == "created_at" else "duration"
-        jobs.sort(key=lambda j: j.get(key) or 0, reverse=order == "desc")
+        by = (lambda j: j.get("create_time") or 0) if sort_by == "created_at" else _duration
+        jobs.sort(key=by, reverse=order == "desc")
         page = jobs[offset : None if limit is None else offset + limit]
-        for job in page:
-            job.pop("duration", None)
         return web.json_response(
             {
                 "jobs": page,
@@ -190,16 +188,19 @@ def _finished(prompt_id: str, entry: dict[str, Any], detail: bool = False) -> di
         "previewable_outputs_count": sum(1 for _, media, _ in items if media in VISUAL),
         "preview_output": _preview(items),
         "workflow_id": _workflow_id(extra),
-        "duration": (ended.get("timestamp") or 0) - (start or 0),
     }
     if detail:
-        job.pop("duration")
         job.update(
             outputs=entry["outputs"],
             execution_status=status,
             workflow={"prompt": prompt, "extra_data": extra},
         )
     return _pruned(job)
+
+
+def _duration(job: dict[str, Any]) -> int:
+    """Queued jobs (no times) count as 0."""
+    return int(job.get("execution_end_time", 0) - job.get("execution_start_time", 0))
 
 
 def _preview(items: list[tuple[str, str, dict[str, Any]]]) -> dict[str, Any] | None:

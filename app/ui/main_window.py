@@ -279,7 +279,7 @@ class MainWindow(QMainWindow):
             made[key] = action
         return made
 
-    def add_panel(self, dock: QDockWidget, menu: str, shortcut: str) -> QAction:
+    def add_panel(self, dock: QDockWidget, menu: str, shortcut: str) -> None:
         """A dock's own menu entry: it shows and raises the panel (View lists it too)."""
         action = QAction(f"{dock.windowTitle()} panel", self)
         action.setObjectName(f"show_{dock.objectName()}")
@@ -288,7 +288,6 @@ class MainWindow(QMainWindow):
         action.triggered.connect(dock.raise_)
         self.menus.menus[menu].addAction(action)
         self.menus.menus["View"].addAction(dock.toggleViewAction())
-        return action
 
     def _row_menu(self, position: QPoint) -> None:
         index = self.table.indexAt(position)

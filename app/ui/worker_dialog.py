@@ -294,12 +294,12 @@ def gpu_users(
 ) -> dict[str, str]:
     """GPU UUID → the instance configured on it (an unpinned one computes on GPU 0)."""
     by_index = {str(g.index): g.uuid for g in gpus}
-    first = gpus[0].uuid if gpus else ""
     configured = [("the master", config.master.gpu)] + [
         (w.name, w.gpu) for w in config.workers if w.kind is WorkerKind.LOCAL and w is not editing
     ]
     users: dict[str, str] = {}
     for name, gpu in configured:
         if gpu != "cpu":
-            users.setdefault(by_index.get(gpu or "0", gpu or first), name)
+            wanted = gpu or "0"  # (an index or a UUID)
+            users.setdefault(by_index.get(wanted, wanted), name)
     return users
