@@ -16,7 +16,8 @@ DEFAULT_MASTER_PORT = 8188
 FIRST_WORKER_PORT = 8189  # ComfyUI-Distributed numbers its local workers from here
 CLOUD_PORT = CLOUD_HTTPS_PORT
 MAX_NAME_LENGTH = 64
-RESERVED_NAMES = frozenset({"master"})
+MASTER = "master"  # the master's name in the table, the logs and the CLI
+RESERVED_NAMES = frozenset({MASTER})
 THEMES = ("system", "light", "dark")
 
 _GPU_SPEC = re.compile(r"^(cpu|\d{1,3}|(GPU|MIG)-[0-9A-Fa-f-]{8,})$")

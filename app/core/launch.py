@@ -9,8 +9,10 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import PurePath
 
+from app.core.codec import json_object
 from app.core.comfy_args import CommandLine, spelled_out, without_gpu_pinning
 from app.core.config import (
+    DEFAULT_MASTER_PORT,
     FIRST_WORKER_PORT,
     LOOPBACK,
     FleetConfig,
@@ -29,10 +31,14 @@ class Found:
     reason: str  # said to the user: why this one was picked
 
 
-def find_comfyui(
-    configured: str | None, env_path: str | None, home: PurePath, exists: Exists
-) -> Found | None:
-    """The configured folder, else $COMFYUI_PATH, else the usual places; main.py must be there."""
+DESKTOP_PORT = 8000  # where ComfyUI Desktop serves its own ComfyUI by default
+DESKTOP_APP = "ComfyUI Desktop's install"
+
+
+def comfyui_candidates(
+    configured: str | None, env_path: str | None, home: PurePath
+) -> list[tuple[PurePath, str]]:
+    """The folders ComfyUI may be in, most specific first, with why each is looked at."""
     candidates: list[tuple[PurePath, str]] = []
     if configured:
         candidates.append((PurePath(configured), "the configured folder"))
@@ -42,13 +48,21 @@ def find_comfyui(
         ("ComfyUI", "a ComfyUI folder in your home"),
         ("ComfyUI_windows_portable/ComfyUI", "the portable Windows build"),
         ("Documents/ComfyUI", "ComfyUI Desktop's folder"),
-        (
-            "AppData/Local/Programs/@comfyorgcomfyui-electron/resources/ComfyUI",
-            "ComfyUI Desktop's install",
-        ),
+        ("AppData/Local/Programs/@comfyorgcomfyui-electron/resources/ComfyUI", DESKTOP_APP),
+        ("AppData/Local/Programs/comfyui-electron/resources/ComfyUI", DESKTOP_APP),
     ):
         candidates.append((home / relative, why))
-    for folder, why in candidates:
+    candidates.append(
+        (PurePath("/Applications/ComfyUI.app/Contents/Resources/ComfyUI"), DESKTOP_APP)
+    )
+    return candidates
+
+
+def find_comfyui(
+    configured: str | None, env_path: str | None, home: PurePath, exists: Exists
+) -> Found | None:
+    """The configured folder, else $COMFYUI_PATH, else the usual places; main.py must be there."""
+    for folder, why in comfyui_candidates(configured, env_path, home):
         if exists(folder / "main.py"):
             return Found(folder, why)
     return None
@@ -90,6 +104,91 @@ def propose_fleet(config: FleetConfig, gpus: Sequence[GpuInfo]) -> FleetConfig:
         for number, gpu in enumerate(gpus[1:])
     )
     return replace(config, master=replace(config.master, gpu=gpus[0].uuid), workers=workers)
+
+
+def desktop_config_files(
+    home: PurePath, appdata: str | None, xdg_config: str | None
+) -> tuple[PurePath, ...]:
+    """Where ComfyUI Desktop keeps its config.json (Electron's userData folder, named ComfyUI):
+    %APPDATA% on Windows, Application Support on macOS, $XDG_CONFIG_HOME or ~/.config on Linux."""
+    folders = [home / "Library/Application Support", PurePath(xdg_config or home / ".config")]
+    if appdata:
+        folders.insert(0, PurePath(appdata))
+    return tuple(folder / "ComfyUI" / "config.json" for folder in folders)
+
+
+def desktop_base_path(config_text: str) -> str | None:
+    """The `basePath` of ComfyUI Desktop's config.json: its models, user files and .venv."""
+    data = json_object(config_text)
+    base = data.get("basePath") if data else None
+    return base if isinstance(base, str) and base else None
+
+
+@dataclass(frozen=True)
+class InstallChoice:
+    """A ComfyUI the first-run setup offers. ComfyUI Desktop's runs from its app's resources
+    with the Python of its base path's .venv, and its own server answers on `desktop_port`."""
+
+    folder: PurePath
+    python: Found
+    reason: str
+    desktop_port: int | None = None
+
+    @property
+    def python_to_keep(self) -> str | None:
+        """The Python to write into the config: only one that the launch would not find."""
+        return str(self.python.path) if self.desktop_port is not None else None
+
+
+def install_choices(
+    configured: str | None,
+    env_path: str | None,
+    home: PurePath,
+    exists: Exists,
+    current_python: str,
+    desktop_base: str | None = None,
+) -> list[InstallChoice]:
+    """Every ComfyUI found on this machine, the configured one first."""
+    choices: list[InstallChoice] = []
+    for folder, why in comfyui_candidates(configured, env_path, home):
+        if any(c.folder == folder for c in choices) or not exists(folder / "main.py"):
+            continue
+        python = choose_python(folder, None, current_python, exists)
+        if why == DESKTOP_APP:
+            venv = _desktop_python(PurePath(desktop_base), exists) if desktop_base else None
+            if venv is not None:
+                python = Found(venv, "ComfyUI Desktop's .venv in its base path")
+            choices.append(InstallChoice(folder, python, why, DESKTOP_PORT))
+        else:
+            choices.append(InstallChoice(folder, python, why))
+    return choices
+
+
+def _desktop_python(base: PurePath, exists: Exists) -> PurePath | None:
+    for relative in (".venv/bin/python", ".venv/Scripts/python.exe"):
+        if exists(base / relative):
+            return base / relative
+    return None
+
+
+def propose_setup(
+    config: FleetConfig, choice: InstallChoice | None, gpus: Sequence[GpuInfo], connect: bool
+) -> FleetConfig:
+    """The first-run plan: the master launched from `choice` (or, with `connect`, the ComfyUI
+    already serving there: ComfyUI Desktop's on its port 8000) on the first GPU, one local
+    worker per other GPU pinned by UUID; remote and cloud workers are kept."""
+    plan = propose_fleet(config, gpus)
+    master = plan.master
+    if choice is not None:
+        master = replace(master, python=choice.python_to_keep)
+    if connect:
+        port = choice.desktop_port if choice and choice.desktop_port else master.port
+        master = replace(master, comfyui_dir=None, host=LOOPBACK, port=port)
+    elif choice is not None:
+        port = master.port if master.port != choice.desktop_port else DEFAULT_MASTER_PORT
+        master = replace(master, comfyui_dir=str(choice.folder), port=port)
+    kept = tuple(w for w in config.workers if w.kind is not WorkerKind.LOCAL)
+    return replace(plan, master=master, workers=plan.workers + kept)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,15 @@ from pathlib import Path, PurePath
 from app.core.comfy_args import CommandLine, instance_arg_problems, parse_help
 from app.core.config import FleetConfig, WorkerKind
 from app.core.errors import ConfigError
-from app.core.launch import Found, choose_python, find_comfyui
+from app.core.launch import (
+    Found,
+    InstallChoice,
+    choose_python,
+    desktop_base_path,
+    desktop_config_files,
+    find_comfyui,
+    install_choices,
+)
 from app.services.processes import cannot_run
 
 log = logging.getLogger(__name__)
@@ -43,6 +51,32 @@ def find_install(config: FleetConfig) -> Install | None:
     python = choose_python(found.path, config.master.python, sys.executable, _exists)
     notes = (f"ComfyUI: {found.path} ({found.reason})", f"Python: {python.path} ({python.reason})")
     return Install(Path(found.path), Path(python.path), notes)
+
+
+def find_install_choices(config: FleetConfig) -> list[InstallChoice]:
+    """Every ComfyUI on this machine, for the first-run setup (ComfyUI Desktop's included)."""
+    return install_choices(
+        config.master.comfyui_dir,
+        os.environ.get("COMFYUI_PATH"),
+        PurePath(Path.home()),
+        _exists,
+        sys.executable,
+        _desktop_base(),
+    )
+
+
+def _desktop_base() -> str | None:
+    files = desktop_config_files(
+        PurePath(Path.home()), os.environ.get("APPDATA"), os.environ.get("XDG_CONFIG_HOME")
+    )
+    for path in files:
+        try:
+            base = desktop_base_path(Path(path).read_text(encoding="utf-8", errors="replace"))
+        except OSError:
+            continue
+        if base:
+            return base
+    return None
 
 
 @dataclass

@@ -48,10 +48,10 @@ GROUPS: tuple[tuple[Spec, ...], ...] = (
         Spec("settings", "Settings…", "settings", "Start at login, tray, notifications, theme"),
     ),
 )
-SET_COMFYUI = Spec("set_comfyui_folder", "ComfyUI folder…", "folder", "Where ComfyUI is installed")
+MASTER = Spec("master", "Master…", "folder", "Where the master runs: folder, Python, address, port")
 NEEDS_ROW = frozenset({"edit", "remove", "start", "stop", "restart", "logs"})
 NEEDS_LAUNCHABLE = frozenset({"start", "stop", "restart"})
-NEEDS_WORKER = frozenset({"edit", "remove"})
+NEEDS_WORKER = frozenset({"remove"})
 
 
 class FleetToolbar(QToolBar):
@@ -62,7 +62,7 @@ class FleetToolbar(QToolBar):
         self.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self.actions_by_key: dict[str, QAction] = {}
         self._specs: dict[str, Spec] = {}
-        groups = GROUPS if simulation else ((SET_COMFYUI,), *GROUPS)
+        groups = GROUPS if simulation else ((MASTER,), *GROUPS)
         for number, group in enumerate(groups):
             if number:
                 self.addSeparator()
@@ -95,7 +95,9 @@ class FleetToolbar(QToolBar):
         if isinstance(button, QToolButton):
             button.setPopupMode(QToolButton.ToolButtonPopupMode.MenuButtonPopup)
 
-    def follow_selection(self, name: str | None, launchable: bool, is_worker: bool) -> None:
+    def follow_selection(
+        self, name: str | None, launchable: bool, is_worker: bool, editable: bool
+    ) -> None:
         """Enable what the selected row allows; a disabled action says why in its tooltip."""
         for key in NEEDS_ROW:
             action, spec = self.actions_by_key[key], self._specs[key]
@@ -105,6 +107,8 @@ class FleetToolbar(QToolBar):
             elif key in NEEDS_LAUNCHABLE and not launchable:
                 why = f"{name} runs elsewhere: ComfyFleet starts only the master and local workers"
             elif key in NEEDS_WORKER and not is_worker:
-                why = "the master is set with 'ComfyUI folder…' and in the config"
+                why = "the master stays: change it with 'Master…'"
+            elif key == "edit" and not editable:
+                why = "the demo's master is the simulator's"
             action.setEnabled(not why)
             action.setToolTip(f"{spec.tip} — {why}" if why else spec.tip)

@@ -3,6 +3,7 @@ details, the GPU panel, and a status bar that sums the fleet up."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import time
 
@@ -11,11 +12,11 @@ from PySide6.QtGui import QAction, QCloseEvent, QGuiApplication
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDockWidget,
-    QFileDialog,
     QFrame,
     QHeaderView,
     QLabel,
     QMainWindow,
+    QPushButton,
     QScrollArea,
     QSplitter,
     QVBoxLayout,
@@ -23,17 +24,19 @@ from PySide6.QtWidgets import (
 )
 
 from app import APP_NAME, __version__
-from app.core.config import FleetConfig, Notice
+from app.core.config import MASTER, FleetConfig, Notice
 from app.core.health import WorkerHealth, WorkerState
 from app.core.outages import Outages
 from app.core.tunnel import TunnelState
+from app.services.comfy_install import find_install_choices
 from app.services.gpus import GpuReading, GpuSnapshot
 from app.services.monitor import targets_from_config
 from app.services.monitor_thread import MonitorThread
+from app.services.processes import port_free
 from app.services.supervisor import InstanceState, InstanceStatus
 from app.services.tasks import OwnedTasks
 from app.services.tunnel import TunnelStatus
-from app.ui.ask import Button, answer_of, ask, choose_path, tell
+from app.ui.ask import Button, answer_of, ask, tell
 from app.ui.browser import open_in_browser
 from app.ui.config_keeper import ConfigKeeper
 from app.ui.delegates import ActivityDelegate, StatusLightDelegate, VramBarDelegate
@@ -45,6 +48,7 @@ from app.ui.history import FleetHistory
 from app.ui.log_viewer import LogSources, LogViewer
 from app.ui.menus import MenuBar
 from app.ui.row_text import CRASHED_STATES, UP, Column, FleetRow, rows_from_config, standing
+from app.ui.setup_dialog import MasterDialog, SetupDialog
 from app.ui.summary import fleet_summary
 from app.ui.tunnel_control import TunnelControl
 from app.ui.tunnel_menu import TunnelMenu
@@ -56,8 +60,9 @@ GETTING_STARTED = """
 <p>No ComfyUI is set up yet. ComfyFleet runs your ComfyUI master and one worker per GPU,
 and watches remote and cloud workers.</p>
 <ol>
-<li><b>ComfyUI folder…</b> (above) if ComfyUI is installed on this machine, or leave the
-master as it is if ComfyUI already runs at the address below (ComfyUI Desktop, another box).</li>
+<li><b>Set up the fleet…</b> finds ComfyUI on this machine (a git or portable install,
+ComfyUI Desktop) and its GPUs, and proposes the master plus one worker per GPU to edit and apply.
+<b>Master…</b> changes where the master runs at any time.</li>
 <li><b>Add worker…</b> for each GPU, LAN box or cloud pod (a Runpod pod id is enough), or import
 ComfyUI-Distributed's settings: <code>comfy-fleet config import-distributed gpu_config.json</code>.
 </li>
@@ -121,6 +126,8 @@ class MainWindow(QMainWindow):
             lambda what, exc: self.statusBar().showMessage(f"{what} failed: {exc}", 30000)
         )
         self._close_to_tray = False
+        self._simulation = simulation
+        self.gpu_problem: str | None = None  # why NVML cannot be read, for the setup
         self._announced: str | None = None
         self._followed: str | None = None
         self.log_viewers: list[LogViewer] = []
@@ -155,6 +162,13 @@ class MainWindow(QMainWindow):
         self.addToolBar(self.toolbar)
         self.own_actions = self._own_actions()
         self.menus = MenuBar(self, {**self.toolbar.actions_by_key, **self.own_actions}, self.table)
+        if "setup" in self.own_actions:
+            setup = QPushButton("Set up the fleet…")
+            setup.setObjectName("setupButton")
+            setup.clicked.connect(self.own_actions["setup"].trigger)
+            banner = self.getting_started.layout()
+            assert isinstance(banner, QVBoxLayout)
+            banner.addWidget(setup, 0, Qt.AlignmentFlag.AlignLeft)
         self.details.use_open_action(self.own_actions["open_in_browser"])
         self._connect_toolbar()
         self.summary = QLabel()
@@ -247,8 +261,8 @@ class MainWindow(QMainWindow):
                 "settings": self.settingsRequested.emit,
             }
         )
-        if "set_comfyui_folder" in self.toolbar.actions_by_key:
-            self.toolbar.handle({"set_comfyui_folder": self._choose_comfyui})
+        if "master" in self.toolbar.actions_by_key:
+            self.toolbar.handle({"master": self._edit_master})
         self.tunnel_menu = TunnelMenu(self.tunnels, self.keeper, self)
         self.toolbar.use_menu("tunnel", self.tunnel_menu)
         self._selection_changed()
@@ -256,7 +270,7 @@ class MainWindow(QMainWindow):
     def _own_actions(self) -> dict[str, QAction]:
         """The window's actions beside the toolbar's (the menus and the row menu hold them)."""
         made = {}
-        for key, text, tip, handler in (
+        specs = [
             ("quit", "Quit", "Stop what ComfyFleet started, and quit", self.quitRequested.emit),
             (
                 "open_in_browser",
@@ -271,7 +285,11 @@ class MainWindow(QMainWindow):
                 self._copy_reason,
             ),
             ("about", f"About {APP_NAME}", "", self._about),
-        ):
+        ]
+        if not self._simulation:  # (the demo's fleet is the simulator's)
+            setup_tip = "Find ComfyUI and the GPUs here; propose the master and a worker per GPU"
+            specs.append(("setup", "Set up the fleet…", setup_tip, self._set_up))
+        for key, text, tip, handler in specs:
             action = QAction(text, self)
             action.setObjectName(key)
             action.setToolTip(tip)
@@ -377,6 +395,7 @@ class MainWindow(QMainWindow):
 
     def show_gpus(self, snapshot: GpuSnapshot) -> None:
         self.gpus = snapshot.gpus  # (the worker dialog's GPU picker lists them)
+        self.gpu_problem = snapshot.error
         self.model.update_gpus(snapshot.gpus)
         self.gpu_panel.add_gpu_snapshot(snapshot)
 
@@ -448,7 +467,10 @@ class MainWindow(QMainWindow):
         config = self.keeper.config
         worker = config.worker(name) if name else None
         self.toolbar.follow_selection(
-            name, bool(name and self.control.launchable(name)), worker is not None
+            name,
+            bool(name and self.control.launchable(name)),
+            worker is not None,
+            worker is not None or (name == MASTER and "master" in self.toolbar.actions_by_key),
         )
         for key in ("open_in_browser", "copy_reason"):
             self.own_actions[key].setEnabled(name is not None)
@@ -498,9 +520,11 @@ class MainWindow(QMainWindow):
         self._tasks.spawn(self._worker_dialog(None), "adding a worker")
 
     def _edit_worker(self) -> None:
-        worker = self.keeper.config.worker(self.selected_name() or "")
-        if worker is not None:
-            self._tasks.spawn(self._worker_dialog(worker.name), "editing a worker")
+        name = self.selected_name()
+        if name == MASTER and "master" in self.toolbar.actions_by_key:
+            self._edit_master()
+        elif self.keeper.config.worker(name or "") is not None:
+            self._tasks.spawn(self._worker_dialog(name), "editing a worker")
 
     async def _worker_dialog(self, name: str | None) -> None:
         config = self.keeper.config
@@ -508,11 +532,7 @@ class MainWindow(QMainWindow):
         dialog = WorkerDialog(
             config, self._checker, worker, self.control.check_args, self, self.gpus
         )
-        try:
-            if await answer_of(dialog) and dialog.result_config is not None:
-                self.keeper.apply(dialog.result_config)
-        finally:
-            dialog.deleteLater()
+        await self._apply_answer(dialog)
 
     def _remove_worker(self) -> None:
         worker = self.keeper.config.worker(self.selected_name() or "")
@@ -526,21 +546,32 @@ class MainWindow(QMainWindow):
         workers = tuple(w for w in config.workers if w.name != name)
         self.keeper.apply(dataclasses.replace(config, workers=workers))
 
-    def _choose_comfyui(self) -> None:
-        self._tasks.spawn(self._comfyui_folder(), "choosing the ComfyUI folder")
+    def _edit_master(self) -> None:
+        self._tasks.spawn(self._master_dialog(), "changing the master")
 
-    async def _comfyui_folder(self) -> None:
-        folder = await choose_path(
-            self, "Choose your ComfyUI folder", QFileDialog.FileMode.Directory
-        )
-        if folder is None:
-            return
-        if not (folder / "main.py").is_file():
-            tell(self, f"{folder} has no main.py. Choose the folder ComfyUI runs from.")
-            return
+    async def _master_dialog(self) -> None:
         config = self.keeper.config
-        master = dataclasses.replace(config.master, comfyui_dir=str(folder))
-        self.keeper.apply(dataclasses.replace(config, master=master))
+        choices = await asyncio.to_thread(find_install_choices, config)
+        dialog = MasterDialog(config, self.gpus, choices, self.control.check_args, self)
+        await self._apply_answer(dialog)
+
+    def _set_up(self) -> None:
+        self._tasks.spawn(self._setup_dialog(), "setting up the fleet")
+
+    async def _setup_dialog(self) -> None:
+        config = self.keeper.config
+        choices = await asyncio.to_thread(find_install_choices, config)
+        ports = {c.desktop_port for c in choices if c.desktop_port is not None}
+        answering = frozenset(p for p in ports if not port_free(p))
+        dialog = SetupDialog(config, self.gpus, choices, self.gpu_problem, answering, self)
+        await self._apply_answer(dialog)
+
+    async def _apply_answer(self, dialog: MasterDialog | SetupDialog | WorkerDialog) -> None:
+        try:
+            if await answer_of(dialog) and dialog.result_config is not None:
+                self.keeper.apply(dialog.result_config)
+        finally:
+            dialog.deleteLater()
 
     # window state
 

@@ -11,7 +11,7 @@ from PySide6.QtWidgets import QMainWindow, QMenu, QWidget
 StandardKey = QKeySequence.StandardKey
 # The toolbar's actions by key, then the window's own; None separates.
 MENUS: tuple[tuple[str, tuple[str | None, ...]], ...] = (
-    ("&File", ("set_comfyui_folder", "settings", None, "quit")),
+    ("&File", ("setup", "master", "settings", None, "quit")),
     ("F&leet", ("start_all", "stop_all", None, "check_now", "test_fleet", "tunnel")),
     (
         "&Worker",

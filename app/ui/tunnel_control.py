@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
-from app.core.config import FleetConfig, WorkerKind
+from app.core.config import MASTER, FleetConfig, WorkerKind
 from app.core.errors import ComfyFleetError
 from app.core.names import file_stem
 from app.core.tunnel import (
@@ -30,7 +30,6 @@ from app.ui.config_keeper import ConfigKeeper
 from app.ui.fleet_control import Asker
 
 log = logging.getLogger(__name__)
-MASTER = "master"
 STOPPED = (TunnelState.STOPPED, TunnelState.FAILED)
 
 

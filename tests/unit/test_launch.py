@@ -6,17 +6,24 @@ from typing import Any
 
 import pytest
 
-from app.core.config import FleetConfig, MasterConfig, WorkerConfig, WorkerKind
+from app.core.config import LOOPBACK, FleetConfig, MasterConfig, WorkerConfig, WorkerKind
 from app.core.launch import (
+    DESKTOP_PORT,
     CrashCause,
+    Found,
     GpuInfo,
+    InstallChoice,
     RestartPolicy,
     build_launch,
     choose_python,
     classify_crash,
+    desktop_base_path,
+    desktop_config_files,
     find_comfyui,
+    install_choices,
     launch_for,
     propose_fleet,
+    propose_setup,
 )
 from tests.conftest import RECORDINGS
 
@@ -59,6 +66,65 @@ def test_propose_fleet() -> None:
         ("gpu2", 8190, "GPU-c"),
     ]
     assert propose_fleet(FleetConfig(), []).master.gpu == "cpu"
+
+
+DESKTOP = HOME / "AppData/Local/Programs/@comfyorgcomfyui-electron/resources/ComfyUI"
+GPUS = [GpuInfo(0, "GPU-a", "H200"), GpuInfo(1, "GPU-b", "L4")]
+
+
+def test_install_choices_lists_every_install_with_its_python() -> None:
+    existing = {
+        HOME / "ComfyUI/main.py",
+        HOME / "ComfyUI/.venv/bin/python",
+        DESKTOP / "main.py",
+        PurePath("/data/comfy/.venv/Scripts/python.exe"),
+    }
+    choices = install_choices(None, None, HOME, existing.__contains__, "/me/python", "/data/comfy")
+    assert [(c.folder, c.desktop_port) for c in choices] == [
+        (HOME / "ComfyUI", None),
+        (DESKTOP, DESKTOP_PORT),
+    ]
+    git, desktop = choices
+    assert git.python.path == HOME / "ComfyUI/.venv/bin/python"
+    assert git.python_to_keep is None  # the launch finds the install's venv again
+    assert desktop.python.path == PurePath("/data/comfy/.venv/Scripts/python.exe")
+    assert desktop.python_to_keep == "/data/comfy/.venv/Scripts/python.exe"
+    assert install_choices(None, None, HOME, lambda p: False, "/me/python") == []
+    again = install_choices(str(HOME / "ComfyUI"), None, HOME, existing.__contains__, "/me/p")
+    assert [c.reason for c in again] == ["the configured folder", "ComfyUI Desktop's install"]
+
+
+def test_desktop_config_files_and_base_path() -> None:
+    assert desktop_config_files(HOME, None, None) == (
+        HOME / "Library/Application Support/ComfyUI/config.json",
+        HOME / ".config/ComfyUI/config.json",
+    )
+    windows = desktop_config_files(HOME, "C:/Users/ada/AppData/Roaming", "/x")
+    assert windows[0] == PurePath("C:/Users/ada/AppData/Roaming/ComfyUI/config.json")
+    assert windows[2] == PurePath("/x/ComfyUI/config.json")
+    assert desktop_base_path(json.dumps({"basePath": "/data/comfy", "x": 1})) == "/data/comfy"
+    for bad in ("", "not json", "[]", '{"basePath": 3}', '{"basePath": ""}'):
+        assert desktop_base_path(bad) is None
+
+
+def test_propose_setup_launches_or_connects_to_comfyui_desktop() -> None:
+    lan = WorkerConfig("lan", WorkerKind.REMOTE, host="127.0.0.9", port=8188)
+    old = WorkerConfig("old", WorkerKind.LOCAL, port=8200)
+    config = FleetConfig(workers=(old, lan))
+    desktop = InstallChoice(DESKTOP, Found(PurePath("/d/.venv/bin/python"), "x"), "d", 8000)
+    launched = propose_setup(config, desktop, GPUS, connect=False)
+    assert launched.master.comfyui_dir == str(DESKTOP)
+    assert launched.master.python == "/d/.venv/bin/python"
+    assert launched.master.gpu == "GPU-a"
+    assert launched.master.port == 8188  # not ComfyUI Desktop's own 8000
+    assert [(w.name, w.gpu) for w in launched.workers] == [("gpu1", "GPU-b"), ("lan", None)]
+    connected = propose_setup(config, desktop, GPUS, connect=True)
+    assert connected.master.comfyui_dir is None
+    assert (connected.master.host, connected.master.port) == (LOOPBACK, 8000)
+    git = InstallChoice(HOME / "ComfyUI", Found(HOME / "ComfyUI/.venv/bin/python", "v"), "h")
+    assert propose_setup(config, git, [], connect=False).master.python is None
+    assert propose_setup(config, git, [], connect=False).workers == (lan,)
+    assert propose_setup(config, None, GPUS, connect=False).master.comfyui_dir is None
 
 
 def test_worker_command_line_and_environment() -> None:
