@@ -14,6 +14,7 @@ import secrets
 import subprocess
 import tempfile
 import urllib.request
+import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -34,6 +35,7 @@ from app.sim.fleet import (
     runpod_command,
     start_sim,
 )
+from app.sim.nvml import SimGpu, SimNvml
 
 log = logging.getLogger(__name__)
 CRASH_EVERY_S = 150  # now and then, and never a crash loop (5 exits in 10 minutes)
@@ -48,6 +50,12 @@ class DemoWorker:
     time_scale: float = 1.0
     faults: str = ""
     comfyui_version: str = "0.3.64"  # the local ones share the install's
+    power_limit_w: int = 450  # (a local one's simulated GPU)
+
+    @property
+    def gpu_uuid(self) -> str:
+        """A local one's simulated GPU, by UUID as NVML says it (the same in every demo)."""
+        return f"GPU-{uuid.uuid5(uuid.NAMESPACE_URL, f'comfy-fleet-demo/{self.name}')}"
 
 
 # A mixed fleet: two GPUs of this machine (one crashes now and then) on ComfyUI 0.3.64, a slower
@@ -66,6 +74,7 @@ DEMO_WORKERS = (
         16,
         local=True,
         faults=f"die-after={CRASH_EVERY_S}",
+        power_limit_w=320,
     ),
 )
 MASTER = DemoWorker("master", "NVIDIA GeForce RTX 4090", 24, local=True)
@@ -115,6 +124,7 @@ class DemoFleet:
     instances: list[SimInstance]  # the remote ones; the app stops the local ones it launched
     runpod: subprocess.Popen[str] | None = None  # a simulated Runpod (its pods' ComfyUIs too)
     runpod_key: str = field(default_factory=lambda: f"demo-{secrets.token_hex(8)}")
+    nvml: SimNvml = field(default_factory=lambda: SimNvml([]))  # the local ones' GPUs
 
     def stop(self) -> None:
         for instance in self.instances:
@@ -213,15 +223,22 @@ def _start(root: Path, fleet: DemoFleet, chosen: list[DemoWorker], theme: str) -
     ports = {spec.name: free_port() for spec in (MASTER, *chosen) if spec.local}
     install = _install(root / "ComfyUI", [MASTER, *chosen], ports)
     sims = iter(fleet.instances)
+    local = [spec for spec in (MASTER, *chosen) if spec.local]
+    fleet.nvml = SimNvml(
+        [
+            SimGpu(s.device, s.gpu_uuid, s.vram_gb * 2**30, s.power_limit_w, ports[s.name])
+            for s in local
+        ]
+    )
     workers = tuple(
-        WorkerConfig(spec.name, WorkerKind.LOCAL, port=ports[spec.name])
+        WorkerConfig(spec.name, WorkerKind.LOCAL, port=ports[spec.name], gpu=spec.gpu_uuid)
         if spec.local
         else WorkerConfig(spec.name, WorkerKind.REMOTE, host="127.0.0.1", port=next(sims).port)
         for spec in chosen
     )
     paths = demo_paths(root)
     config = FleetConfig(
-        master=MasterConfig(comfyui_dir=str(install), port=ports[MASTER.name]),
+        master=MasterConfig(comfyui_dir=str(install), port=ports[MASTER.name], gpu=MASTER.gpu_uuid),
         workers=workers,
         app=AppSettings(start_fleet_on_launch=True, theme=theme),
         cloud=_start_runpod(root, fleet),

@@ -246,10 +246,7 @@ class SimServer:
             }
         total = self.settings.vram_total
         free = 0 if self.settings.faults.vram_full else max(0, total - self.engine.vram_used())
-        pinned = os.environ.get("CUDA_VISIBLE_DEVICES")
-        name = self.settings.device_name
-        if pinned:
-            name = f"{name} [CUDA_VISIBLE_DEVICES={pinned}]"
+        name = self.settings.device_name  # (pinned or not: the recorded pinned H200 says its name)
         torch_total = sum(self.engine.loaded_models.values()) + self.engine.working_vram
         return {
             "name": f"cuda:0 {name} : cudaMallocAsync",

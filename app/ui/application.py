@@ -552,7 +552,8 @@ def run_app(paths: AppPaths, demo_workers: int | None = None) -> int:
         return 0
     try:
         loaded = load_or_explain(ConfigStore(paths.config_file))
-        desktop = DesktopApp(qt_app, paths, loaded, simulation)
+        reader = GpuReader(demo_fleet.nvml) if simulation else None  # its simulated GPUs
+        desktop = DesktopApp(qt_app, paths, loaded, simulation, reader)
         if simulation:
             desktop.cloud.secrets = demo_fleet.secrets()  # the simulated Runpod's key
         install_signal_handlers(qt_app, desktop.quit_on_signal)

@@ -12,7 +12,6 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QFormLayout,
-    QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
@@ -28,6 +27,7 @@ from app.core.cloud import DISTRIBUTED_TEMPLATE, Pod, PodRecipe, money, uptime_t
 from app.core.errors import ComfyFleetError
 from app.services.runpod import GpuType
 from app.ui.ask import answer_of, confirm
+from app.ui.narrow import ColumnsThatFit, button_row
 from app.ui.rows_model import Index, RowsModel
 
 COLUMNS = ("Name", "GPU", "Status", "Cost", "Up", "GPU use")
@@ -169,28 +169,24 @@ class CloudPanel(QWidget):
         self.decisions = QLabel()
         self.decisions.setWordWrap(True)
         self.decisions.setObjectName("hint")
-        top = QHBoxLayout()
-        self.login_button = self._button("Log in…", self.ask_key, top)
-        self.create_button = self._button("Rent a GPU…", self._create, top)
-        top.addStretch(1)
-        row = QHBoxLayout()
-        self.buttons = {verb: self._button(verb.capitalize(), self._acting(verb), row)
+        self.login_button = self._button("Log in…", self.ask_key)
+        self.create_button = self._button("Rent a GPU…", self._create)
+        self.buttons = {verb: self._button(verb.capitalize(), self._acting(verb))
                         for verb in ("start", "stop", "restart", "terminate")}  # fmt: skip
-        self.logs_button = self._button("Logs", self._show_logs, row)
-        row.addStretch(1)
+        self.logs_button = self._button("Logs", self._show_logs)
+        ColumnsThatFit(self.view)
         layout = QVBoxLayout(self)
         layout.addWidget(self.summary)
-        layout.addLayout(top)
+        layout.addWidget(button_row(self.login_button, self.create_button))
         layout.addWidget(self.view, 1)
-        layout.addLayout(row)
+        layout.addWidget(button_row(*self.buttons.values(), self.logs_button))
         layout.addWidget(self.decisions)
         self._enable()
 
     @staticmethod
-    def _button(text: str, slot: Callable[[], None], row: QHBoxLayout) -> QPushButton:
+    def _button(text: str, slot: Callable[[], None]) -> QPushButton:
         button = QPushButton(text)
         button.clicked.connect(slot)
-        row.addWidget(button)
         return button
 
     def show_pods(

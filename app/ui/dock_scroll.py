@@ -1,9 +1,10 @@
-"""A panel in a dock, scrolling: as narrow as the GPUs beside it until the user widens it (its
-buttons and tables must not widen the window)."""
+"""A panel in a dock, scrolling up and down only: as narrow as the GPUs beside it until the user
+widens it (its buttons wrap and its tables show the columns that fit: nothing widens the window,
+and no action is out of sight to the right)."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSize
+from PySide6.QtCore import QSize, Qt
 from PySide6.QtWidgets import QScrollArea, QWidget
 
 
@@ -12,6 +13,7 @@ class DockScroll(QScrollArea):
         super().__init__()
         self.setWidgetResizable(True)
         self.setWidget(panel)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.setMinimumWidth(200)
 
     def sizeHint(self) -> QSize:

@@ -17,7 +17,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QPushButton,
-    QScrollArea,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -41,6 +40,7 @@ from app.ui.browser import open_in_browser
 from app.ui.config_keeper import ConfigKeeper
 from app.ui.delegates import ActivityDelegate, StatusLightDelegate, VramBarDelegate
 from app.ui.details_pane import DetailsPane
+from app.ui.dock_scroll import DockScroll
 from app.ui.fleet_control import FleetControl
 from app.ui.fleet_toolbar import FleetToolbar
 from app.ui.gpu_panel import GpuPanel
@@ -232,11 +232,7 @@ class MainWindow(QMainWindow):
     def _build_dock(self) -> QDockWidget:
         dock = QDockWidget("GPUs", self)
         dock.setObjectName("gpuDock")
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(self.gpu_panel)
-        scroll.setMinimumWidth(200)
-        dock.setWidget(scroll)
+        dock.setWidget(DockScroll(self.gpu_panel))
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
         return dock
 

@@ -19,7 +19,6 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QFormLayout,
-    QHBoxLayout,
     QHeaderView,
     QLabel,
     QLineEdit,
@@ -43,6 +42,7 @@ from app.services.queue_store import Item, Job, QueueStore
 from app.services.workflow_source import read_workflow_file
 from app.ui.ask import WORKFLOW_FILTER, answer_of, choose_path, dropped_workflows
 from app.ui.history import KEEP, SAMPLE_S, Chart
+from app.ui.narrow import ColumnsThatFit, button_row
 from app.ui.rows_model import Index, RowsModel
 
 JOB_COLUMNS = ("Name", "Progress", "ETA", "State", "Job")  # what matters first: docks are narrow
@@ -189,13 +189,15 @@ class QueuePanel(QWidget):
         self.items_view = self._table(self.items)
         self.charts_box = QVBoxLayout()
         self.charts: dict[str, Chart] = {}
-        buttons = QHBoxLayout()
-        self.add_button = self._button("Add job…", self._choose, buttons)
-        self.cancel_button = self._button("Cancel", self._cancel, buttons)
-        self.retry_button = self._button("Retry failed", self._retry, buttons)
-        self.pause_button = self._button("Pause job", self._pause_job, buttons)
-        self.pause_all = self._button("Pause queue", self._pause_queue, buttons)
-        buttons.addStretch(1)
+        self.add_button = self._button("Add job…", self._choose)
+        self.cancel_button = self._button("Cancel", self._cancel)
+        self.retry_button = self._button("Retry failed", self._retry)
+        self.pause_button = self._button("Pause job", self._pause_job)
+        self.pause_all = self._button("Pause queue", self._pause_queue)
+        buttons = button_row(
+            self.add_button, self.cancel_button, self.retry_button, self.pause_button,
+            self.pause_all,
+        )  # fmt: skip
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(self.jobs_view)
         split.addWidget(self.items_view)
@@ -204,10 +206,11 @@ class QueuePanel(QWidget):
         split.addWidget(charts)
         layout = QVBoxLayout(self)
         layout.addWidget(self.dispatcher_label)
-        layout.addLayout(buttons)
+        layout.addWidget(buttons)
         layout.addWidget(split, 1)
         hint = QLabel("Drop a workflow (.json) or an image ComfyUI made here to queue it.")
         hint.setObjectName("hint")
+        hint.setWordWrap(True)
         layout.addWidget(hint)
         self.jobs_view.selectionModel().selectionChanged.connect(lambda *_: self._show_selected())
         self.refresh()
@@ -221,12 +224,13 @@ class QueuePanel(QWidget):
         view.verticalHeader().hide()
         view.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         view.horizontalHeader().setStretchLastSection(True)
+        ColumnsThatFit(view)
         return view
 
-    def _button(self, text: str, slot: Callable[[], None], row: QHBoxLayout) -> QPushButton:
+    @staticmethod
+    def _button(text: str, slot: Callable[[], None]) -> QPushButton:
         button = QPushButton(text)
         button.clicked.connect(slot)
-        row.addWidget(button)
         return button
 
     def selected_job(self) -> Job | None:

@@ -219,7 +219,8 @@ def is_stale(row: FleetRow) -> bool:
 
 def device(row: FleetRow) -> str:
     name = (row.health.device or "").removeprefix("cuda:0 ").removesuffix(" : cudaMallocAsync")
-    pinned = f"GPU {row.gpu}" if row.gpu else ""
+    gpu = row.local_gpu.index if row.local_gpu else row.gpu  # (NVML's index for a UUID)
+    pinned = f"GPU {gpu}" if gpu is not None else ""
     others = row.health.other_devices
     more = f"+{others} visible" if others else ""  # 0.38 lists GPUs it does not compute on
     return " · ".join(p for p in (pinned, name, more) if p) or "—"

@@ -14,6 +14,7 @@ import pytest
 
 from app import demo
 from app.demo import DEMO_JOB_IMAGES, demo_workflow, start_demo_fleet
+from app.services.gpus import GpuReader
 from app.services.queue_service import QueuePaths
 from app.services.queue_store import QueueStore
 from app.services.storage import ConfigStore
@@ -32,6 +33,14 @@ def test_demo_fleet_starts_the_remote_part_and_configures_the_local_one() -> Non
             ("gpu2-4080 (crashes)", "local"),
         ]
         assert config.master.launched_by_app and config.app.start_fleet_on_launch
+        gpus = GpuReader(fleet.nvml).read().gpus  # the local ones' simulated GPUs, one each
+        assert [g.name for g in gpus] == [
+            "NVIDIA GeForce RTX 4090",
+            "NVIDIA GeForce RTX 4090",
+            "NVIDIA GeForce RTX 4080",
+        ]
+        pinned = [config.master.gpu] + [w.gpu for w in config.workers if w.kind.value == "local"]
+        assert pinned == [g.uuid for g in gpus]
         install = Path(config.master.comfyui_dir or "")
         assert (install / "main.py").is_file() and install.is_relative_to(paths.data_dir.parent)
         by_port = json.loads((install / "sim.json").read_text())["by_port"]

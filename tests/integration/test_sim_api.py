@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 
 import aiohttp
+import psutil
 import pytest
 
 from app.sim.fleet import SimInstance
@@ -383,7 +384,10 @@ async def test_argv_and_pinned_gpu_are_reported(sim_factory: Callable[..., SimIn
     async with aiohttp.ClientSession() as session:
         stats = await get_json(session, f"{pinned.url}/system_stats")
         cpu_stats = await get_json(session, f"{cpu.url}/system_stats")
-    assert "CUDA_VISIBLE_DEVICES=GPU-9664e333-53f7-c99e" in stats["devices"][0]["name"]
+    # recorded pinned by UUID, ComfyUI names the device alone: cuda:0 is the pinned GPU
+    assert stats["devices"][0]["name"] == "cuda:0 NVIDIA GeForce RTX 4090 : cudaMallocAsync"
+    environment = psutil.Process(pinned.process.pid).environ()
+    assert environment["CUDA_VISIBLE_DEVICES"] == "GPU-9664e333-53f7-c99e"
     assert stats["system"]["argv"][-2:] == ["--preview-method", "auto"]
     assert stats["system"]["argv"][0] == "main.py"
     assert cpu_stats["devices"][0]["type"] == "cpu" and cpu_stats["devices"][0]["index"] is None

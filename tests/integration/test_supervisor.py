@@ -108,7 +108,9 @@ async def test_ready_with_the_right_argv_and_environment(
     )
     worker = http_json(f"http://127.0.0.1:{fleet.workers[0].port}/system_stats")
     assert worker["system"]["argv"] == list(plan["gpu1"].argv[1:])
-    assert f"CUDA_VISIBLE_DEVICES={WORKER_GPU}" in worker["devices"][0]["name"]
+    status = supervisor.status("gpu1")
+    assert status is not None and status.pid is not None
+    assert psutil.Process(status.pid).environ()["CUDA_VISIBLE_DEVICES"] == WORKER_GPU
     env_line = next(line for line in supervisor.lines("gpu1") if "environment" in line)
     assert json.loads(env_line.split(": ", 1)[1]) == {
         "COMFYUI_IS_WORKER": "1",

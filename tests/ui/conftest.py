@@ -5,10 +5,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PySide6.QtWidgets import QApplication
+from pytestqt.qtbot import QtBot
 
 from app.core.config import FleetConfig, MasterConfig, WorkerConfig, WorkerKind
 from app.services.paths import AppPaths, resolve_paths
 from app.services.storage import ConfigStore
+from app.ui.application import DesktopApp
 
 
 @pytest.fixture
@@ -38,6 +41,17 @@ def app_paths(tmp_path: Path) -> AppPaths:
 def saved_paths(app_paths: AppPaths, fleet_config: FleetConfig) -> AppPaths:
     ConfigStore(app_paths.config_file).save(fleet_config)
     return app_paths
+
+
+@pytest.fixture
+def desktop(qapp: QApplication, saved_paths: AppPaths, qtbot: QtBot) -> Iterator[DesktopApp]:
+    app = DesktopApp(qapp, saved_paths, ConfigStore(saved_paths.config_file).load())
+    app.window.show()
+    qtbot.waitExposed(app.window)
+    yield app
+    app.instance.close()
+    app.window.set_close_to_tray(False)
+    app.window.close()
 
 
 @pytest.fixture(autouse=True)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtWidgets import QApplication, QMessageBox
+from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 
 from app.core.config import FleetConfig
 from app.services.paths import resolve_paths
@@ -72,3 +73,24 @@ async def told(timeout: float = 30) -> str:
     text = box.text()
     box.accept()
     return text
+
+
+def activate(window: QWidget) -> None:
+    """Shortcuts act in the active window (a closed question leaves none active)."""
+    window.activateWindow()
+    deadline = time.monotonic() + 5
+    while not window.isActiveWindow() and time.monotonic() < deadline:
+        QApplication.processEvents()
+    assert window.isActiveWindow()
+
+
+def select(app: DesktopApp, name: str) -> None:
+    table = app.window.table
+    for row in range(table.model().rowCount()):
+        if table.model().index(row, Column.NAME).data() == name:
+            table.selectRow(row)
+            activate(app.window)
+            table.setFocus()
+            assert table.hasFocus()
+            return
+    raise AssertionError(f"no row {name}")

@@ -5,23 +5,21 @@ first window that fits the screen."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
 from PySide6.QtCore import QObject, QSize, Qt, QUrl, Slot
 from PySide6.QtGui import QDesktopServices, QGuiApplication, QKeySequence
 from PySide6.QtTest import QTest
-from PySide6.QtWidgets import QApplication, QToolButton, QWidget
+from PySide6.QtWidgets import QApplication, QToolButton
 from pytestqt.qtbot import QtBot
 
-from app.services.paths import AppPaths
-from app.services.storage import ConfigStore
 from app.ui.application import DesktopApp
 from app.ui.main_window import first_size
 from app.ui.menus import MENUS
 from app.ui.row_text import Column
 from app.ui.tray import FleetTray
+from tests.ui.helpers import activate, select
 
 
 class Browser(QObject):
@@ -44,38 +42,6 @@ def browser() -> Iterator[Browser]:
     yield stand_in
     for scheme in ("http", "https"):
         QDesktopServices.unsetUrlHandler(scheme)
-
-
-@pytest.fixture
-def desktop(qapp: QApplication, saved_paths: AppPaths, qtbot: QtBot) -> Iterator[DesktopApp]:
-    app = DesktopApp(qapp, saved_paths, ConfigStore(saved_paths.config_file).load())
-    app.window.show()
-    qtbot.waitExposed(app.window)
-    yield app
-    app.instance.close()
-    app.window.set_close_to_tray(False)
-    app.window.close()
-
-
-def activate(window: QWidget) -> None:
-    """Shortcuts act in the active window (a closed question leaves none active)."""
-    window.activateWindow()
-    deadline = time.monotonic() + 5
-    while not window.isActiveWindow() and time.monotonic() < deadline:
-        QApplication.processEvents()
-    assert window.isActiveWindow()
-
-
-def select(app: DesktopApp, name: str) -> None:
-    table = app.window.table
-    for row in range(table.model().rowCount()):
-        if table.model().index(row, Column.NAME).data() == name:
-            table.selectRow(row)
-            activate(app.window)
-            table.setFocus()
-            assert table.hasFocus()
-            return
-    raise AssertionError(f"no row {name}")
 
 
 def test_every_action_is_in_a_menu_with_the_standard_shortcuts(desktop: DesktopApp) -> None:

@@ -20,7 +20,7 @@ from app.services.paths import AppPaths
 from app.services.storage import ConfigStore
 from app.ui.application import DesktopApp
 from app.ui.setup_dialog import MasterDialog, SetupDialog
-from tests.ui.test_menus_and_keys import select
+from tests.ui.helpers import select
 from tests.waiting import until
 
 GPUS = tuple(
