@@ -5,6 +5,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.error
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ def test_demo_fleet_starts_the_remote_part_and_configures_the_local_one() -> Non
         slow = http_json(f"{fleet.instances[0].url}/system_stats")
         assert "RTX 3090" in slow["devices"][0]["name"]
         versions = [
-            http_json(f"{i.url}/system_stats")["system"]["comfyui_version"] for i in fleet.instances
+            answered(f"{i.url}/system_stats")["system"]["comfyui_version"] for i in fleet.instances
         ]
         assert versions == ["0.38.1", "0.38.1"]  # a mixed fleet: the local ones run the install's
         processes = [i.process for i in fleet.instances]
@@ -139,6 +140,21 @@ def test_the_demo_job_runs_on_the_simulator(sim_factory: Callable[..., SimInstan
     entry = http_json(f"{sim.url}/history/{prompt_id}")[prompt_id]
     assert entry["status"]["status_str"] == "success"
     assert [i["type"] for i in entry["outputs"]["9"]["images"]] == ["output"]
+
+
+def answered(url: str) -> Any:
+    """The flaky pod answers 1 request in 10 with a 500, as it is meant to: asked again."""
+    replies: list[Any] = []
+
+    def asked() -> bool:
+        try:
+            replies.append(http_json(url))
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 500, exc
+        return bool(replies)
+
+    wait_until(asked, timeout=10)
+    return replies[0]
 
 
 def http_json_with(url: str, key: str | None) -> Any:
