@@ -227,13 +227,22 @@ class DesktopApp:
 
     def open_jobs(self, test_fleet: bool = False) -> None:
         if self.jobs_window is None:
-            self.jobs_window = JobsWindow(self.jobs_session, self._config, self.monitor.health)
+            self.jobs_window = JobsWindow(
+                self.jobs_session,
+                self._config,
+                self.monitor.health,
+                instance_state=self._instance_state,
+            )
             self.jobs_window.noticeRaised.connect(self.notify)
             self.jobs_window.setWindowIcon(app_icon())
         self.jobs_window.show()
         self.jobs_window.raise_()
         if test_fleet and self.jobs_window.run is None:
             self.jobs_window.buttons["Test fleet"].click()
+
+    def _instance_state(self, name: str) -> str | None:
+        status = self.supervisor.status(name)
+        return status.state.value if status else None
 
     def _config_saved(self, previous: FleetConfig, config: FleetConfig) -> None:
         """Keep the master's ComfyUI-Distributed in step with the workers configured here."""

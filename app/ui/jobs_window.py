@@ -30,6 +30,7 @@ from app import APP_NAME
 from app.core.config import FleetConfig, Notice
 from app.core.errors import ComfyFleetError
 from app.core.health import WorkerHealth, WorkerState
+from app.core.preflight_advice import preflight_advice, where_it_runs
 from app.core.runs import Output, Progress, RunResult
 from app.core.workflow import MASTER_ONLY, PreflightResult, Workflow, is_distributed
 from app.core.workflow_file import WorkflowFile
@@ -73,13 +74,16 @@ class JobsWindow(QMainWindow):
         health: Health = lambda name: None,
         ask_drop_failing: AskDrop | None = None,
         parent: QWidget | None = None,
+        instance_state: Callable[[str], str | None] = lambda name: None,
     ) -> None:
+        """`instance_state`: the state of the process ComfyFleet runs for a local instance."""
         super().__init__(parent)
         self._session = session
         self._health = health
+        self._instance_state = instance_state
         self.config = config
         self.ask_drop_failing: AskDrop = ask_drop_failing or (
-            lambda checks: PreflightDialog(checks, self, self.model_sources).ask()
+            lambda checks: PreflightDialog(checks, self, self.model_sources, self.advice).ask()
         )
         self.workflow: Workflow | None = None
         self.workflow_name = ""
@@ -99,6 +103,12 @@ class JobsWindow(QMainWindow):
         self._clock = QTimer(self)  # the Time column of who is still at it, and who is online
         self._clock.timeout.connect(self._tick)
         self._clock.start(1000)
+
+    def advice(self, check: PreflightResult) -> str:
+        """What to do about a failing participant, by where it runs and how it is doing."""
+        where = where_it_runs(self.config, check.participant)
+        folder = self.config.master.comfyui_dir or "the install"
+        return preflight_advice(check, where, self._instance_state(check.participant), folder)
 
     def _build(self) -> None:
         self.file_label = QLabel(NO_WORKFLOW)

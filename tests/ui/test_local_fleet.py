@@ -14,6 +14,7 @@ from PySide6.QtGui import QAction, QDesktopServices
 from PySide6.QtWidgets import QApplication
 
 from app.core.config import AppSettings, FleetConfig, MasterConfig, WorkerConfig, WorkerKind
+from app.core.workflow import PreflightResult
 from app.services.supervisor import InstanceState
 from app.sim.fleet import create_sim_install, free_port
 from app.ui.application import DesktopApp
@@ -105,6 +106,15 @@ async def test_start_crash_logs_stop_and_quit(qapp: QApplication, tmp_path: Path
             )
         )
         await until(lambda: cell(app, "master", Column.STATE) == "stopped")
+        app.open_jobs()  # a preflight's advice: the state of the process ComfyFleet runs
+        assert app.jobs_window is not None
+        refused = "could not ask it: connection refused"
+        advice = app.jobs_window.advice
+        assert advice(PreflightResult("master", error=refused)) == (
+            "Start it (or Start all), then run again"
+        )
+        assert "--listen" in advice(PreflightResult("lan", error=refused))
+        app.jobs_window.close()
         running = app.supervisor.status("gpu1").pid  # type: ignore[union-attr]
     finally:
         for viewer in list(app.window.log_viewers):
