@@ -62,16 +62,17 @@ class DetailsPane(QWidget):
         self.log.setFont(QFont("monospace"))
         self.log.setMaximumBlockCount(LOG_TAIL * 4)
         self.log.setMinimumWidth(120)
-        facts = QGridLayout()  # two facts a row: the pane stays short on a small screen
-        facts.setHorizontalSpacing(8)
+        facts = QGridLayout()  # the device on a row of its own (a long name), then two facts
+        facts.setHorizontalSpacing(8)  # a row: the pane stays short on a small screen
         for number, (name, label) in enumerate(self.facts.items()):
             label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
             label.setWordWrap(True)
-            row, pair = divmod(number, 2)
+            row, pair = divmod(number + 1, 2) if number else (0, 0)
             caption = QLabel(name)
             caption.setObjectName("factName")
             facts.addWidget(caption, row, pair * 2, Qt.AlignmentFlag.AlignTop)
-            facts.addWidget(label, row, pair * 2 + 1, Qt.AlignmentFlag.AlignTop)
+            span = 3 if number == 0 else 1
+            facts.addWidget(label, row, pair * 2 + 1, 1, span, Qt.AlignmentFlag.AlignTop)
         facts.setColumnStretch(1, 1)
         facts.setColumnStretch(3, 1)
         left = QVBoxLayout()

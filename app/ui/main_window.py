@@ -580,6 +580,8 @@ class MainWindow(QMainWindow):
             return
         screen = self.screen() or QGuiApplication.primaryScreen()
         self.resize(first_size(screen.availableGeometry().size()))
+        dock_width = min(480, max(240, self.width() // 4))  # two columns of charts from 1280 px
+        self.resizeDocks([self.gpu_dock], [dock_width], Qt.Orientation.Horizontal)
 
     def save_geometry(self) -> None:
         self._settings.setValue("geometry", self.saveGeometry())
