@@ -121,6 +121,9 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.setenv(name, str(home / name.lower()))
     monkeypatch.delenv("COMFY_FLEET_CONFIG", raising=False)
     monkeypatch.delenv("COMFYFLEET_SIM_FAULTS", raising=False)
+    for name in ("RUNPOD_API_KEY", "HF_TOKEN", "CIVITAI_TOKEN", "TUNNEL_TOKEN"):
+        monkeypatch.delenv(name, raising=False)  # (a secret handed over outside the keyring)
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
     return home
 
 

@@ -144,6 +144,8 @@ def _login(config: FleetConfig, secrets: SecretStore) -> int:
         return EXIT_FAILURE
     secrets.set(API_KEY, key)
     print(f"Stored the Runpod API key in the system keyring ({len(pods)} pod(s) on the account).")
+    if (source := secrets.source(API_KEY)) != "keyring":  # handed over: that one is used
+        print(f"Note: the key in the {source} is used while it is set.")
     return EXIT_OK
 
 

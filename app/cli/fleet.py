@@ -18,6 +18,8 @@ from app.core.cloud import fleet_cost_per_h, money
 from app.core.config import FleetConfig
 from app.core.errors import ComfyFleetError, SecretStoreError
 from app.core.health import ProbeSchedule, WorkerHealth, WorkerState
+from app.core.secret_sources import OUTSIDE_NAMES
+from app.core.tunnel import token_key
 from app.services.comfy_client import ComfyClient
 from app.services.gpus import GpuReader, GpuSnapshot
 from app.services.monitor import FleetMonitor, targets_from_config
@@ -45,14 +47,25 @@ def status_command(
         return 0
     healths, gpus = asyncio.run(_probe_once(config))
     healths = merge_supervised(healths, read_state(state_file))
-    cloud = asyncio.run(_cloud_cost(config, secrets or SecretStore()))
+    secrets = secrets or SecretStore()
+    cloud = asyncio.run(_cloud_cost(config, secrets))
+    sources = secret_sources(config, secrets)
     if args.json:
-        print(json.dumps({**status_json(healths, gpus), "cloud": cloud}, indent=2))
+        answer = {**status_json(healths, gpus), "cloud": cloud, "secrets": sources}
+        print(json.dumps(answer, indent=2))
     else:
         print(format_table(healths, gpus))
         if cloud is not None:
             print(cloud["text"])
+        for name, source in sources.items():
+            print(f"secret {name}: {source}")
     return 0
+
+
+def secret_sources(config: FleetConfig, secrets: SecretStore) -> dict[str, str]:
+    """Each secret the fleet may use → where it comes from (never the secret)."""
+    names = [*OUTSIDE_NAMES, *(token_key(t.name) for t in config.tunnel.named)]
+    return {name: secrets.source(name) for name in names}
 
 
 async def _cloud_cost(config: FleetConfig, secrets: SecretStore) -> dict[str, Any] | None:

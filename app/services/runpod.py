@@ -24,11 +24,12 @@ from app import __version__
 from app.core.cloud import Pod, PodRecipe, problem_sentence
 from app.core.codec import parse_json
 from app.core.errors import ComfyFleetError
+from app.core.secret_sources import RUNPOD_KEY
 from app.services.secrets import SecretStore
 
 log = logging.getLogger(__name__)
 USER_AGENT = f"ComfyFleet/{__version__}"
-API_KEY = "cloud/runpod"  # its keyring entry
+API_KEY = RUNPOD_KEY  # its keyring entry (or RUNPOD_API_KEY where no keyring is)
 ATTEMPTS = 4
 BACKOFF_S = 1.0
 RETRY_AFTER_MAX_S = 60.0

@@ -1,6 +1,12 @@
-"""Secrets live in the system keyring only; never in files, logs or command lines."""
+"""Secrets live in the system keyring; never in files, logs or command lines. Where there is no
+desktop keyring (a headless service, a container), a secret may be handed over read-only by the
+service manager (a credential file) or in its environment variable (app.core.secret_sources)."""
 
 from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
 
 import keyring
 import keyring.errors
@@ -9,6 +15,7 @@ from keyring.compat import properties
 
 from app import APP_ID
 from app.core.errors import SecretStoreError
+from app.core.secret_sources import CREDENTIALS_DIRECTORY, outside_name
 
 _UNAVAILABLE = (
     keyring.errors.NoKeyringError,
@@ -20,9 +27,15 @@ _UNAVAILABLE = (
 class SecretStore:
     """A thin wrapper over keyring with errors a user can act on."""
 
-    def __init__(self, service: str = APP_ID, backend: KeyringBackend | None = None) -> None:
+    def __init__(
+        self,
+        service: str = APP_ID,
+        backend: KeyringBackend | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
         self._service = service
         self._backend = backend
+        self._environ = os.environ if environ is None else environ
 
     def _keyring(self) -> KeyringBackend:
         """The given backend, else the system's; one that keeps nothing safe is refused."""
@@ -34,10 +47,39 @@ class SecretStore:
         return chosen
 
     def get(self, name: str) -> str | None:
+        """The service manager's credential, else the environment variable, else the keyring."""
+        handed = self._handed_over(name)
+        if handed is not None:
+            return handed[1]
         try:
             return self._keyring().get_password(self._service, name)
         except _UNAVAILABLE as exc:
             raise SecretStoreError(_explain(exc)) from None
+
+    def source(self, name: str) -> str:
+        """Where `get` finds it, in words (never the secret itself)."""
+        handed = self._handed_over(name)
+        if handed is not None:
+            return handed[0]
+        try:
+            return "keyring" if self.get(name) else "not set"
+        except SecretStoreError:
+            return "not set (the keyring cannot be read here)"
+
+    def _handed_over(self, name: str) -> tuple[str, str] | None:
+        variable = outside_name(name)
+        if variable is None:
+            return None
+        folder = self._environ.get(CREDENTIALS_DIRECTORY)
+        if folder:
+            try:
+                text = (Path(folder) / variable).read_text(encoding="utf-8").strip()
+            except (OSError, UnicodeDecodeError):
+                text = ""  # (none handed over under this name)
+            if text:
+                return f"service credential {variable}", text
+        value = self._environ.get(variable, "").strip()
+        return (f"environment variable {variable}", value) if value else None
 
     def set(self, name: str, secret: str) -> None:
         if not secret:

@@ -21,8 +21,9 @@ from app.core.config import FleetConfig, MasterConfig
 from app.services.runpod import API_KEY
 from app.services.secrets import SecretStore
 from app.services.storage import ConfigStore
-from app.sim.fleet import SimInstance
+from app.sim.fleet import SimInstance, free_port
 from tests.fakes.memory_keyring import MemoryKeyring
+from tests.integration.cli_helpers import comfy_fleet
 from tests.integration.runpod_helpers import KEY, SimRunpod
 
 
@@ -136,3 +137,38 @@ def test_status_shows_the_fleet_when_runpod_answers_html(
     assert code == 0
     assert "cloud: Runpod answered something unexpected" in out and "not JSON" in out
     assert "master" in out and "online" in out
+
+
+def test_a_headless_status_takes_the_key_from_the_environment_or_a_credential(
+    runpod: SimRunpod, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No desktop keyring (a service, a container): the real `comfy-fleet status` reaches the
+    simulated Runpod with RUNPOD_API_KEY, then with systemd's credential file; it says where
+    the key came from and never prints it."""
+    config_file = tmp_path / "fleet.json"
+    config = FleetConfig(
+        master=MasterConfig(port=free_port()), cloud=CloudSettings(runpod_api_url=runpod.url)
+    )
+    ConfigStore(config_file).save(config)
+    monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.fail.Keyring")
+    monkeypatch.setenv("RUNPOD_API_KEY", KEY)
+    by_environment = comfy_fleet("status", "--json", config=config_file)
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "RUNPOD_API_KEY").write_text(f"{KEY}\n")
+    monkeypatch.delenv("RUNPOD_API_KEY")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    by_credential = comfy_fleet("status", "--json", config=config_file)
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY")
+    without = comfy_fleet("status", config=config_file)
+    for result, source in (
+        (by_environment, "environment variable RUNPOD_API_KEY"),
+        (by_credential, "service credential RUNPOD_API_KEY"),
+    ):
+        assert result.returncode == 0, result.stderr
+        answer = json.loads(result.stdout)
+        assert answer["cloud"]["pods"] == 0 and "error" not in answer["cloud"]
+        assert answer["secrets"]["cloud/runpod"] == source
+        assert KEY not in result.stdout + result.stderr
+    assert "secret cloud/runpod: not set (the keyring cannot be read here)" in without.stdout
+    assert "cloud:" not in without.stdout  # no key: no cloud line

@@ -59,3 +59,40 @@ def test_without_a_system_keyring_a_token_is_refused_not_lost(tmp_path: Path) ->
     assert done.returncode == 1, done.stdout
     assert "No system keyring is available" in done.stderr and "Stored" not in done.stdout
     assert "s3cret" not in done.stdout + done.stderr + cfg.read_text()
+
+
+def test_secrets_handed_over_without_a_keyring(tmp_path: Path) -> None:
+    """A headless service: the environment variable the ecosystem uses, or the service
+    manager's credential file (which wins); the keyring is not needed, and nothing is written."""
+    no_keyring = keyring.backends.fail.Keyring()
+    environ = {"RUNPOD_API_KEY": " rp_env \n", "TUNNEL_TOKEN": "tok", "HF_TOKEN": "hf_x"}
+    store = SecretStore(backend=no_keyring, environ=environ)
+    assert store.get("cloud/runpod") == "rp_env"
+    assert store.source("cloud/runpod") == "environment variable RUNPOD_API_KEY"
+    assert store.get("tunnel:studio") == "tok"  # cloudflared's own variable, any named tunnel
+    assert store.get("download/huggingface") == "hf_x"
+    assert store.source("download/civitai") == "not set (the keyring cannot be read here)"
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "RUNPOD_API_KEY").write_text("rp_file\n")
+    handed = SecretStore(
+        backend=no_keyring, environ={**environ, "CREDENTIALS_DIRECTORY": str(credentials)}
+    )
+    assert handed.get("cloud/runpod") == "rp_file"
+    assert handed.source("cloud/runpod") == "service credential RUNPOD_API_KEY"
+    assert handed.get("tunnel:studio") == "tok"  # no file for it: the environment's
+    with pytest.raises(SecretStoreError):
+        handed.set("cloud/runpod", "rp_new")  # still only ever the keyring, never a file
+    assert (credentials / "RUNPOD_API_KEY").read_text() == "rp_file\n"
+    assert sorted(p.name for p in credentials.iterdir()) == ["RUNPOD_API_KEY"]
+
+
+def test_the_keyring_serves_what_is_not_handed_over() -> None:
+    backend = MemoryKeyring()
+    store = SecretStore(backend=backend, environ={})
+    store.set("cloud/runpod", "rp_kept")
+    assert (store.get("cloud/runpod"), store.source("cloud/runpod")) == ("rp_kept", "keyring")
+    assert store.source("tunnel:studio") == "not set"
+    assert store.source("some/other") == "not set"  # (no outside name: keyring only)
+    overridden = SecretStore(backend=backend, environ={"RUNPOD_API_KEY": "rp_env"})
+    assert overridden.get("cloud/runpod") == "rp_env"  # the service's own wins while set
