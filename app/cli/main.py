@@ -12,6 +12,7 @@ from app.cli.common import EXIT_FAILURE, EXIT_USAGE, UsageError, load_config
 from app.cli.fleet import add_status_command, add_supervisor_commands, status_command
 from app.cli.jobs import add_job_commands, run_command, test_fleet_command
 from app.cli.queue import add_queue_commands, queue_command
+from app.cli.service import add_service_commands, service_command
 from app.cli.settings import add_settings_commands, config_command, master_command, worker_command
 from app.cli.supervise import down_command, logs_command, propose_command, up_command
 from app.cli.tunnel import add_tunnel_commands, tunnel_command
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_queue_commands(commands)
     add_workflow_commands(commands)
     add_cloud_commands(commands)
+    add_service_commands(commands)
     demo = commands.add_parser("demo", help="open the app on a simulated fleet")
     demo.add_argument(
         "--workers", type=int, default=4, help="simulated workers (default 4: 2 local, 2 remote)"
@@ -80,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         "queue": lambda a, p: queue_command(a, p, load_config(p)[1]),
         "workflow": lambda a, p: workflow_command(a, load_config(p)[1]),
         "cloud": lambda a, p: cloud_command(a, *load_config(p)),
+        "service": lambda a, p: service_command(a, p, *load_config(p)),
     }
     try:
         return handlers[args.command](args, paths)

@@ -14,7 +14,7 @@ import aiohttp
 
 from app.core.config import FleetConfig
 from app.core.errors import ComfyFleetError
-from app.core.queue import JobSpec, QueueError, check_job, expand
+from app.core.queue import ItemState, JobSpec, QueueError, check_job, expand
 from app.services.dispatcher import Dispatcher
 from app.services.job_service import JobService
 from app.services.queue_store import DispatcherLock, QueueStore
@@ -107,3 +107,24 @@ async def dispatch_until(
             await dispatcher.run(stop)
         finally:
             queue.lock.release()
+
+
+def queue_wait(store: QueueStore, now: float) -> tuple[int, float | None]:
+    """Items waiting in the queue, and the seconds until the last job is expected done (what
+    the elastic policy looks at)."""
+    jobs = [j for j in store.jobs() if not j.ended]
+    etas = [e for j in jobs if (e := j.eta_s(now)) is not None]
+    return sum(j.count(ItemState.QUEUED) for j in jobs), max(etas, default=None)
+
+
+def queue_has_work(store: QueueStore, dispatcher: Dispatcher | None, worker: str) -> bool:
+    """The queue has items out on `worker`, or waiting ones it may take."""
+    lane = dispatcher.lanes.get(worker) if dispatcher is not None else None
+    if lane is not None and lane.out:
+        return True
+    jobs = {item.job for item in store.waiting(100)}  # the first waiting jobs are enough
+    return any(
+        (names := store.job_brief(job).workers) is None
+        or worker.casefold() in {n.casefold() for n in names}
+        for job in jobs
+    )

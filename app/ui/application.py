@@ -37,7 +37,13 @@ from app.services.launch_plan import make_supervisor, plan_launches
 from app.services.monitor import targets_from_config
 from app.services.monitor_thread import MonitorThread
 from app.services.paths import AppPaths
-from app.services.queue_service import FleetQueue, QueueBusy, QueuePaths
+from app.services.queue_service import (
+    FleetQueue,
+    QueueBusy,
+    QueuePaths,
+    queue_has_work,
+    queue_wait,
+)
 from app.services.queue_store import QueueStoreError
 from app.services.storage import ConfigStore, LoadResult
 from app.services.tasks import OwnedTasks
@@ -301,10 +307,7 @@ class DesktopApp:
         self.window.add_panel(dock, "Cloud", "Ctrl+Shift+C")
 
     def _queue_wait(self) -> tuple[int, float | None]:
-        """Items waiting in the queue, and the seconds until the last job is expected done."""
-        jobs = [j for j in self.queue_panel.jobs.jobs if not j.ended]
-        etas = [e for j in jobs if (e := j.eta_s(time.time())) is not None]
-        return sum(j.count(ItemState.QUEUED) for j in jobs), max(etas, default=None)
+        return queue_wait(self.queue.store, time.time())
 
     def _show_cloud_cost(self, text: str) -> None:
         if self.tray is not None:
@@ -317,19 +320,10 @@ class DesktopApp:
 
     def _has_work(self, worker: str) -> bool:
         """The queue has items out on it or waiting, or its own ComfyUI queue is not empty."""
-        lane = self.dispatcher.lanes.get(worker) if self.dispatcher is not None else None
-        if lane is not None and lane.out:
-            return True
         health = self.monitor.health(worker)
         if health is not None and health.queue_remaining:
             return True
-        store = self.queue.store
-        jobs = {item.job for item in store.waiting(100)}  # the first waiting jobs are enough
-        return any(
-            (names := store.job_brief(job).workers) is None
-            or worker.casefold() in {n.casefold() for n in names}
-            for job in jobs
-        )
+        return queue_has_work(self.queue.store, self.dispatcher, worker)
 
     def add_job(self, spec: JobSpec) -> None:
         try:
