@@ -88,6 +88,7 @@ def test_service_run_dispatches_and_guards_the_pods_headless(tmp_path: Path) -> 
     workflow = load_workflow((RECORDINGS / "workflows" / "workflow_nomodel.json").read_text())
     queue = FleetQueue(QueuePaths.under(paths.data_dir))
     queue.add(JobSpec("on the pod", workflow, 2, seed=1, workers=("worker-pod",)))
+    assert queue.lock.acquire("a window on ana's desk")  # the service waits for it, saying so
     environment = {
         **os.environ,
         "NOTIFY_SOCKET": str(notify_path),
@@ -100,8 +101,21 @@ def test_service_run_dispatches_and_guards_the_pods_headless(tmp_path: Path) -> 
         [sys.executable, "-m", "app", "--config", str(paths.config_file), "service", "run"],
         env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
+    lines: list[str] = []
+
+    def read() -> None:
+        assert service.stdout is not None
+        for line in service.stdout:
+            lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
         wait_until(lambda: "READY=1" in "\n".join(said))
+        waiting = "waiting: the queue is dispatched by a window on ana's desk"
+        wait_until(lambda: any(line.startswith(waiting) for line in lines))
+        assert queue.store.job_brief(1).ended is None  # nothing dispatched meanwhile
+        queue.lock.release()
         wait_until(lambda: queue.store.job_brief(1).ended is not None, timeout=60)
         assert {i.participant for i in queue.store.items(1)} == {"worker-pod"}
         assert [i.state.value for i in queue.store.items(1)] == ["done", "done"]
@@ -121,7 +135,8 @@ def test_service_run_dispatches_and_guards_the_pods_headless(tmp_path: Path) -> 
     finally:
         if service.poll() is None:
             service.kill()
-        output = service.stdout.read() if service.stdout else ""
+        reader.join(10)
+        output = "".join(lines)
         listening.clear()
         listener.join(5)
         notify.close()
