@@ -153,6 +153,7 @@ def job_json(job: Job, now: float) -> dict[str, Any]:
         "eta_s": job.eta_s(now),
         "out_dir": job.out_dir,
         "note": job.note,
+        "queued_by": job.queued_by,
     }
 
 
@@ -184,6 +185,8 @@ def _line(job: Job, now: float) -> str:
         parts.append(f"ETA {duration_text(eta)}")
     if job.note:
         parts.append(printable(job.note))
+    if job.queued_by:
+        parts.append(f"by {printable(job.queued_by)}")
     return " · ".join(parts)
 
 

@@ -4,7 +4,10 @@ for the window, `up` and `queue run`."""
 from __future__ import annotations
 
 import asyncio
+import getpass
+import os
 import random
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -66,7 +69,7 @@ class FleetQueue:
             if problem:
                 raise QueueError(f"--out {spec.out_dir}: {problem}")
         items = expand(spec, self._rng)
-        job = self.store.add_job(spec, items, self.paths.out_root)
+        job = self.store.add_job(spec, items, self.paths.out_root, who_queues())
         return Added(job, len(items), self.lock.holder())
 
     def dispatcher(
@@ -128,3 +131,12 @@ def queue_has_work(store: QueueStore, dispatcher: Dispatcher | None, worker: str
         or worker.casefold() in {n.casefold() for n in names}
         for job in jobs
     )
+
+
+def who_queues() -> str:
+    """user@host: shown beside a job on every desktop that shares the queue."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # (no name for this uid, e.g. in a container)
+        user = f"uid {os.getuid()}" if hasattr(os, "getuid") else "someone"
+    return f"{user}@{socket.gethostname()}"

@@ -21,7 +21,7 @@ from app.core.names import file_stem
 from app.core.queue import ENDED, MAX_ATTEMPTS, OUT, ItemSpec, ItemState, JobSpec, workflow_key
 from app.core.workflow import Workflow
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: jobs say who queued them (queued_by)
 SQLITE_HEADER = b"SQLite format 3\x00"
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -37,7 +37,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     paused INTEGER NOT NULL DEFAULT 0,
     cancelled INTEGER NOT NULL DEFAULT 0,
     ended REAL,
-    note TEXT
+    note TEXT,
+    queued_by TEXT
 );
 CREATE TABLE IF NOT EXISTS items (
     id INTEGER PRIMARY KEY,
@@ -97,6 +98,7 @@ class Job:
     cancelled: bool
     ended: float | None
     note: str | None = None
+    queued_by: str | None = None  # user@host (None: queued before versions that said)
     counts: dict[ItemState, int] = field(default_factory=dict)
     first_sent: float | None = None
     last_finished: float | None = None
@@ -175,7 +177,12 @@ class QueueStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
-        if "meta" not in tables:
+        if self._meta("schema_version") == str(SCHEMA_VERSION):
+            return
+        with self._write() as db:  # new, or version 1 (its jobs' senders stay unknown)
+            columns = {r[1] for r in db.execute("PRAGMA table_info(jobs)")}
+            if "queued_by" not in columns:
+                db.execute("ALTER TABLE jobs ADD COLUMN queued_by TEXT")
             self._set_meta("schema_version", str(SCHEMA_VERSION))
 
     def _unusable(self, exc: BaseException) -> QueueStoreError:
@@ -220,12 +227,15 @@ class QueueStore:
 
     # jobs
 
-    def add_job(self, spec: JobSpec, items: Sequence[ItemSpec], root: Path) -> int:
-        """The job's images go to spec.out_dir, else to a folder of its own under `root`."""
+    def add_job(
+        self, spec: JobSpec, items: Sequence[ItemSpec], root: Path, queued_by: str | None = None
+    ) -> int:
+        """The job's images go to spec.out_dir, else to a folder of its own under `root`;
+        `queued_by`: who queues it (user@host)."""
         with self._write() as db:
             cursor = db.execute(
                 "INSERT INTO jobs (name, workflow, workflow_key, workers, priority, out_dir,"
-                " created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                " created, queued_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     spec.name,
                     json.dumps(spec.workflow),
@@ -234,6 +244,7 @@ class QueueStore:
                     spec.priority,
                     spec.out_dir or "",
                     time.time(),
+                    queued_by,
                 ),
             )
             job = int(cursor.lastrowid or 0)
@@ -269,7 +280,9 @@ class QueueStore:
             where = f"WHERE j.id IN ({','.join('?' * len(job_ids))})"
         rows = self._db.execute(
             "SELECT j.id, j.name, j.workflow_key, j.workers, j.priority, j.out_dir, j.created,"
-            " j.paused, j.cancelled, j.ended, j.note FROM jobs j " + where + " ORDER BY j.id",
+            " j.paused, j.cancelled, j.ended, j.note, j.queued_by FROM jobs j "
+            + where
+            + " ORDER BY j.id",
             tuple(job_ids or ()),
         ).fetchall()
         counts: dict[int, dict[ItemState, int]] = {}
@@ -301,7 +314,7 @@ class QueueStore:
         """The job without its items counted (cheap, for the dispatcher)."""
         row = self._db.execute(
             "SELECT id, name, workflow_key, workers, priority, out_dir, created, paused,"
-            " cancelled, ended, note FROM jobs WHERE id = ?",
+            " cancelled, ended, note, queued_by FROM jobs WHERE id = ?",
             (job,),
         ).fetchone()
         if row is None:
@@ -555,6 +568,7 @@ def _job(row: Sequence[Any], counts: dict[ItemState, int], times: tuple[Any, Any
         cancelled=bool(row[8]),
         ended=row[9],
         note=row[10],
+        queued_by=row[11],
         counts=counts,
         first_sent=times[0],
         last_finished=times[1],

@@ -45,7 +45,8 @@ from app.ui.history import KEEP, SAMPLE_S, Chart
 from app.ui.narrow import ColumnsThatFit, button_row
 from app.ui.rows_model import Index, RowsModel
 
-JOB_COLUMNS = ("Name", "Progress", "ETA", "State", "Job")  # what matters first: docks are narrow
+JOB_COLUMNS = ("Name", "Progress", "ETA", "State", "Job", "By")  # what matters first: docks
+# are narrow (the columns that do not fit are left out)
 ITEM_COLUMNS = ("Item", "Seed", "State", "On", "Why")
 MAX_CHARTS = 8
 
@@ -81,6 +82,7 @@ class JobsModel(RowsModel):
             "" if job.ended else duration_text(job.eta_s(self.now)),
             job.state + (f" · {failed} failed" if failed else ""),
             str(job.id),
+            job.queued_by or "",
         )[index.column()]
 
 

@@ -410,3 +410,22 @@ async def test_a_mixed_fleet_of_0364_and_038_runs_one_job(
         history = http_json(f"{sim.url}/history")
         assert sorted(history) == sorted(i.prompt_id for i in items if i.participant == name)
         assert history, name
+
+
+async def test_every_job_says_who_queued_it(tmp_path: Path) -> None:
+    """user@host beside each job, in `queue list` and its --json (a shared queue's readers see
+    whose job it is)."""
+    import getpass
+    import socket
+
+    from app.core.config import FleetConfig
+    from app.services.storage import ConfigStore
+
+    config = tmp_path / "fleet.json"
+    ConfigStore(config).save(FleetConfig())
+    assert cli_done(config, "queue", "add", str(NOMODEL), "--count", "2")[0] == 0
+    me = f"{getpass.getuser()}@{socket.gethostname()}"
+    code, out, _ = cli_done(config, "queue", "list")
+    assert code == 0 and out.rstrip().endswith(f"· by {me}")
+    code, out, _ = cli_done(config, "queue", "list", "--json")
+    assert json.loads(out)["jobs"][0]["queued_by"] == me
