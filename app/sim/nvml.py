@@ -50,8 +50,9 @@ class _Device:
     read_at: float = -math.inf
 
 
-class SimNvml:
-    """Module-shaped like `pynvml`, with its own error classes and constants."""
+class PynvmlNames:
+    """The error classes and constants of `pynvml` that a stand-in for it must have (the real
+    ones: what the reader catches is what NVML raises)."""
 
     NVMLError = pynvml.NVMLError
     NVMLError_LibraryNotFound = pynvml.NVMLError_LibraryNotFound
@@ -59,9 +60,12 @@ class SimNvml:
     NVMLError_NotSupported = pynvml.NVMLError_NotSupported
     NVMLError_FunctionNotFound = pynvml.NVMLError_FunctionNotFound
     NVMLError_GpuIsLost = pynvml.NVMLError_GpuIsLost
-    NVMLError_InvalidArgument = pynvml.NVMLError_InvalidArgument
     NVML_TEMPERATURE_GPU = pynvml.NVML_TEMPERATURE_GPU
     nvmlMemory_v2 = pynvml.nvmlMemory_v2
+
+
+class SimNvml(PynvmlNames):
+    """Module-shaped like `pynvml`."""
 
     def __init__(self, gpus: list[SimGpu]) -> None:
         self._devices = [_Device(gpu, index) for index, gpu in enumerate(gpus)]

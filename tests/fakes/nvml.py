@@ -12,6 +12,7 @@ from typing import Any
 
 import pynvml
 
+from app.sim.nvml import PynvmlNames
 from tests.conftest import RECORDINGS
 
 METRICS = {"utilization", "temperature", "power", "power_limit", "processes", "memory_v2"}
@@ -21,17 +22,8 @@ def _error(code: int) -> pynvml.NVMLError:
     return pynvml.NVMLError(code)
 
 
-class FakeNvml:
+class FakeNvml(PynvmlNames):
     """Module-shaped: the reader only touches attributes that pynvml has."""
-
-    NVMLError = pynvml.NVMLError
-    NVMLError_LibraryNotFound = pynvml.NVMLError_LibraryNotFound
-    NVMLError_DriverNotLoaded = pynvml.NVMLError_DriverNotLoaded
-    NVMLError_NotSupported = pynvml.NVMLError_NotSupported
-    NVMLError_FunctionNotFound = pynvml.NVMLError_FunctionNotFound
-    NVMLError_GpuIsLost = pynvml.NVMLError_GpuIsLost
-    NVML_TEMPERATURE_GPU = pynvml.NVML_TEMPERATURE_GPU
-    nvmlMemory_v2 = pynvml.nvmlMemory_v2
 
     def __init__(self, snapshot: dict[str, Any], unsupported: set[str] | None = None) -> None:
         self.snapshot = snapshot
