@@ -1,0 +1,149 @@
+"""The fleet with no window: the queue dispatched to the whole fleet, rented pods joining and
+leaving it, the cloud guards (idle, budget, elastic) — what `comfy-fleet service run` runs, so
+money stays protected while every desktop is closed. systemd is told how it goes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+
+import aiohttp
+
+from app.core.cloud import Pod
+from app.core.cloud_fleet import pod_id_of, with_pods
+from app.core.config import FleetConfig
+from app.core.errors import SecretStoreError
+from app.services.cloud_watch import CloudWatch
+from app.services.dispatcher import Dispatcher
+from app.services.job_service import JobService
+from app.services.paths import AppPaths
+from app.services.queue_service import (
+    FleetQueue,
+    QueueBusy,
+    QueuePaths,
+    queue_has_work,
+    queue_wait,
+)
+from app.services.runpod import API_KEY, RunpodClient
+from app.services.sd_notify import Notifier
+from app.services.secrets import SecretStore
+from app.services.storage import ConfigStore
+
+WHO = "comfy-fleet service"
+WAIT_S = 5.0  # how often a service that waits for the queue's lock tries again
+
+
+async def run_headless(
+    paths: AppPaths,
+    store: ConfigStore,
+    config: FleetConfig,
+    secrets: SecretStore,
+    stop: asyncio.Event,
+    say: Callable[[str], None],
+    notifier: Notifier,
+) -> None:
+    """Until `stop`; what it does is said in lines (`say`) and to systemd (`notifier`)."""
+    queue = FleetQueue(QueuePaths.under(paths.data_dir))
+    try:
+        key = secrets.get(API_KEY)
+    except SecretStoreError as exc:
+        key = None
+        say(f"cloud guards off: {exc}")
+    timeout = aiohttp.ClientTimeout(total=None, sock_connect=5)
+    notifier.notify("READY=1", "STATUS=starting")
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session:
+            dispatcher = await _when_free(queue, session, config, notifier, stop, say)
+            if dispatcher is None:
+                return  # stopped while another process dispatched
+            fleet = HeadlessFleet(queue, store, config, session, key, dispatcher, say)
+            say(f"{WHO}: {fleet.summary()}")
+            jobs = [dispatcher.run(stop), fleet.watch.run(stop), _alive(notifier, fleet, stop)]
+            await asyncio.gather(*jobs)
+    except Exception as exc:
+        notifier.notify(f"STATUS=failed: {exc}")
+        raise
+    finally:
+        notifier.notify("STOPPING=1")
+        queue.close()
+
+
+async def _when_free(
+    queue: FleetQueue,
+    session: aiohttp.ClientSession,
+    config: FleetConfig,
+    notifier: Notifier,
+    stop: asyncio.Event,
+    say: Callable[[str], None],
+) -> Dispatcher | None:
+    """The dispatcher once no other process dispatches the queue (it says who does, and keeps
+    the watchdog fed while it waits); None when stopped first."""
+    said = ""
+    while not stop.is_set():
+        try:
+            return queue.dispatcher(session, config, WHO)
+        except QueueBusy as exc:
+            if str(exc) != said:
+                said = str(exc)
+                say(f"waiting: {said}")
+            notifier.notify("WATCHDOG=1", f"STATUS=waiting: {said}")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), WAIT_S)
+    return None
+
+
+async def _alive(notifier: Notifier, fleet: HeadlessFleet, stop: asyncio.Event) -> None:
+    """The watchdog's ping while the loop runs, with the fleet in words."""
+    if notifier.watchdog_s is None:
+        return
+    while not stop.is_set():
+        notifier.notify("WATCHDOG=1", f"STATUS={fleet.summary()}")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), notifier.watchdog_s)
+
+
+class HeadlessFleet:
+    """The dispatcher over the configured fleet and the pods that join it."""
+
+    def __init__(
+        self,
+        queue: FleetQueue,
+        store: ConfigStore,
+        config: FleetConfig,
+        session: aiohttp.ClientSession,
+        key: str | None,
+        dispatcher: Dispatcher,
+        say: Callable[[str], None],
+    ) -> None:
+        self.queue, self.store, self.config, self.session = queue, store, config, session
+        self.dispatcher = dispatcher
+        self.watch = CloudWatch(
+            lambda: RunpodClient(session, key, self.config.cloud.runpod_api_url) if key else None,
+            lambda: self.config.cloud,
+            self._pods_seen,
+            self._has_work,
+            lambda text: say(f"cloud: {text}"),
+            queue_wait=lambda: queue_wait(queue.store, time.time()),
+        )
+
+    def summary(self) -> str:
+        waiting, _ = queue_wait(self.queue.store, time.time())
+        lanes = self.dispatcher.status()
+        pods = f", {len(self.watch.pods)} pod(s)" if self.watch.pods else ""
+        online = sum(lane.online for lane in lanes)
+        return f"{online}/{len(lanes)} participant(s) online, {waiting} waiting{pods}"
+
+    def _pods_seen(self, pods: list[Pod]) -> None:
+        joined = with_pods(self.config, pods, self.config.cloud.runpod_proxy)
+        if joined is self.config:
+            return
+        self.config = joined
+        self.store.save(joined)  # (the window shows them too when it opens)
+        master, workers = JobService(self.session, joined).participants()
+        self.dispatcher.set_participants([master, *workers])
+
+    def _has_work(self, pod: Pod) -> bool:
+        worker = next((w for w in self.config.workers if pod_id_of(w) == pod.id), None)
+        return worker is not None and queue_has_work(self.queue.store, self.dispatcher, worker.name)
