@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import plistlib
 import sys
@@ -29,6 +30,7 @@ from app.services.sd_notify import Notifier
 from app.services.secrets import SecretStore
 from app.services.storage import ConfigStore
 
+log = logging.getLogger(__name__)
 PLATFORMS = ("linux", "darwin", "win32")
 
 
@@ -110,6 +112,7 @@ def _run(paths: AppPaths, store: ConfigStore, config: FleetConfig) -> int:
     try:
         asyncio.run(serve())
     except Exception as exc:
+        log.exception("the service failed")  # (the traceback, in the log file)
         print(f"{SERVICE} service failed: {exc}", file=sys.stderr, flush=True)
         return EXIT_FAILURE
     print(f"{SERVICE} service stopped", flush=True)

@@ -17,6 +17,11 @@ def pod_id_of(worker: WorkerConfig) -> str | None:
     return worker.distributed_id.removeprefix(POD_ID_PREFIX) if is_pod(worker) else None
 
 
+def worker_of_pod(config: FleetConfig, pod: Pod) -> WorkerConfig | None:
+    """The worker a pod joined the fleet as (None while it has not)."""
+    return next((w for w in config.workers if pod_id_of(w) == pod.id), None)
+
+
 def is_pod(worker: WorkerConfig) -> bool:
     return worker.distributed_id.startswith(POD_ID_PREFIX)
 

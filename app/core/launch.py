@@ -154,21 +154,15 @@ def install_choices(
         if any(c.folder == folder for c in choices) or not exists(folder / "main.py"):
             continue
         python = choose_python(folder, None, current_python, exists)
-        if why == DESKTOP_APP:
-            venv = _desktop_python(PurePath(desktop_base), exists) if desktop_base else None
-            if venv is not None:
-                python = Found(venv, "ComfyUI Desktop's .venv in its base path")
-            choices.append(InstallChoice(folder, python, why, DESKTOP_PORT))
-        else:
+        if why != DESKTOP_APP:
             choices.append(InstallChoice(folder, python, why))
+            continue
+        if desktop_base:  # Desktop's Python is in its base path, not beside its ComfyUI
+            venv = choose_python(PurePath(desktop_base), None, current_python, exists).path
+            if venv != PurePath(current_python):
+                python = Found(venv, "ComfyUI Desktop's .venv in its base path")
+        choices.append(InstallChoice(folder, python, why, DESKTOP_PORT))
     return choices
-
-
-def _desktop_python(base: PurePath, exists: Exists) -> PurePath | None:
-    for relative in (".venv/bin/python", ".venv/Scripts/python.exe"):
-        if exists(base / relative):
-            return base / relative
-    return None
 
 
 def propose_setup(

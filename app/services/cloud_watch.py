@@ -5,7 +5,6 @@ stopped once today's spend reaches the daily budget. Each decision is said in wo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -14,6 +13,7 @@ from datetime import UTC, datetime
 from app.core.cloud import CloudSettings, Pod, money
 from app.core.errors import ComfyFleetError
 from app.services.runpod import RunpodClient
+from app.services.tasks import wait_or_stop
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,7 @@ class CloudWatch:
             except Exception as exc:  # the watch goes on; what went wrong is said
                 log.exception("reading the pods failed")
                 self.problem = f"reading the pods failed: {exc}"
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self._settings().poll_s)
+            await wait_or_stop(stop, self._settings().poll_s)
 
     async def tick(self) -> None:
         client = self._client()

@@ -5,14 +5,13 @@ money stays protected while every desktop is closed. systemd is told how it goes
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 
 import aiohttp
 
 from app.core.cloud import Pod
-from app.core.cloud_fleet import pod_id_of, with_pods
+from app.core.cloud_fleet import with_pods, worker_of_pod
 from app.core.config import FleetConfig
 from app.core.errors import SecretStoreError
 from app.services.cloud_watch import CloudWatch
@@ -30,6 +29,7 @@ from app.services.runpod import API_KEY, RunpodClient
 from app.services.sd_notify import Notifier
 from app.services.secrets import SecretStore
 from app.services.storage import ConfigStore
+from app.services.tasks import wait_or_stop
 
 WHO = "comfy-fleet service"
 WAIT_S = 5.0  # how often a service that waits for the queue's lock tries again
@@ -89,8 +89,7 @@ async def _when_free(
                 said = str(exc)
                 say(f"waiting: {said}")
             notifier.notify("WATCHDOG=1", f"STATUS=waiting: {said}")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), WAIT_S)
+        await wait_or_stop(stop, WAIT_S)
     return None
 
 
@@ -100,8 +99,7 @@ async def _alive(notifier: Notifier, fleet: HeadlessFleet, stop: asyncio.Event) 
         return
     while not stop.is_set():
         notifier.notify("WATCHDOG=1", f"STATUS={fleet.summary()}")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), notifier.watchdog_s)
+        await wait_or_stop(stop, notifier.watchdog_s)
 
 
 class HeadlessFleet:
@@ -125,11 +123,11 @@ class HeadlessFleet:
             self._pods_seen,
             self._has_work,
             lambda text: say(f"cloud: {text}"),
-            queue_wait=lambda: queue_wait(queue.store, time.time()),
+            queue_wait=lambda: queue_wait(queue.store.jobs(), time.time()),
         )
 
     def summary(self) -> str:
-        waiting, _ = queue_wait(self.queue.store, time.time())
+        waiting, _ = queue_wait(self.queue.store.jobs(), time.time())
         lanes = self.dispatcher.status()
         pods = f", {len(self.watch.pods)} pod(s)" if self.watch.pods else ""
         online = sum(lane.online for lane in lanes)
@@ -145,5 +143,5 @@ class HeadlessFleet:
         self.dispatcher.set_participants([master, *workers])
 
     def _has_work(self, pod: Pod) -> bool:
-        worker = next((w for w in self.config.workers if pod_id_of(w) == pod.id), None)
+        worker = worker_of_pod(self.config, pod)
         return worker is not None and queue_has_work(self.queue.store, self.dispatcher, worker.name)

@@ -9,7 +9,7 @@ import os
 import random
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +20,7 @@ from app.core.errors import ComfyFleetError
 from app.core.queue import ItemState, JobSpec, QueueError, check_job, expand
 from app.services.dispatcher import Dispatcher
 from app.services.job_service import JobService
-from app.services.queue_store import DispatcherLock, QueueStore
+from app.services.queue_store import DispatcherLock, Job, QueueStore
 from app.services.storage import unwritable
 from app.services.tasks import FailureListener
 
@@ -112,12 +112,12 @@ async def dispatch_until(
             queue.lock.release()
 
 
-def queue_wait(store: QueueStore, now: float) -> tuple[int, float | None]:
-    """Items waiting in the queue, and the seconds until the last job is expected done (what
-    the elastic policy looks at)."""
-    jobs = [j for j in store.jobs() if not j.ended]
-    etas = [e for j in jobs if (e := j.eta_s(now)) is not None]
-    return sum(j.count(ItemState.QUEUED) for j in jobs), max(etas, default=None)
+def queue_wait(jobs: Sequence[Job], now: float) -> tuple[int, float | None]:
+    """Items waiting in the queue's `jobs`, and the seconds until the last one is expected done
+    (what the elastic policy looks at)."""
+    running = [j for j in jobs if not j.ended]
+    etas = [e for j in running if (e := j.eta_s(now)) is not None]
+    return sum(j.count(ItemState.QUEUED) for j in running), max(etas, default=None)
 
 
 def queue_has_work(store: QueueStore, dispatcher: Dispatcher | None, worker: str) -> bool:

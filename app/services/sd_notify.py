@@ -19,10 +19,6 @@ class Notifier:
         # pinged at half the interval, as systemd advises
         self.watchdog_s = int(usec) / 2e6 if usec.isdigit() and int(usec) and mine else None
 
-    @property
-    def active(self) -> bool:
-        return bool(self.address)
-
     def notify(self, *fields: str) -> bool:
         """Send `fields` (e.g. "READY=1", "STATUS=…"); False when there is nobody to tell."""
         if not self.address:

@@ -62,9 +62,10 @@ class SecretStore:
         if handed is not None:
             return handed[0]
         try:
-            return "keyring" if self.get(name) else "not set"
-        except SecretStoreError:
+            stored = self._keyring().get_password(self._service, name)
+        except (SecretStoreError, *_UNAVAILABLE):
             return "not set (the keyring cannot be read here)"
+        return "keyring" if stored else "not set"
 
     def _handed_over(self, name: str) -> tuple[str, str] | None:
         variable = outside_name(name)

@@ -4,6 +4,7 @@ unseen (a failure is logged and handed to whoever shows it)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
@@ -45,3 +46,9 @@ class OwnedTasks:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def wait_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    """`seconds`, or less when `stop` is set meanwhile (a loop's pause that a stop cuts short)."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)

@@ -307,7 +307,7 @@ class DesktopApp:
         self.window.add_panel(dock, "Cloud", "Ctrl+Shift+C")
 
     def _queue_wait(self) -> tuple[int, float | None]:
-        return queue_wait(self.queue.store, time.time())
+        return queue_wait(self.queue_panel.jobs.jobs, time.time())  # (as the panel last read)
 
     def _show_cloud_cost(self, text: str) -> None:
         if self.tray is not None:

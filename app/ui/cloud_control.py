@@ -11,7 +11,7 @@ from typing import Any
 import aiohttp
 
 from app.core.cloud import Pod, PodRecipe, money
-from app.core.cloud_fleet import pod_id_of, with_pods
+from app.core.cloud_fleet import with_pods, worker_of_pod
 from app.core.errors import ComfyFleetError, SecretStoreError
 from app.services.cloud_watch import CloudWatch
 from app.services.runpod import API_KEY, GpuType, RunpodClient
@@ -87,7 +87,7 @@ class CloudControl:
         self.show()
 
     def _has_work(self, pod: Pod) -> bool:
-        worker = next((w for w in self._keeper.config.workers if pod_id_of(w) == pod.id), None)
+        worker = worker_of_pod(self._keeper.config, pod)
         return worker is not None and self._worker_has_work(worker.name)
 
     def billing(self) -> list[Pod]:

@@ -343,7 +343,7 @@ class SetupDialog(QDialog):
             running = choice.desktop_port in self._answering
             notes.append(
                 f"ComfyUI Desktop serves its ComfyUI on port {choice.desktop_port}"
-                + (" (it answers now)" if running else " while it is open")
+                + (" (something listens there now)" if running else " while it is open")
                 + ": connect to it as the master, or let ComfyFleet launch one on another port."
             )
         if not self._gpus:
@@ -390,7 +390,8 @@ class SetupDialog(QDialog):
 
 
 def _connects(choice: InstallChoice | None, answering: frozenset[int]) -> bool:
-    """ComfyUI Desktop's install: its own server is the master when it answers."""
+    """ComfyUI Desktop's install: its server is the master while something listens on its port
+    (the table then says whether that is ComfyUI)."""
     return choice is not None and choice.desktop_port in answering
 
 

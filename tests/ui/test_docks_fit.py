@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 from PySide6.QtCore import QPoint, Qt
-from PySide6.QtWidgets import QApplication, QDockWidget, QPushButton, QTableView
+from PySide6.QtWidgets import QDockWidget, QPushButton, QTableView
 from pytestqt.qtbot import QtBot
 
 from app.ui.application import DesktopApp
@@ -65,4 +65,3 @@ def test_columns_come_back_when_the_dock_is_widened(desktop: DesktopApp, qtbot: 
     qtbot.waitUntil(lambda: header.isSectionHidden(header.count() - 1))
     window.resizeDocks([dock], [700], Qt.Orientation.Horizontal)
     qtbot.waitUntil(lambda: not any(header.isSectionHidden(c) for c in range(header.count())))
-    QApplication.processEvents()

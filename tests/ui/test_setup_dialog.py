@@ -106,7 +106,7 @@ def test_comfyui_desktop_answering_on_8000_becomes_the_master(
     desktop, git = desktop_install(tmp_path), git_install(tmp_path)
     dialog = SetupDialog(FleetConfig(), GPUS, [desktop, git], answering=frozenset({DESKTOP_PORT}))
     assert dialog.form.running.isChecked() and dialog.form.port.value() == DESKTOP_PORT
-    assert "port 8000 (it answers now)" in dialog.note.text()
+    assert "port 8000 (something listens there now)" in dialog.note.text()
     dialog.accept()
     config = dialog.result_config
     assert config is not None and not config.master.launched_by_app
