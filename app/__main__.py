@@ -34,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
         setup_logging(paths.app_log, args.verbose)
         from app.ui.application import run_app  # Qt loads only for the desktop app
 
-        return run_app(paths, demo_workers=args.workers if args.command == "demo" else None)
+        demo = args.workers if args.command == "demo" else None
+        return run_app(paths, demo_workers=demo, queue_url=args.queue_url)
     return run(args)
 
 

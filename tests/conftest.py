@@ -10,9 +10,11 @@ from pathlib import Path
 import psutil
 import pytest
 
+from app.core.queue_url import QUEUE_URL_ENV
 from app.sim.fleet import SimInstance, start_sim
 from tests.integration.runpod_helpers import SimRunpod
 from tests.netguard_site import netguard
+from tests.pg_server import NO_SERVER, PgServer, server_programs
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "tests" / "data"
@@ -121,6 +123,7 @@ def isolated_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         monkeypatch.setenv(name, str(home / name.lower()))
     monkeypatch.delenv("COMFY_FLEET_CONFIG", raising=False)
     monkeypatch.delenv("COMFYFLEET_SIM_FAULTS", raising=False)
+    monkeypatch.delenv(QUEUE_URL_ENV, raising=False)  # (a team's queue is never a test's)
     for name in ("RUNPOD_API_KEY", "HF_TOKEN", "CIVITAI_TOKEN", "TUNNEL_TOKEN"):
         monkeypatch.delenv(name, raising=False)  # (a secret handed over outside the keyring)
     monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
@@ -155,3 +158,21 @@ def runpod() -> Iterator[SimRunpod]:
     from tests.integration.runpod_helpers import simulated_runpod
 
     yield from simulated_runpod()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One PostgreSQL server for the session (each test gets a database of its own)."""
+    programs = server_programs()
+    if programs is None:
+        pytest.skip(NO_SERVER)
+    server = PgServer(programs)
+    server.start()
+    yield server
+    server.remove()
+
+
+@pytest.fixture
+def pg_url(pg_server: PgServer) -> str:
+    """A new, empty database on the session's server."""
+    return pg_server.new_database()

@@ -18,6 +18,7 @@ from app.cli.supervise import down_command, logs_command, propose_command, up_co
 from app.cli.tunnel import add_tunnel_commands, tunnel_command
 from app.cli.workflow import add_workflow_commands, workflow_command
 from app.core.errors import ComfyFleetError, ConfigError
+from app.core.queue_url import QUEUE_URL_ENV
 from app.services.launch_plan import state_file
 from app.services.paths import AppPaths, resolve_paths
 
@@ -29,6 +30,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--config", metavar="PATH", help="config file (env COMFY_FLEET_CONFIG)")
+    parser.add_argument(
+        "--queue-url",
+        metavar="URL",
+        help="the fleet queue on a PostgreSQL server (postgresql://user@host/db; env"
+        f" {QUEUE_URL_ENV}, setting app.queue_url); without one, the local file",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug details")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     add_settings_commands(commands)

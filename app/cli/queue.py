@@ -27,7 +27,7 @@ from app.core.queue import (
 )
 from app.services.dispatcher import Dispatcher
 from app.services.paths import AppPaths
-from app.services.queue_service import FleetQueue, QueuePaths, dispatch_until
+from app.services.queue_service import FleetQueue, dispatch_until, open_fleet_queue
 from app.services.queue_store import Job
 from app.services.workflow_source import node_list_if_known
 
@@ -76,7 +76,7 @@ def add_queue_commands(commands: Any) -> None:
 
 
 def queue_command(args: argparse.Namespace, paths: AppPaths, config: FleetConfig) -> int:
-    queue = FleetQueue(QueuePaths.under(paths.data_dir))
+    queue = open_fleet_queue(paths, config, args.queue_url)
     try:
         verb = {
             "add": _add,
@@ -296,12 +296,16 @@ def _run(args: argparse.Namespace, queue: FleetQueue, config: FleetConfig) -> in
         print(f"dispatching the queue to {count} participant(s); Ctrl-C stops", flush=True)
         watch = asyncio.ensure_future(_say_unreachable(dispatchers))
         try:
-            await dispatch_until(queue, config, "`comfy-fleet queue run`", stop, report)
+            await dispatch_until(queue, config, "`comfy-fleet queue run`", stop, report, _say)
         finally:
             watch.cancel()
 
     asyncio.run(dispatch())
     return EXIT_OK
+
+
+def _say(text: str) -> None:
+    print(printable(text), flush=True)
 
 
 async def _say_unreachable(dispatchers: list[Dispatcher]) -> None:

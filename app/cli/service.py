@@ -15,6 +15,7 @@ from typing import Any
 from app.cli.common import EXIT_FAILURE, EXIT_OK, UsageError
 from app.cli.jobs import stop_on_signals
 from app.core.config import FleetConfig
+from app.core.queue_url import check_queue_url
 from app.core.service_files import (
     AGENT_LABEL,
     SERVICE,
@@ -60,7 +61,7 @@ def service_command(
 ) -> int:
     if args.verb == "install":
         return _install(args, paths)
-    return _run(paths, store, config)
+    return _run(paths, store, config, args.queue_url)
 
 
 def _install(args: argparse.Namespace, paths: AppPaths) -> int:
@@ -74,6 +75,8 @@ def _install(args: argparse.Namespace, paths: AppPaths) -> int:
     if credentials and args.platform != "linux":
         raise UsageError("--credential: only systemd hands credentials over (Linux)")
     command = [*launch_command(), "--config", str(paths.config_file)]
+    if args.queue_url:  # (checked: it holds no password)
+        command += ["--queue-url", check_queue_url(args.queue_url, "--queue-url")]
     home = Path.home()
     if args.platform == "linux":
         config_home = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
@@ -102,12 +105,14 @@ def _write(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
-def _run(paths: AppPaths, store: ConfigStore, config: FleetConfig) -> int:
+def _run(paths: AppPaths, store: ConfigStore, config: FleetConfig, queue_url: str | None) -> int:
     async def serve() -> None:
         def say(line: str) -> None:
             print(line, flush=True)  # (under systemd: the journal)
 
-        await run_headless(paths, store, config, SecretStore(), stop_on_signals(), say, Notifier())
+        await run_headless(
+            paths, store, config, SecretStore(), stop_on_signals(), say, Notifier(), queue_url
+        )
 
     try:
         asyncio.run(serve())

@@ -21,14 +21,14 @@ from app.services.gpus import GpuReader
 from app.services.launch_plan import make_supervisor, plan_launches, state_file
 from app.services.paths import AppPaths
 from app.services.processes import ProcessId, interrupt, kill_tree, wait_gone
-from app.services.queue_service import FleetQueue, QueueBusy, QueuePaths, dispatch_until
+from app.services.queue_service import dispatch_until, open_fleet_queue
 from app.services.storage import ConfigStore
 from app.services.supervisor import InstanceStatus, read_state
 
 
 def up_command(args: argparse.Namespace, config: FleetConfig, paths: AppPaths) -> int:
     try:
-        return asyncio.run(_up(config, paths, args.names, args.allow_shared_gpu))
+        return asyncio.run(_up(config, paths, args.names, args.allow_shared_gpu, args.queue_url))
     except KeyboardInterrupt:
         return 0
 
@@ -47,7 +47,9 @@ def _print_status(status: InstanceStatus) -> None:
     )
 
 
-async def _up(config: FleetConfig, paths: AppPaths, names: list[str], shared: bool) -> int:
+async def _up(
+    config: FleetConfig, paths: AppPaths, names: list[str], shared: bool, queue_url: str | None
+) -> int:
     gpus = await asyncio.to_thread(GpuReader().read)
     plan = plan_launches(config, paths.data_dir, gpus)
     for note in plan.notes:
@@ -79,7 +81,7 @@ async def _up(config: FleetConfig, paths: AppPaths, names: list[str], shared: bo
                 print(f"{name}: {exc}", file=sys.stderr, flush=True)
         if failed and failed == len(chosen):
             return 1
-        await _serve_queue(config, paths)
+        await _serve_queue(config, paths, queue_url)
         print("stopping…", flush=True)
     finally:
         await supervisor.stop_all()
@@ -87,19 +89,23 @@ async def _up(config: FleetConfig, paths: AppPaths, names: list[str], shared: bo
     return 1 if failed else 0
 
 
-async def _serve_queue(config: FleetConfig, paths: AppPaths) -> None:
-    """Until a signal: `up` also dispatches the fleet queue, unless another process does."""
+async def _serve_queue(config: FleetConfig, paths: AppPaths, queue_url: str | None) -> None:
+    """Until a signal: `up` also dispatches the fleet queue (once no other process does)."""
     stop = asyncio.Event()
-    queue = FleetQueue(QueuePaths.under(paths.data_dir))
+    queue = open_fleet_queue(paths, config, queue_url)
     try:
-        dispatching = asyncio.ensure_future(dispatch_until(queue, config, "`comfy-fleet up`", stop))
+        dispatching = asyncio.ensure_future(
+            dispatch_until(
+                queue, config, "`comfy-fleet up`", stop, say=lambda t: print(f"queue: {t}")
+            )
+        )
         signalled = asyncio.ensure_future(until_signal())
         await asyncio.wait({dispatching, signalled}, return_when=asyncio.FIRST_COMPLETED)
-        if dispatching.done() and isinstance(dispatching.exception(), QueueBusy):
+        if dispatching.done() and dispatching.exception() is not None:
             print(f"queue: not dispatched here: {dispatching.exception()}", flush=True)
         await signalled
         stop.set()
-        with contextlib.suppress(QueueBusy):
+        with contextlib.suppress(ComfyFleetError):
             await dispatching
     finally:
         queue.close()

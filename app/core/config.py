@@ -9,6 +9,7 @@ from enum import StrEnum
 from app.core.cloud import CloudSettings
 from app.core.errors import ConfigError
 from app.core.net import CLOUD_HTTPS_PORT, base_url, is_loopback, validate_host
+from app.core.queue_url import QueueUrlError, check_queue_url
 
 SCHEMA_VERSION = 1
 LOOPBACK = "127.0.0.1"
@@ -116,6 +117,7 @@ class AppSettings:
     notify_worker_down: bool = True
     notify_worker_up: bool = True
     theme: str = "system"  # or "light" / "dark": "system" follows the desktop's scheme
+    queue_url: str | None = None  # a PostgreSQL server shared by a team; None: the local file
 
     def notifies(self, event: Notice) -> bool:
         return bool(getattr(self, f"notify_{event.value}"))
@@ -213,6 +215,11 @@ def validate_config(config: FleetConfig) -> None:
             local_ports[worker.port] = f"worker {worker.name!r}"
     for tunnel in config.tunnel.named:
         validate_host(tunnel.hostname, f"tunnel {tunnel.name!r} hostname")
+    if config.app.queue_url is not None:
+        try:
+            check_queue_url(config.app.queue_url, "app.queue_url")
+        except QueueUrlError as exc:
+            raise ConfigError("app.queue_url", str(exc).split(": ", 1)[1]) from None
     if config.app.theme not in THEMES:
         raise ConfigError("app.theme", f"{config.app.theme!r} is not one of {', '.join(THEMES)}")
     if config.app.poll_interval_s <= 0 or config.app.ready_timeout_s <= 0:

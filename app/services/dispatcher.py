@@ -37,7 +37,7 @@ from app.services.queue_lane import (
     took_s,
 )
 from app.services.queue_manifest import write_manifest
-from app.services.queue_store import Item, Job, QueueStore
+from app.services.queue_store import Item, Job, QueueDb
 from app.services.tasks import FailureListener, OwnedTasks
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class LaneStatus:
 class Dispatcher:
     def __init__(
         self,
-        store: QueueStore,
+        store: QueueDb,
         session: aiohttp.ClientSession,
         participants: Sequence[Participant],
         preflight: Preflight | None = None,
@@ -273,7 +273,8 @@ class Dispatcher:
 
     def _send(self, lane: Lane, item: Item) -> None:
         prompt_id = str(uuid.uuid4())
-        self.store.sent(item.id, lane.name, prompt_id)  # first: a crash now loses nothing
+        if not self.store.sent(item.id, lane.name, prompt_id):  # first: a crash loses nothing
+            return  # (cancelled from another desktop meanwhile)
         lane.out[prompt_id] = item
         self._tasks.spawn(self._post(lane, item, prompt_id), f"sending to {lane.name}")
 

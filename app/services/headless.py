@@ -20,11 +20,13 @@ from app.services.job_service import JobService
 from app.services.paths import AppPaths
 from app.services.queue_service import (
     FleetQueue,
-    QueueBusy,
-    QueuePaths,
+    open_fleet_queue,
     queue_has_work,
     queue_wait,
+    run_while_held,
+    when_free,
 )
+from app.services.queue_store import LeaseLost
 from app.services.runpod import API_KEY, RunpodClient
 from app.services.sd_notify import Notifier
 from app.services.secrets import SecretStore
@@ -32,7 +34,7 @@ from app.services.storage import ConfigStore
 from app.services.tasks import wait_or_stop
 
 WHO = "comfy-fleet service"
-WAIT_S = 5.0  # how often a service that waits for the queue's lock tries again
+SUMMARY_S = 5.0  # how often the status systemd shows is brought up to date
 
 
 async def run_headless(
@@ -43,63 +45,67 @@ async def run_headless(
     stop: asyncio.Event,
     say: Callable[[str], None],
     notifier: Notifier,
+    queue_url: str | None = None,
 ) -> None:
-    """Until `stop`; what it does is said in lines (`say`) and to systemd (`notifier`)."""
-    queue = FleetQueue(QueuePaths.under(paths.data_dir))
+    """Until `stop`; what it does is said in lines (`say`) and to systemd (`notifier`). While
+    another process (on any machine) dispatches the queue it waits, and takes over when that
+    one ends or dies."""
+    queue = open_fleet_queue(paths, config, queue_url)
     try:
         key = secrets.get(API_KEY)
     except SecretStoreError as exc:
         key = None
         say(f"cloud guards off: {exc}")
     timeout = aiohttp.ClientTimeout(total=None, sock_connect=5)
+    status = ["starting"]
+
+    def waiting(text: str) -> None:
+        status[0] = f"waiting: {text}"
+        say(status[0])
+        notifier.notify(f"STATUS={status[0]}")
+
     notifier.notify("READY=1", "STATUS=starting")
+    alive = asyncio.ensure_future(_alive(notifier, lambda: status[0], stop))
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            dispatcher = await _when_free(queue, session, config, notifier, stop, say)
-            if dispatcher is None:
-                return  # stopped while another process dispatched
-            fleet = HeadlessFleet(queue, store, config, session, key, dispatcher, say)
-            say(f"{WHO}: {fleet.summary()}")
-            jobs = [dispatcher.run(stop), fleet.watch.run(stop), _alive(notifier, fleet, stop)]
-            await asyncio.gather(*jobs)
+            while not stop.is_set():
+                dispatcher = await when_free(queue, session, config, WHO, stop, waiting)
+                if dispatcher is None:
+                    return  # stopped while another process dispatched
+                fleet = HeadlessFleet(queue, store, config, session, key, dispatcher, say)
+                status[0] = fleet.summary()
+                say(f"{WHO}: {status[0]}")
+                try:
+                    async with asyncio.TaskGroup() as group:
+                        group.create_task(run_while_held(queue, dispatcher, stop))
+                        group.create_task(fleet.watch.run(stop))
+                        group.create_task(_summarise(fleet, status, stop))
+                except* LeaseLost as lost:
+                    say(f"{lost.exceptions[0]}; waiting to dispatch again")
+                finally:
+                    queue.lock.release()
     except Exception as exc:
         notifier.notify(f"STATUS=failed: {exc}")
         raise
     finally:
+        alive.cancel()
         notifier.notify("STOPPING=1")
         queue.close()
 
 
-async def _when_free(
-    queue: FleetQueue,
-    session: aiohttp.ClientSession,
-    config: FleetConfig,
-    notifier: Notifier,
-    stop: asyncio.Event,
-    say: Callable[[str], None],
-) -> Dispatcher | None:
-    """The dispatcher once no other process dispatches the queue (it says who does, and keeps
-    the watchdog fed while it waits); None when stopped first."""
-    said = ""
-    while not stop.is_set():
-        try:
-            return queue.dispatcher(session, config, WHO)
-        except QueueBusy as exc:
-            if str(exc) != said:
-                said = str(exc)
-                say(f"waiting: {said}")
-            notifier.notify("WATCHDOG=1", f"STATUS=waiting: {said}")
-        await wait_or_stop(stop, WAIT_S)
-    return None
-
-
-async def _alive(notifier: Notifier, fleet: HeadlessFleet, stop: asyncio.Event) -> None:
-    """The watchdog's ping while the loop runs, with the fleet in words."""
+async def _alive(notifier: Notifier, status: Callable[[], str], stop: asyncio.Event) -> None:
+    """The watchdog's ping while the loop runs (waiting or dispatching), with the fleet in words."""
     if notifier.watchdog_s is None:
         return
     while not stop.is_set():
-        notifier.notify("WATCHDOG=1", f"STATUS={fleet.summary()}")
+        notifier.notify("WATCHDOG=1", f"STATUS={status()}")
         await wait_or_stop(stop, notifier.watchdog_s)
+
+
+async def _summarise(fleet: HeadlessFleet, status: list[str], stop: asyncio.Event) -> None:
+    while not stop.is_set():
+        status[0] = fleet.summary()
+        await wait_or_stop(stop, SUMMARY_S)
 
 
 class HeadlessFleet:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from app.services.queue_store import Job, QueueStore
+from app.services.queue_store import Job, QueueDb
 from app.services.storage import atomic_write_text
 
 
@@ -14,7 +14,7 @@ def manifest_path(job: Job) -> Path:
     return Path(job.out_dir) / f"job-{job.id:05}.manifest.json"
 
 
-def manifest(store: QueueStore, job: Job) -> dict[str, Any]:
+def manifest(store: QueueDb, job: Job) -> dict[str, Any]:
     return {
         "job": job.id,
         "name": job.name,
@@ -41,7 +41,7 @@ def manifest(store: QueueStore, job: Job) -> dict[str, Any]:
     }
 
 
-def write_manifest(store: QueueStore, job: Job) -> Path:
+def write_manifest(store: QueueDb, job: Job) -> Path:
     path = manifest_path(job)
     atomic_write_text(path, json.dumps(manifest(store, job), indent=2) + "\n")
     return path

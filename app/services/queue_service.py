@@ -4,27 +4,33 @@ for the window, `up` and `queue run`."""
 from __future__ import annotations
 
 import asyncio
-import getpass
 import os
 import random
-import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import aiohttp
 
 from app.core.config import FleetConfig
 from app.core.errors import ComfyFleetError
 from app.core.queue import ItemState, JobSpec, QueueError, check_job, expand
+from app.core.queue_url import QUEUE_URL_ENV, chosen_queue_url
 from app.services.dispatcher import Dispatcher
+from app.services.host import user_at_host
 from app.services.job_service import JobService
-from app.services.queue_store import DispatcherLock, Job, QueueStore
+from app.services.paths import AppPaths
+from app.services.queue_lock import DispatcherLock
+from app.services.queue_pg import PgQueueStore
+from app.services.queue_store import Job, LeaseLost, QueueDb, QueueStore
 from app.services.storage import unwritable
-from app.services.tasks import FailureListener
+from app.services.tasks import FailureListener, wait_or_stop
 
+WAIT_S = 5.0  # the longest a process waiting for the queue's lock waits before it tries again
 KEEP_DAYS = 30.0  # ended jobs leave the DB after this long (their files stay)
+HELD_CHECK_S = 0.5  # how often a dispatcher looks whether its lease is still its own
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,21 @@ class QueueBusy(ComfyFleetError):
     """Another process dispatches this queue."""
 
 
+class DispatchLock(Protocol):
+    """Who may dispatch: a file lock for the SQLite queue, a lease for a server's."""
+
+    @property
+    def held(self) -> bool: ...
+
+    def acquire(self, who: str) -> bool: ...
+
+    def holder(self) -> str | None: ...
+
+    def free_in(self) -> float: ...
+
+    def release(self) -> None: ...
+
+
 @dataclass(frozen=True)
 class Added:
     job: int
@@ -50,10 +71,20 @@ class Added:
 
 
 class FleetQueue:
-    def __init__(self, paths: QueuePaths, rng: random.Random | None = None) -> None:
+    """The queue in `paths.db`, or on the PostgreSQL server at `url` (shared by a team)."""
+
+    def __init__(
+        self, paths: QueuePaths, rng: random.Random | None = None, url: str | None = None
+    ) -> None:
         self.paths = paths
-        self.store = QueueStore(paths.db)
-        self.lock = DispatcherLock(paths.lock)
+        self.store: QueueDb
+        self.lock: DispatchLock
+        if url:
+            self.store = pg = PgQueueStore(url)
+            self.lock = pg.dispatcher_lease()
+        else:
+            self.store = QueueStore(paths.db)
+            self.lock = DispatcherLock(paths.lock)
         self._rng = rng
 
     def close(self) -> None:
@@ -69,7 +100,7 @@ class FleetQueue:
             if problem:
                 raise QueueError(f"--out {spec.out_dir}: {problem}")
         items = expand(spec, self._rng)
-        job = self.store.add_job(spec, items, self.paths.out_root, who_queues())
+        job = self.store.add_job(spec, items, self.paths.out_root, user_at_host())
         return Added(job, len(items), self.lock.holder())
 
     def dispatcher(
@@ -91,25 +122,103 @@ class FleetQueue:
         )
 
 
+async def when_free(
+    queue: FleetQueue,
+    session: aiohttp.ClientSession,
+    config: FleetConfig,
+    who: str,
+    stop: asyncio.Event,
+    waiting: Callable[[str], None],
+    on_failure: FailureListener | None = None,
+) -> Dispatcher | None:
+    """The dispatcher once no other process (on any machine) dispatches the queue; until then
+    `waiting` hears who does, when that changes. None when stopped first."""
+    said = ""
+    while not stop.is_set():
+        try:
+            return queue.dispatcher(session, config, who, on_failure)
+        except QueueBusy as exc:
+            if str(exc) != said:
+                said = str(exc)
+                waiting(said)
+        seen = queue.store.data_version()
+        pause = min(max(queue.lock.free_in(), 0.2), WAIT_S)
+        while pause > 0 and not stop.is_set() and queue.store.data_version() == seen:
+            await wait_or_stop(stop, min(pause, HELD_CHECK_S))  # (a lease given back: at once)
+            pause -= HELD_CHECK_S
+    return None
+
+
+async def run_while_held(queue: FleetQueue, dispatcher: Dispatcher, stop: asyncio.Event) -> None:
+    """Dispatch until `stop`; LeaseLost as soon as the lease may be another's (a network cut:
+    the one that takes over reconciles what was out)."""
+    inner = asyncio.Event()
+    lost = False
+
+    async def watch() -> None:
+        nonlocal lost
+        while not stop.is_set():
+            if not queue.lock.held:
+                lost = True
+                break
+            await wait_or_stop(stop, HELD_CHECK_S)
+        inner.set()
+
+    watching = asyncio.ensure_future(watch())
+    try:
+        await dispatcher.run(inner)
+    finally:
+        watching.cancel()
+    if lost:
+        raise LeaseLost("this process lost the queue's dispatcher lease")
+
+
 async def dispatch_until(
     queue: FleetQueue,
     config: FleetConfig,
     who: str,
     stop: asyncio.Event,
     listener: Callable[[Dispatcher], None] | None = None,
+    say: Callable[[str], None] = lambda text: None,
 ) -> None:
-    """Hold the lock and dispatch until `stop`; the lock is given back however it ends."""
+    """Dispatch until `stop`: waiting while another process does (`say` hears who), again after
+    losing the lease; the lock is given back however it ends."""
     async with aiohttp.ClientSession(
         timeout=aiohttp.ClientTimeout(total=None, sock_connect=5)
     ) as session:
-        dispatcher = queue.dispatcher(session, config, who)
-        try:
-            if listener is not None:
-                dispatcher.subscribe(lambda: listener(dispatcher))
-                listener(dispatcher)  # as it starts: nothing may change for a while
-            await dispatcher.run(stop)
-        finally:
-            queue.lock.release()
+        waited: list[str] = []
+
+        def waiting(text: str) -> None:
+            waited.append(text)
+            say(f"waiting: {text}")
+
+        while not stop.is_set():
+            dispatcher = await when_free(queue, session, config, who, stop, waiting)
+            if dispatcher is None:
+                return
+            if waited:
+                say("dispatching here now")
+            try:
+                if listener is not None:
+                    tell(dispatcher, listener)
+                await run_while_held(queue, dispatcher, stop)
+            except LeaseLost as exc:
+                say(f"{exc}; waiting to dispatch again")
+            finally:
+                queue.lock.release()
+
+
+def open_fleet_queue(paths: AppPaths, config: FleetConfig, flag: str | None = None) -> FleetQueue:
+    """The queue this process uses: on the server `--queue-url`, COMFY_FLEET_QUEUE_URL or the
+    settings name, else the local file (QueueUrlError, QueueStoreError in words)."""
+    url = chosen_queue_url(flag, os.environ.get(QUEUE_URL_ENV), config.app.queue_url)
+    return FleetQueue(QueuePaths.under(paths.data_dir), url=url)
+
+
+def tell(dispatcher: Dispatcher, listener: Callable[[Dispatcher], None]) -> None:
+    """`listener` after every change, and now, as it starts (nothing may change for a while)."""
+    dispatcher.subscribe(lambda: listener(dispatcher))
+    listener(dispatcher)
 
 
 def queue_wait(jobs: Sequence[Job], now: float) -> tuple[int, float | None]:
@@ -120,7 +229,7 @@ def queue_wait(jobs: Sequence[Job], now: float) -> tuple[int, float | None]:
     return sum(j.count(ItemState.QUEUED) for j in running), max(etas, default=None)
 
 
-def queue_has_work(store: QueueStore, dispatcher: Dispatcher | None, worker: str) -> bool:
+def queue_has_work(store: QueueDb, dispatcher: Dispatcher | None, worker: str) -> bool:
     """The queue has items out on `worker`, or waiting ones it may take."""
     lane = dispatcher.lanes.get(worker) if dispatcher is not None else None
     if lane is not None and lane.out:
@@ -131,12 +240,3 @@ def queue_has_work(store: QueueStore, dispatcher: Dispatcher | None, worker: str
         or worker.casefold() in {n.casefold() for n in names}
         for job in jobs
     )
-
-
-def who_queues() -> str:
-    """user@host: shown beside a job on every desktop that shares the queue."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # (no name for this uid, e.g. in a container)
-        user = f"uid {os.getuid()}" if hasattr(os, "getuid") else "someone"
-    return f"{user}@{socket.gethostname()}"

@@ -1,26 +1,25 @@
-"""The fleet queue on disk: jobs and items in SQLite (WAL, a schema version), shared by every
-process of the app; and the lock that lets exactly one of them dispatch."""
+"""The fleet queue's jobs and items in a database, the same schema (versioned) wherever it is
+kept: SQLite here (WAL), shared by every process of the app; PostgreSQL in queue_pg."""
 
 from __future__ import annotations
 
 import errno
 import json
-import os
 import sqlite3
-import sys
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import Any, TypeVar
 
 from app.core.errors import ComfyFleetError
 from app.core.names import file_stem
 from app.core.queue import ENDED, MAX_ATTEMPTS, OUT, ItemSpec, ItemState, JobSpec, workflow_key
 from app.core.workflow import Workflow
 
+T = TypeVar("T")
 SCHEMA_VERSION = 2  # 2: jobs say who queued them (queued_by)
 SQLITE_HEADER = b"SQLite format 3\x00"
 SCHEMA = """
@@ -136,94 +135,54 @@ class QueueStoreError(ComfyFleetError):
     """The queue's database cannot be used; the sentence says why and what to do."""
 
 
-class QueueStore:
-    """One SQLite file; every method is one short transaction (safe between processes).
+class LeaseLost(QueueStoreError):
+    """This process no longer holds the queue's dispatcher lease (another one took over)."""
 
-    A file that is not this queue's database as this version knows it (damaged, something
-    else, a folder, written by a newer version) is refused with the reason and left as it is."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        _check_file(path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(path, timeout=10.0, isolation_level=None)
-        except (OSError, sqlite3.Error) as exc:
-            raise self._unusable(exc) from None
-        try:
-            self._open()
-        except BaseException as exc:
-            self._db.close()
-            if isinstance(exc, sqlite3.Error):
-                raise self._unusable(exc) from None
-            raise
+Cursor = Any  # sqlite3's or psycopg's: both iterate rows and have fetchone/rowcount
 
-    def _open(self) -> None:
-        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
-        if "meta" in tables:  # read before anything is written: a newer file stays as it is
-            found = self._meta("schema_version") or ""
-            if not found.isdigit():
-                raise QueueStoreError(_damaged(self.path, f"schema version {found!r}"))
-            if int(found) > SCHEMA_VERSION:
-                raise QueueStoreError(
-                    f"{self.path} was written by a newer ComfyFleet (queue schema {found}, this"
-                    f" version knows {SCHEMA_VERSION}): update ComfyFleet; the file was left as"
-                    " it is"
-                )
-        problems = [r[0] for r in self._db.execute("PRAGMA quick_check(3)")]
-        if problems != ["ok"]:
-            raise QueueStoreError(_damaged(self.path, "; ".join(problems)))
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(SCHEMA)
-        if self._meta("schema_version") == str(SCHEMA_VERSION):
-            return
-        with self._write() as db:  # new, or version 1 (its jobs' senders stay unknown)
-            columns = {r[1] for r in db.execute("PRAGMA table_info(jobs)")}
-            if "queued_by" not in columns:
-                db.execute("ALTER TABLE jobs ADD COLUMN queued_by TEXT")
-            self._set_meta("schema_version", str(SCHEMA_VERSION))
 
-    def _unusable(self, exc: BaseException) -> QueueStoreError:
-        return QueueStoreError(_unusable_database(self.path, exc))
+class QueueDb:
+    """The queue's jobs and items, the same on every database it is kept in: each method is
+    one short transaction, safe between processes (and machines, for a server).
 
-    def close(self) -> None:
-        self._db.close()
+    Subclasses connect and say how a statement runs (`_q`, written with `?` and `:name`
+    placeholders), how a transaction is kept (`_write`) and how a change by another process
+    is noticed (`data_version`)."""
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One transaction; a disk that is full or read-only, or a damaged file, is said in
-        words (QueueStoreError) and nothing of the transaction is kept."""
-        try:
-            self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
-            raise self._unusable(exc) from None
-        try:
-            yield self._db
-        except BaseException as exc:
-            with suppress(sqlite3.Error):
-                self._db.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.Error):
-                raise self._unusable(exc) from None
-            raise
-        try:
-            self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            with suppress(sqlite3.Error):
-                self._db.execute("ROLLBACK")
-            raise self._unusable(exc) from None
+    where: str  # the database in words, for messages (never a password)
 
-    def _meta(self, key: str) -> str | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
+    def _q(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Cursor:
+        raise NotImplementedError
 
-    def _set_meta(self, key: str, value: str) -> None:
-        self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
+    def _q_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        raise NotImplementedError
+
+    def _write(self, body: Callable[[], T], *, retry_commit: bool = True) -> T:
+        """`body` in one transaction; `retry_commit`: it may run again when the connection
+        broke while committing (the outcome unknown: for changes that do the same twice)."""
+        raise NotImplementedError
+
+    def _claim(self, item: int, participant: str, prompt_id: str) -> bool:
+        raise NotImplementedError
 
     def data_version(self) -> int:
         """Changes whenever another connection (another process) committed."""
-        return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def _meta(self, key: str) -> str | None:
+        row = self._q("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self._q(
+            "INSERT INTO meta (key, value) VALUES (?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
 
     # jobs
 
@@ -232,42 +191,46 @@ class QueueStore:
     ) -> int:
         """The job's images go to spec.out_dir, else to a folder of its own under `root`;
         `queued_by`: who queues it (user@host)."""
-        with self._write() as db:
-            cursor = db.execute(
-                "INSERT INTO jobs (name, workflow, workflow_key, workers, priority, out_dir,"
-                " created, queued_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    spec.name,
-                    json.dumps(spec.workflow),
-                    workflow_key(spec.workflow),
-                    None if spec.workers is None else json.dumps(list(spec.workers)),
-                    spec.priority,
-                    spec.out_dir or "",
-                    time.time(),
-                    queued_by,
-                ),
+        rows = [
+            (
+                i.index,
+                None if i.seed is None else str(i.seed),
+                json.dumps(i.overrides) if i.overrides else None,
+                ItemState.QUEUED.value,
             )
-            job = int(cursor.lastrowid or 0)
+            for i in items
+        ]
+
+        def body() -> int:
+            job = int(
+                self._q(
+                    "INSERT INTO jobs (name, workflow, workflow_key, workers, priority, out_dir,"
+                    " created, queued_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    (
+                        spec.name,
+                        json.dumps(spec.workflow),
+                        workflow_key(spec.workflow),
+                        None if spec.workers is None else json.dumps(list(spec.workers)),
+                        spec.priority,
+                        spec.out_dir or "",
+                        time.time(),
+                        queued_by,
+                    ),
+                ).fetchone()[0]
+            )
             if not spec.out_dir:
                 folder = root / f"job-{job:05}-{file_stem(spec.name)}"
-                db.execute("UPDATE jobs SET out_dir = ? WHERE id = ?", (str(folder), job))
-            db.executemany(
+                self._q("UPDATE jobs SET out_dir = ? WHERE id = ?", (str(folder), job))
+            self._q_many(
                 "INSERT INTO items (job, idx, seed, overrides, state) VALUES (?, ?, ?, ?, ?)",
-                [
-                    (
-                        job,
-                        i.index,
-                        None if i.seed is None else str(i.seed),
-                        json.dumps(i.overrides) if i.overrides else None,
-                        ItemState.QUEUED.value,
-                    )
-                    for i in items
-                ],
+                [(job, *row) for row in rows],
             )
-        return job
+            return job
+
+        return self._write(body, retry_commit=False)  # (twice would queue it twice)
 
     def workflow(self, job: int) -> Workflow:
-        row = self._db.execute("SELECT workflow FROM jobs WHERE id = ?", (job,)).fetchone()
+        row = self._q("SELECT workflow FROM jobs WHERE id = ?", (job,)).fetchone()
         if row is None:
             raise KeyError(job)
         value: Workflow = json.loads(row[0])
@@ -277,23 +240,19 @@ class QueueStore:
         """Every job (or the given ones) with its items counted by state, newest last."""
         where = ""
         if job_ids is not None:
+            if not job_ids:
+                return []
             where = f"WHERE j.id IN ({','.join('?' * len(job_ids))})"
-        rows = self._db.execute(
-            "SELECT j.id, j.name, j.workflow_key, j.workers, j.priority, j.out_dir, j.created,"
-            " j.paused, j.cancelled, j.ended, j.note, j.queued_by FROM jobs j "
-            + where
-            + " ORDER BY j.id",
-            tuple(job_ids or ()),
+        rows = self._q(
+            f"SELECT {JOB_COLUMNS} FROM jobs j {where} ORDER BY j.id", tuple(job_ids or ())
         ).fetchall()
         counts: dict[int, dict[ItemState, int]] = {}
         # (per state, read through the index: no item row is touched)
-        for job, state, n in self._db.execute(
-            "SELECT job, state, COUNT(*) FROM items GROUP BY job, state"
-        ):
+        for job, state, n in self._q("SELECT job, state, COUNT(*) FROM items GROUP BY job, state"):
             counts.setdefault(job, {})[ItemState(state)] = n
         times = {
             job: (first, last)
-            for job, first, last in self._db.execute(
+            for job, first, last in self._q(
                 "SELECT job, MIN(sent_at), MAX(finished_at) FROM items"
                 " WHERE job IN (SELECT id FROM jobs WHERE ended IS NULL) GROUP BY job"
             )
@@ -303,29 +262,28 @@ class QueueStore:
     def client_id(self) -> str:
         """The queue's own websocket client id, the same for every dispatcher of this queue:
         a new one still hears of the prompts an earlier one sent."""
-        with self._write():
+
+        def body() -> str:
             found = self._meta("client_id")
             if found is None:
                 found = f"comfyfleet-queue-{uuid.uuid4().hex[:12]}"
                 self._set_meta("client_id", found)
-        return found
+            return found
+
+        return self._write(body)
 
     def job_brief(self, job: int) -> Job:
         """The job without its items counted (cheap, for the dispatcher)."""
-        row = self._db.execute(
-            "SELECT id, name, workflow_key, workers, priority, out_dir, created, paused,"
-            " cancelled, ended, note, queued_by FROM jobs WHERE id = ?",
-            (job,),
-        ).fetchone()
+        row = self._q(f"SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?", (job,)).fetchone()
         if row is None:
             raise KeyError(job)
         return _job(row, {}, (None, None))
 
     def waiting_count(self, job: int | None = None) -> int:
         if job is None:
-            row = self._db.execute("SELECT COUNT(*) FROM items WHERE state = 'queued'").fetchone()
+            row = self._q("SELECT COUNT(*) FROM items WHERE state = 'queued'").fetchone()
         else:
-            row = self._db.execute(
+            row = self._q(
                 "SELECT COUNT(*) FROM items WHERE state = 'queued' AND job = ?", (job,)
             ).fetchone()
         return int(row[0])
@@ -334,20 +292,19 @@ class QueueStore:
         """Cancelled jobs that still have items out (to be stopped where they run)."""
         return {
             row[0]
-            for row in self._db.execute(
+            for row in self._q(
                 "SELECT DISTINCT i.job FROM items i JOIN jobs j ON j.id = i.job"
                 " WHERE i.state IN ('sent', 'running') AND j.cancelled = 1"
             )
         }
 
     def set_note(self, job: int, note: str | None) -> None:
-        with self._write() as db:
-            db.execute("UPDATE jobs SET note = ? WHERE id = ?", (note, job))
+        self._write(lambda: self._q("UPDATE jobs SET note = ? WHERE id = ?", (note, job)))
 
     def finished_since(self, since: float) -> dict[str, list[float]]:
         """When each participant finished its images since then (for images per minute)."""
         found: dict[str, list[float]] = {}
-        for participant, at in self._db.execute(
+        for participant, at in self._q(
             "SELECT participant, finished_at FROM items WHERE finished_at >= ? AND state = 'done'"
             " ORDER BY finished_at",
             (since,),
@@ -373,16 +330,14 @@ class QueueStore:
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         return [
             _item(r)
-            for r in self._db.execute(
-                f"SELECT {ITEM_COLUMNS} FROM items {where} ORDER BY job, idx", params
-            )
+            for r in self._q(f"SELECT {ITEM_COLUMNS} FROM items {where} ORDER BY job, idx", params)
         ]
 
     def waiting(self, limit: int) -> list[Item]:
         """Queued items that may go out now, highest priority first, then oldest job, in order."""
         return [
             _item(r)
-            for r in self._db.execute(
+            for r in self._q(
                 f"SELECT {ITEM_COLUMNS.replace('id,', 'i.id,', 1)} FROM items i"
                 " JOIN jobs j ON j.id = i.job"
                 " WHERE i.state = 'queued' AND j.paused = 0 AND j.cancelled = 0"
@@ -393,18 +348,21 @@ class QueueStore:
 
     def set_paused(self, paused: bool, job: int | None = None) -> None:
         """One job, or the whole queue (job None)."""
-        with self._write() as db:
+
+        def body() -> int:
             if job is None:
                 self._set_meta("paused", "1" if paused else "0")
-            elif (
-                db.execute(
+                return 1
+            return int(
+                self._q(
                     "UPDATE jobs SET paused = :paused, note = CASE WHEN :paused = 0"
                     " AND note LIKE 'paused: %' THEN NULL ELSE note END WHERE id = :job",
                     {"paused": int(paused), "job": job},
                 ).rowcount
-                == 0
-            ):
-                raise KeyError(job)
+            )
+
+        if self._write(body) == 0:
+            raise KeyError(job)
 
     def paused(self) -> bool:
         return self._meta("paused") == "1"
@@ -412,51 +370,57 @@ class QueueStore:
     def cancel(self, job: int) -> list[Item]:
         """Its waiting items are cancelled at once; the ones out are returned, to be stopped
         where they run (they become cancelled once stopped)."""
-        with self._write() as db:
-            if db.execute("UPDATE jobs SET cancelled = 1 WHERE id = ?", (job,)).rowcount == 0:
+
+        def body() -> None:
+            if self._q("UPDATE jobs SET cancelled = 1 WHERE id = ?", (job,)).rowcount == 0:
                 raise KeyError(job)
-            db.execute(
+            self._q(
                 "UPDATE items SET state = 'cancelled', finished_at = ?"
                 " WHERE job = ? AND state = 'queued'",
                 (time.time(), job),
             )
             self._end_if_done(job)
+
+        self._write(body)
         return self.items(job, OUT)
 
     def retry(self, job: int) -> int:
         """Failed and cancelled items queued again; how many."""
-        with self._write() as db:
+
+        def body() -> int:
             if (
-                db.execute(
-                    "UPDATE jobs SET cancelled = 0, ended = NULL WHERE id = ?", (job,)
-                ).rowcount
+                self._q("UPDATE jobs SET cancelled = 0, ended = NULL WHERE id = ?", (job,)).rowcount
                 == 0
             ):
                 raise KeyError(job)
-            return db.execute(
-                "UPDATE items SET state = 'queued', attempts = 0, error = NULL, participant = NULL,"
-                " prompt_id = NULL WHERE job = ? AND state IN ('failed', 'cancelled')",
-                (job,),
-            ).rowcount
+            return int(
+                self._q(
+                    "UPDATE items SET state = 'queued', attempts = 0, error = NULL,"
+                    " participant = NULL, prompt_id = NULL"
+                    " WHERE job = ? AND state IN ('failed', 'cancelled')",
+                    (job,),
+                ).rowcount
+            )
+
+        return self._write(body)
 
     def prune(self, ended_before: float) -> int:
         """Jobs that ended before then leave the DB (their files stay); how many."""
-        with self._write() as db:
-            return db.execute(
-                "DELETE FROM jobs WHERE ended IS NOT NULL AND ended < ?", (ended_before,)
-            ).rowcount
+        return self._write(
+            lambda: int(
+                self._q(
+                    "DELETE FROM jobs WHERE ended IS NOT NULL AND ended < ?", (ended_before,)
+                ).rowcount
+            )
+        )
 
     # items
 
-    def sent(self, item: int, participant: str, prompt_id: str) -> None:
-        """Written before the prompt goes out: a crash right after sending loses nothing."""
-        self._update(
-            item,
-            state=ItemState.SENT,
-            participant=participant,
-            prompt_id=prompt_id,
-            sent_at=time.time(),
-        )
+    def sent(self, item: int, participant: str, prompt_id: str) -> bool:
+        """Claims a queued item for `participant`, written before the prompt goes out (a crash
+        right after sending loses nothing); False when it is no longer queued (cancelled from
+        another desktop). LeaseLost where this process no longer dispatches the queue."""
+        return self._write(lambda: self._claim(item, participant, prompt_id))
 
     def running(self, item: int, at: float | None = None) -> None:
         self._update(item, state=ItemState.RUNNING, started_at=at or time.time())
@@ -472,49 +436,157 @@ class QueueStore:
 
     def lost(self, item: int, cause: str) -> ItemState:
         """Its participant died or lost it: queued again, or failed after MAX_ATTEMPTS."""
-        row = self._db.execute("SELECT attempts FROM items WHERE id = ?", (item,)).fetchone()
-        attempts = int(row[0]) + 1
-        if attempts >= MAX_ATTEMPTS:
-            self._finish(item, ItemState.FAILED, error=f"lost {attempts} times; last: {cause}")
-            return ItemState.FAILED
-        self._update(
-            item,
-            state=ItemState.QUEUED,
-            attempts=attempts,
-            error=cause,
-            participant=None,
-            prompt_id=None,
-        )
-        return ItemState.QUEUED
+
+        def body() -> ItemState:
+            row = self._q("SELECT attempts FROM items WHERE id = ?", (item,)).fetchone()
+            attempts = int(row[0]) + 1
+            if attempts >= MAX_ATTEMPTS:
+                self._end(item, ItemState.FAILED, error=f"lost {attempts} times; last: {cause}")
+                return ItemState.FAILED
+            self._set(
+                item,
+                state=ItemState.QUEUED,
+                attempts=attempts,
+                error=cause,
+                participant=None,
+                prompt_id=None,
+            )
+            return ItemState.QUEUED
+
+        return self._write(body, retry_commit=False)  # (twice would count two tries)
 
     def put_back(self, item: int, cause: str) -> None:
         """Queued again without counting a try (the fault was not its participant's)."""
         self._update(item, state=ItemState.QUEUED, error=cause, participant=None, prompt_id=None)
 
     def _finish(self, item: int, state: ItemState, **values: Any) -> None:
-        with self._write():
-            self._set(item, state=state, finished_at=time.time(), **values)
-            row = self._db.execute("SELECT job FROM items WHERE id = ?", (item,)).fetchone()
-            self._end_if_done(int(row[0]))
+        self._write(lambda: self._end(item, state, **values))
+
+    def _end(self, item: int, state: ItemState, **values: Any) -> None:
+        self._set(item, state=state, finished_at=time.time(), **values)
+        row = self._q("SELECT job FROM items WHERE id = ?", (item,)).fetchone()
+        self._end_if_done(int(row[0]))
 
     def _end_if_done(self, job: int) -> None:
-        left = self._db.execute(
+        left = self._q(
             "SELECT 1 FROM items WHERE job = ? AND state IN ('queued', 'sent', 'running') LIMIT 1",
             (job,),
         ).fetchone()
         if left is None:
-            self._db.execute(
-                "UPDATE jobs SET ended = ? WHERE id = ? AND ended IS NULL", (time.time(), job)
-            )
+            self._q("UPDATE jobs SET ended = ? WHERE id = ? AND ended IS NULL", (time.time(), job))
 
     def _update(self, item: int, **values: Any) -> None:
-        with self._write():
-            self._set(item, **values)
+        self._write(lambda: self._set(item, **values))
 
     def _set(self, item: int, **values: Any) -> None:
         names = ", ".join(f"{k} = ?" for k in values)
         params = [v.value if isinstance(v, ItemState) else v for v in values.values()]
-        self._db.execute(f"UPDATE items SET {names} WHERE id = ?", (*params, item))
+        self._q(f"UPDATE items SET {names} WHERE id = ?", (*params, item))
+
+
+class QueueStore(QueueDb):
+    """The embedded default: one SQLite file (WAL) beside the app's data.
+
+    A file that is not this queue's database as this version knows it (damaged, something
+    else, a folder, written by a newer version) is refused with the reason and left as it is."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.where = str(path)
+        _check_file(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(path, timeout=10.0, isolation_level=None)
+        except (OSError, sqlite3.Error) as exc:
+            raise self._unusable(exc) from None
+        try:
+            self._open()
+        except BaseException as exc:
+            self._db.close()
+            if isinstance(exc, sqlite3.Error):
+                raise self._unusable(exc) from None
+            raise
+
+    def _open(self) -> None:
+        tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
+        if "meta" in tables:  # read before anything is written: a newer file stays as it is
+            check_version(self._meta("schema_version"), self.where)
+        problems = [r[0] for r in self._db.execute("PRAGMA quick_check(3)")]
+        if problems != ["ok"]:
+            raise QueueStoreError(_damaged(self.where, "; ".join(problems)))
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+        if self._meta("schema_version") == str(SCHEMA_VERSION):
+            return
+
+        def upgrade() -> None:  # new, or version 1 (its jobs' senders stay unknown)
+            columns = {r[1] for r in self._db.execute("PRAGMA table_info(jobs)")}
+            if "queued_by" not in columns:
+                self._db.execute("ALTER TABLE jobs ADD COLUMN queued_by TEXT")
+            self._set_meta("schema_version", str(SCHEMA_VERSION))
+
+        self._write(upgrade)
+
+    def _unusable(self, exc: BaseException) -> QueueStoreError:
+        return QueueStoreError(_unusable_database(self.path, exc))
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _q(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> Cursor:
+        return self._db.execute(sql, params)
+
+    def _q_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        self._db.executemany(sql, rows)
+
+    def _write(self, body: Callable[[], T], *, retry_commit: bool = True) -> T:
+        """A disk that is full or read-only, or a damaged file, is said in words
+        (QueueStoreError) and nothing of the transaction is kept."""
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._unusable(exc) from None
+        try:
+            result = body()
+        except BaseException as exc:
+            with suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise self._unusable(exc) from None
+            raise
+        try:
+            self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            with suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            raise self._unusable(exc) from None
+        return result
+
+    def _claim(self, item: int, participant: str, prompt_id: str) -> bool:
+        return bool(
+            self._q(
+                "UPDATE items SET state = 'sent', participant = ?, prompt_id = ?, sent_at = ?"
+                " WHERE id = ? AND state = 'queued'",
+                (participant, prompt_id, time.time(), item),
+            ).rowcount
+        )
+
+    def data_version(self) -> int:
+        return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+
+
+def check_version(found: str | None, where: str) -> None:
+    """A queue written by a newer version (or with no readable version) is left as it is."""
+    found = found or ""
+    if not found.isdigit():
+        raise QueueStoreError(_damaged(where, f"schema version {found!r}"))
+    if int(found) > SCHEMA_VERSION:
+        raise QueueStoreError(
+            f"{where} was written by a newer ComfyFleet (queue schema {found}, this version"
+            f" knows {SCHEMA_VERSION}): update ComfyFleet; the queue was left as it is"
+        )
 
 
 def _check_file(path: Path) -> None:
@@ -532,7 +604,7 @@ def _check_file(path: Path) -> None:
     except OSError as exc:
         raise QueueStoreError(f"cannot read the queue's database {path}: {exc.strerror}") from None
     if header and header != SQLITE_HEADER:
-        raise QueueStoreError(_damaged(path, "not an SQLite database"))
+        raise QueueStoreError(_damaged(str(path), "not an SQLite database"))
 
 
 def _unusable_database(path: Path, exc: BaseException) -> str:
@@ -544,11 +616,11 @@ def _unusable_database(path: Path, exc: BaseException) -> str:
     if code.startswith("SQLITE_READONLY") or isinstance(exc, PermissionError):
         return f"cannot write the queue's database {path}: it or its folder is read-only"
     if code.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")):
-        return _damaged(path, said)
+        return _damaged(str(path), said)
     return f"cannot use the queue's database {path}: {said}"
 
 
-def _damaged(path: Path, said: str) -> str:
+def _damaged(path: str, said: str) -> str:
     return (
         f"the queue's database {path} is damaged ({said}): restore it from a backup, or move"
         " it away to start a new queue; ComfyFleet left it as it is"
@@ -575,6 +647,10 @@ def _job(row: Sequence[Any], counts: dict[ItemState, int], times: tuple[Any, Any
     )
 
 
+JOB_COLUMNS = (
+    "id, name, workflow_key, workers, priority, out_dir, created, paused, cancelled, ended,"
+    " note, queued_by"
+)
 ITEM_COLUMNS = (
     "id, job, idx, seed, overrides, state, participant, prompt_id, attempts, sent_at,"
     " started_at, finished_at, error, files"
@@ -598,79 +674,3 @@ def _item(row: Sequence[Any]) -> Item:
         error=row[12],
         files=tuple(json.loads(row[13])) if row[13] else (),
     )
-
-
-class DispatcherLock:
-    """Held by the one process that dispatches; the others can read who that is.
-
-    An OS file lock: it goes with the process, however that ends (no stale lock after kill -9)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._handle: IO[str] | None = None
-
-    @property
-    def _who_file(self) -> Path:
-        return self.path.with_suffix(".holder")
-
-    def acquire(self, who: str) -> bool:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 (held while dispatching)
-        if not _try_lock(handle):
-            handle.close()
-            return False
-        self._handle = handle
-        self._who_file.write_text(f"{who} (pid {os.getpid()})", encoding="utf-8")
-        return True
-
-    def holder(self) -> str | None:
-        """Who dispatches now, or None when nobody does."""
-        if self._handle is not None:
-            return self._who_file.read_text(encoding="utf-8")
-        try:
-            handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115
-        except OSError:
-            return None
-        with handle:
-            if _try_lock(handle):
-                _unlock(handle)
-                return None
-        try:
-            return self._who_file.read_text(encoding="utf-8") or "another process"
-        except OSError:
-            return "another process"
-
-    def release(self) -> None:
-        if self._handle is not None:
-            self._who_file.unlink(missing_ok=True)
-            _unlock(self._handle)
-            self._handle.close()
-            self._handle = None
-
-
-def _try_lock(handle: IO[str]) -> bool:
-    try:
-        if sys.platform == "win32":
-            import msvcrt
-
-            handle.seek(0)
-            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
-        else:
-            import fcntl
-
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        return False
-    return True
-
-
-def _unlock(handle: IO[str]) -> None:
-    if sys.platform == "win32":
-        import msvcrt
-
-        handle.seek(0)
-        msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
-    else:
-        import fcntl
-
-        fcntl.flock(handle.fileno(), fcntl.LOCK_UN)

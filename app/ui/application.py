@@ -27,6 +27,7 @@ from app.core.config import AppSettings, FleetConfig, Notice
 from app.core.errors import ComfyFleetError, ConfigFileError
 from app.core.health import ProbeSchedule
 from app.core.queue import OUT, ItemState, JobSpec, QueueError
+from app.core.queue_url import QueueUrlError
 from app.services.autostart import Autostart
 from app.services.comfy_client import ComfyClient, check_connection
 from app.services.dispatcher import Dispatcher
@@ -39,12 +40,14 @@ from app.services.monitor_thread import MonitorThread
 from app.services.paths import AppPaths
 from app.services.queue_service import (
     FleetQueue,
-    QueueBusy,
     QueuePaths,
+    open_fleet_queue,
     queue_has_work,
     queue_wait,
+    run_while_held,
+    when_free,
 )
-from app.services.queue_store import QueueStoreError
+from app.services.queue_store import LeaseLost, QueueStoreError
 from app.services.storage import ConfigStore, LoadResult
 from app.services.tasks import OwnedTasks
 from app.services.workflow_source import prompt_of
@@ -80,7 +83,9 @@ class DesktopApp:
         simulation: bool = False,
         gpu_reader: GpuReader | None = None,
         autostart: Autostart | None = None,
+        queue_url: str | None = None,
     ) -> None:
+        """`queue_url`: `--queue-url` (None: the environment's or the settings' choice)."""
         self.qt_app = qt_app
         self.paths = paths
         config = loaded.config
@@ -103,7 +108,7 @@ class DesktopApp:
         self._jobs_session: aiohttp.ClientSession | None = None
         self.logs = LogSources(self.supervisor, self.keeper, self.jobs_session)
         self.bridge = FleetBridge(self.monitor, self.gpus, self.supervisor)
-        self.queue, queue_problem = open_queue(paths)
+        self.queue, queue_problem = open_queue(paths, config, queue_url)
         self.window = MainWindow(
             self.keeper,
             QSettings(str(paths.window_state), QSettings.Format.IniFormat),
@@ -359,20 +364,28 @@ class DesktopApp:
             self.tray.show_queued(waiting)
 
     async def _dispatch(self) -> None:
-        """The window dispatches the queue unless another process already does."""
-        try:
-            self.dispatcher = self.queue.dispatcher(
-                self.jobs_session(), self._config, "the window", self.show_failure
-            )
-        except QueueBusy as exc:
-            self.queue_panel.show_dispatcher(f"{str(exc).capitalize()}.")
-            return
-        self.queue_panel.show_dispatcher("Dispatched by this window.")
-        try:
-            await self.dispatcher.run(self._dispatching)
-        finally:
-            self.dispatcher = None
-            self.queue.lock.release()
+        """The window dispatches the queue once no other process (on any machine) does: it
+        says who does meanwhile, and takes over when that one stops or dies."""
+        stop = self._dispatching
+        while not stop.is_set():
+            dispatcher = await when_free(
+                self.queue, self.jobs_session(), self._config, "the window", stop,
+                lambda text: self.queue_panel.show_dispatcher(
+                    f"{text.capitalize()}. This window takes over when it stops."
+                ),
+                self.show_failure,
+            )  # fmt: skip
+            if dispatcher is None:
+                return
+            self.dispatcher = dispatcher
+            self.queue_panel.show_dispatcher("Dispatched by this window.")
+            try:
+                await run_while_held(self.queue, dispatcher, stop)
+            except LeaseLost as exc:
+                log.warning("%s", exc)
+            finally:
+                self.dispatcher = None
+                self.queue.lock.release()
 
     async def start(self) -> None:
         """Begin watching, and adopt the instances a previous run left alive."""
@@ -525,20 +538,22 @@ def load_or_explain(store: ConfigStore) -> LoadResult:
         return LoadResult(FleetConfig(), f"{exc}. ComfyFleet started with default settings.")
 
 
-def open_queue(paths: AppPaths) -> tuple[FleetQueue, str | None]:
-    """The fleet queue; where its database cannot be used (damaged, a newer version's…) the
-    window still opens, says so, and queues into a folder of this session's (the file is kept
-    as it is)."""
+def open_queue(
+    paths: AppPaths, config: FleetConfig, queue_url: str | None
+) -> tuple[FleetQueue, str | None]:
+    """The fleet queue; where its database cannot be used (damaged, a newer version's, a
+    server that does not answer…) the window still opens, says so, and queues into a folder of
+    this session's (the file or server is left as it is)."""
     try:
-        return FleetQueue(QueuePaths.under(paths.data_dir)), None
-    except QueueStoreError as exc:
+        return open_fleet_queue(paths, config, queue_url), None
+    except (QueueStoreError, QueueUrlError) as exc:
         log.warning("%s", exc)
         folder = Path(tempfile.mkdtemp(prefix="comfyfleet-queue-"))
         said = f"Fleet queue: {exc}. Jobs queued now last for this session only (in {folder})."
         return FleetQueue(QueuePaths.under(folder)), said
 
 
-def run_app(paths: AppPaths, demo_workers: int | None = None) -> int:
+def run_app(paths: AppPaths, demo_workers: int | None = None, queue_url: str | None = None) -> int:
     problem = explain_missing()  # before Qt would abort with its own generic words
     if problem is not None:
         print(problem, file=sys.stderr)
@@ -556,7 +571,9 @@ def run_app(paths: AppPaths, demo_workers: int | None = None) -> int:
     try:
         loaded = load_or_explain(ConfigStore(paths.config_file))
         reader = GpuReader(demo_fleet.nvml) if simulation else None  # its simulated GPUs
-        desktop = DesktopApp(qt_app, paths, loaded, simulation, reader)
+        desktop = DesktopApp(
+            qt_app, paths, loaded, simulation, reader, queue_url="" if simulation else queue_url
+        )  # (the demo keeps its own queue)
         if simulation:
             desktop.cloud.secrets = demo_fleet.secrets()  # the simulated Runpod's key
         install_signal_handlers(qt_app, desktop.quit_on_signal)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import Any
 
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -124,7 +125,9 @@ class SettingsDialog(QDialog):
         )
 
     def result_settings(self) -> AppSettings:
-        notices = {f"notify_{n.value}": box.isChecked() for n, box in self.notices.items()}
+        notices: dict[str, Any] = {
+            f"notify_{n.value}": box.isChecked() for n, box in self.notices.items()
+        }
         box = self.minimize_to_tray  # without a tray the stored choice is kept for later
         minimize = box.isChecked() if box.isEnabled() else self._settings.minimize_to_tray
         return dataclasses.replace(

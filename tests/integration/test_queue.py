@@ -20,6 +20,7 @@ from app.core.queue import MAX_ATTEMPTS, ItemState, JobSpec, expand
 from app.core.runs import Participant
 from app.core.workflow import PreflightResult, Workflow, load_workflow
 from app.services.dispatcher import Dispatcher
+from app.services.host import here, user_at_host
 from app.services.queue_manifest import manifest_path
 from app.services.queue_store import QueueStore
 from app.sim.fleet import REPO_ROOT, SimInstance, http_json
@@ -217,12 +218,12 @@ async def test_cancel_empties_every_participants_queue_of_that_job(
 
 
 async def test_two_dispatchers_the_second_refuses(tmp_path: Path) -> None:
-    from app.services.queue_store import DispatcherLock
+    from app.services.queue_lock import DispatcherLock
 
     first, second = DispatcherLock(tmp_path / "queue.lock"), DispatcherLock(tmp_path / "queue.lock")
     assert first.acquire("the window")
     assert not second.acquire("queue run")
-    assert second.holder() == f"the window (pid {os.getpid()})"
+    assert second.holder() == f"the window on {here()}"
     first.release()
     assert second.holder() is None and second.acquire("queue run")
     second.release()
@@ -304,22 +305,35 @@ async def test_a_dispatcher_killed_mid_job_loses_nothing_and_runs_nothing_twice(
     assert ran == {i: 1 for i in range(12)}  # each exactly once, though a dispatcher died
 
 
-async def test_a_second_queue_run_refuses_and_names_the_first(
+async def test_a_second_queue_run_waits_naming_the_first_and_takes_over_when_it_stops(
     sim_factory: Callable[..., SimInstance], tmp_path: Path
 ) -> None:
     master = sim_factory("master")
     config = fleet_file(tmp_path, master)
     first = cli(config, "queue", "run")
+    second = None
     try:
         assert first.stdout is not None
         assert "dispatching" in first.stdout.readline()
-        code, out, err = cli_done(config, "queue", "run")
-        assert code == 1 and "the queue is dispatched by `comfy-fleet queue run` (pid" in err
+        holder = f"`comfy-fleet queue run` on {user_at_host()} (pid {first.pid})"
         code, out, err = cli_done(config, "queue", "add", str(NOMODEL), "--count", "2")
-        assert code == 0 and f"dispatched by `comfy-fleet queue run` (pid {first.pid})" in err
-    finally:
+        assert code == 0 and f"dispatched by {holder}" in err
+        second = cli(config, "queue", "run")
+        assert second.stdout is not None
+        assert "dispatching" in second.stdout.readline()
+        assert second.stdout.readline().strip() == f"waiting: the queue is dispatched by {holder}"
         first.terminate()
         first.wait(20)
+        assert second.stdout.readline().strip() == "dispatching here now"
+        code, out, err = cli_done(config, "queue", "add", str(NOMODEL))
+        assert (
+            f"dispatched by `comfy-fleet queue run` on {user_at_host()} (pid {second.pid})" in err
+        )
+    finally:
+        for process in (first, second):
+            if process is not None and process.poll() is None:
+                process.terminate()
+                process.wait(20)
 
 
 async def test_queue_add_takes_a_ui_format_template(

@@ -9,7 +9,8 @@ import sqlite3
 from pathlib import Path
 
 from app.core.queue import JobSpec
-from app.services.queue_service import FleetQueue, QueuePaths, who_queues
+from app.services.host import user_at_host
+from app.services.queue_service import FleetQueue, QueuePaths
 from app.services.queue_store import SCHEMA, SCHEMA_VERSION, QueueStore
 
 WORKFLOW = {"1": {"class_type": "EmptyImage", "inputs": {}}}
@@ -46,11 +47,11 @@ def test_a_version_1_queue_is_upgraded_and_keeps_its_jobs(tmp_path: Path) -> Non
 
 
 def test_a_job_says_who_queued_it(tmp_path: Path) -> None:
-    assert who_queues() == f"{getpass.getuser()}@{socket.gethostname()}"
+    assert user_at_host() == f"{getpass.getuser()}@{socket.gethostname()}"
     queue = FleetQueue(QueuePaths.under(tmp_path))
     try:
         added = queue.add(JobSpec("mine", WORKFLOW, 2, seed=1))
-        assert queue.store.job_brief(added.job).queued_by == who_queues()
-        assert queue.store.jobs()[0].queued_by == who_queues()
+        assert queue.store.job_brief(added.job).queued_by == user_at_host()
+        assert queue.store.jobs()[0].queued_by == user_at_host()
     finally:
         queue.close()
