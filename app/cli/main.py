@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         "tunnel": lambda a, p: tunnel_command(a, p, *load_config(p)),
         "run": lambda a, p: run_command(a, load_config(p)[1]),
         "test-fleet": lambda a, p: test_fleet_command(a, load_config(p)[1]),
-        "queue": lambda a, p: queue_command(a, p, load_config(p)[1]),
+        "queue": lambda a, p: queue_command(a, p, *load_config(p)),
         "workflow": lambda a, p: workflow_command(a, load_config(p)[1]),
         "cloud": lambda a, p: cloud_command(a, *load_config(p)),
         "service": lambda a, p: service_command(a, p, *load_config(p)),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import sys
 import time
@@ -25,10 +26,15 @@ from app.core.queue import (
     duration_text,
     parse_sweep,
 )
+from app.core.queue_url import QueueUrlError, check_queue_url, shown_url
 from app.services.dispatcher import Dispatcher
 from app.services.paths import AppPaths
-from app.services.queue_service import FleetQueue, dispatch_until, open_fleet_queue
-from app.services.queue_store import Job
+from app.services.queue_lock import DispatcherLock
+from app.services.queue_migrate import migrate
+from app.services.queue_pg import PgQueueStore
+from app.services.queue_service import FleetQueue, QueuePaths, dispatch_until, open_fleet_queue
+from app.services.queue_store import Job, QueueStore
+from app.services.storage import ConfigStore
 from app.services.workflow_source import node_list_if_known
 
 PAGE = 200  # items a page of `queue show`
@@ -73,10 +79,21 @@ def add_queue_commands(commands: Any) -> None:
         one.add_argument("job", type=int, nargs="?")
     verbs.add_parser("watch", help="progress per job until every job has ended")
     verbs.add_parser("run", help="dispatch the queue here (headless)")
+    move = verbs.add_parser(
+        "migrate", help="move this desktop's local queue onto a PostgreSQL server, whole"
+    )
+    move.add_argument("--to", required=True, metavar="URL", help="postgresql://user@host/db")
 
 
-def queue_command(args: argparse.Namespace, paths: AppPaths, config: FleetConfig) -> int:
-    queue = open_fleet_queue(paths, config, args.queue_url)
+def queue_command(
+    args: argparse.Namespace, paths: AppPaths, store: ConfigStore, config: FleetConfig
+) -> int:
+    if args.verb == "migrate":
+        return _migrate(args, paths, store, config)
+    try:
+        queue = open_fleet_queue(paths, config, args.queue_url)
+    except QueueUrlError as exc:
+        raise UsageError(str(exc)) from None
     try:
         verb = {
             "add": _add,
@@ -98,6 +115,31 @@ def queue_command(args: argparse.Namespace, paths: AppPaths, config: FleetConfig
         raise UsageError(str(exc)) from None
     finally:
         queue.close()
+
+
+def _migrate(
+    args: argparse.Namespace, paths: AppPaths, store: ConfigStore, config: FleetConfig
+) -> int:
+    """The local queue's jobs onto the server, then this desktop's settings name it."""
+    try:
+        url = check_queue_url(args.to, "--to")
+    except QueueUrlError as exc:
+        raise UsageError(str(exc)) from None
+    local = QueuePaths.under(paths.data_dir)
+    source = QueueStore(local.db)
+    target = PgQueueStore(url)
+    try:
+        moved = migrate(source, DispatcherLock(local.lock), target)
+    finally:
+        source.close()
+        target.close()
+    print(f"moved {moved.jobs} job(s) and {moved.items} item(s) to {shown_url(url)}")
+    if moved.ids:
+        pairs = ", ".join(f"{old}→{new}" for old, new in moved.ids.items())
+        print(f"their numbers there: {pairs}")
+    store.save(dataclasses.replace(config, app=dataclasses.replace(config.app, queue_url=url)))
+    print(f"this desktop now uses that queue (app.queue_url); the local file was kept: {local.db}")
+    return EXIT_OK
 
 
 def _add(args: argparse.Namespace, queue: FleetQueue, config: FleetConfig) -> int:

@@ -414,6 +414,41 @@ class QueueDb:
             )
         )
 
+    # moving a queue whole
+
+    def dump(self) -> QueueDump:
+        return QueueDump(
+            self._q(f"SELECT id, {JOB_FIELDS} FROM jobs ORDER BY id").fetchall(),
+            self._q(f"SELECT job, {ITEM_FIELDS} FROM items ORDER BY job, idx").fetchall(),
+            self._meta("client_id"),
+        )
+
+    def load(self, dump: QueueDump) -> dict[int, int]:
+        """Every job and item of `dump` as they are, in one transaction (new ids: the job ids
+        of the dump → its own); its client id where this queue has none yet (so a dispatcher
+        here still hears of the prompts already out)."""
+        jobs = ", ".join("?" * len(JOB_FIELDS.split(",")))
+        items = ", ".join("?" * (len(ITEM_FIELDS.split(",")) + 1))
+
+        def body() -> dict[int, int]:
+            ids = {
+                row[0]: int(
+                    self._q(
+                        f"INSERT INTO jobs ({JOB_FIELDS}) VALUES ({jobs}) RETURNING id", row[1:]
+                    ).fetchone()[0]
+                )
+                for row in dump.jobs
+            }
+            self._q_many(
+                f"INSERT INTO items (job, {ITEM_FIELDS}) VALUES ({items})",
+                [(ids[row[0]], *row[1:]) for row in dump.items],
+            )
+            if dump.client_id is not None and self._meta("client_id") is None:
+                self._set_meta("client_id", dump.client_id)
+            return ids
+
+        return self._write(body, retry_commit=False)  # (twice would hold it twice)
+
     # items
 
     def sent(self, item: int, participant: str, prompt_id: str) -> bool:
@@ -484,6 +519,13 @@ class QueueDb:
         self._q(f"UPDATE items SET {names} WHERE id = ?", (*params, item))
 
 
+@dataclass(frozen=True)
+class QueueDump:
+    jobs: list[Sequence[Any]]  # (id, *JOB_FIELDS)
+    items: list[Sequence[Any]]  # (job, *ITEM_FIELDS)
+    client_id: str | None
+
+
 class QueueStore(QueueDb):
     """The embedded default: one SQLite file (WAL) beside the app's data.
 
@@ -511,6 +553,13 @@ class QueueStore(QueueDb):
         tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master")}
         if "meta" in tables:  # read before anything is written: a newer file stays as it is
             check_version(self._meta("schema_version"), self.where)
+            moved = self._meta("moved_to")
+            if moved is not None:
+                raise QueueStoreError(
+                    f"the jobs of {self.where} were moved to {moved} (`comfy-fleet queue"
+                    " migrate`): use that queue (--queue-url, COMFY_FLEET_QUEUE_URL or the"
+                    " setting app.queue_url); the file was kept as it was"
+                )
         problems = [r[0] for r in self._db.execute("PRAGMA quick_check(3)")]
         if problems != ["ok"]:
             raise QueueStoreError(_damaged(self.where, "; ".join(problems)))
@@ -575,6 +624,10 @@ class QueueStore(QueueDb):
 
     def data_version(self) -> int:
         return int(self._db.execute("PRAGMA data_version").fetchone()[0])
+
+    def mark_moved(self, where: str) -> None:
+        """No process opens this file as its queue again (it is kept, as it was)."""
+        self._write(lambda: self._set_meta("moved_to", where))
 
 
 def check_version(found: str | None, where: str) -> None:
@@ -655,6 +708,11 @@ ITEM_COLUMNS = (
     "id, job, idx, seed, overrides, state, participant, prompt_id, attempts, sent_at,"
     " started_at, finished_at, error, files"
 )
+JOB_FIELDS = (  # (a job's own values, for moving it)
+    "name, workflow, workflow_key, workers, priority, out_dir, created, paused, cancelled,"
+    " ended, note, queued_by"
+)
+ITEM_FIELDS = ITEM_COLUMNS.removeprefix("id, job, ")
 
 
 def _item(row: Sequence[Any]) -> Item:

@@ -229,19 +229,21 @@ async def test_two_dispatchers_the_second_refuses(tmp_path: Path) -> None:
     second.release()
 
 
-def cli(config: Path, *words: str, **kw: Any) -> subprocess.Popen[str]:
+def cli(
+    config: Path, *words: str, env: dict[str, str] | None = None, **kw: Any
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "app", "--config", str(config), *words],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})},
         **kw,
     )
 
 
-def cli_done(config: Path, *words: str) -> tuple[int, str, str]:
-    process = cli(config, *words)
+def cli_done(config: Path, *words: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    process = cli(config, *words, env=env)
     out, err = process.communicate(timeout=60)
     return process.returncode, out, err
 

@@ -3,6 +3,7 @@ and answers as the SQLite file, claims, the lease, changes pushed by NOTIFY."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -12,12 +13,21 @@ import psycopg
 import pytest
 
 from app.core.queue import ItemState, JobSpec, expand
+from app.core.queue_url import QUEUE_URL_ENV
+from app.services.paths import resolve_paths
 from app.services.queue_pg import LEASE_S, PgQueueStore
+from app.services.queue_service import QueuePaths
 from app.services.queue_store import SCHEMA_VERSION, LeaseLost, QueueDb, QueueStore, QueueStoreError
-from tests.integration.test_queue import add, nomodel
+from tests.integration.test_queue import add, cli_done, fleet_file, nomodel
 from tests.waiting import wait_until
 
 pytestmark = pytest.mark.comfyui("0.3.64")  # (no simulated ComfyUI: once is enough)
+
+
+class SimlessMaster:
+    """A master's port where none runs: these tests dispatch nothing."""
+
+    port = 8188
 
 
 @pytest.fixture
@@ -224,3 +234,66 @@ def test_two_desktops_adding_and_cancelling_at_once_lose_nothing(
         assert sum(j.cancelled for j in jobs.values()) >= 2
     finally:
         store.close()
+
+
+def test_queue_migrate_moves_every_job_as_it_is_and_the_desktop_follows(
+    pg_url: str, tmp_path: Path
+) -> None:
+    config = fleet_file(tmp_path, SimlessMaster())
+    paths = resolve_paths(config)
+    local = QueueStore(QueuePaths.under(paths.data_dir).db)
+    done = add(local, tmp_path, 3, name="done one")
+    for n, item in enumerate(local.items(done)):
+        assert local.sent(item.id, "w1", f"p{n}")
+        local.done(item.id, [f"out/{n}.png"])
+    half = add(local, tmp_path, 4, name="half", priority=2, workers=("w1",))
+    first, second, *_ = local.items(half)
+    local.sent(first.id, "w1", "out-there")  # (still out: the next dispatcher follows it)
+    local.failed(second.id, "broken")
+    paused = add(local, tmp_path, 2, name="paused")
+    local.set_paused(True, paused)
+    gone = add(local, tmp_path, 2, name="cancelled")
+    local.cancel(gone)
+    client = local.client_id()
+    before = cli_done(config, "queue", "list", "--json")
+    local.close()
+    code, out, err = cli_done(config, "queue", "migrate", "--to", pg_url)
+    assert code == 0, err
+    assert f"moved 4 job(s) and 11 item(s) to {pg_url}" in out
+    after = cli_done(config, "queue", "list", "--json")  # (the settings name the server now)
+    assert after[0] == 0, after[2]
+    assert _as_listed(after[1]) == _as_listed(before[1])
+    server = PgQueueStore(pg_url)
+    try:
+        moved = {j.name: j for j in server.jobs()}
+        out_there = next(i for i in server.items(moved["half"].id) if i.index == 0)
+        assert (out_there.state, out_there.prompt_id) == (ItemState.SENT, "out-there")
+        assert server.client_id() == client
+        assert [i.files for i in server.items(moved["done one"].id)][2] == ("out/2.png",)
+    finally:
+        server.close()
+    code, out, err = cli_done(config, "--queue-url", "", "queue", "list")  # the local file
+    assert code == 1 and "were moved to postgresql://" in err and "kept" in err
+    code, out, err = cli_done(config, "queue", "migrate", "--to", pg_url)  # not twice
+    assert code == 1 and "were moved to" in err
+
+
+def _as_listed(text: str) -> dict[str, Any]:
+    """`queue list --json` without the numbers a move changes (ids) or the clock does (ETA)."""
+    listing: dict[str, Any] = json.loads(text)
+    for job in listing["jobs"]:
+        del job["id"], job["eta_s"]
+    return listing
+
+
+def test_a_password_in_the_queue_url_is_kept_off_the_command_line_and_the_settings(
+    pg_server: Any, tmp_path: Path
+) -> None:
+    config = fleet_file(tmp_path, SimlessMaster())
+    with_password = pg_server.url().replace("comfyfleet@", "comfyfleet:s3cret@")
+    code, out, err = cli_done(config, "--queue-url", with_password, "queue", "list")
+    assert code == 2 and "~/.pgpass" in err and "s3cret" not in out + err
+    code, out, err = cli_done(config, "queue", "migrate", "--to", with_password)
+    assert code == 2 and "s3cret" not in out + err
+    code, out, err = cli_done(config, "queue", "list", env={QUEUE_URL_ENV: with_password})
+    assert code == 0, err  # the environment is a place for it (trust: no password asked)

@@ -1,0 +1,161 @@
+"""A team's queue on a real PostgreSQL server, dispatched by real `queue run` processes of two
+desktops to simulated ComfyUI instances: the holder killed, the server restarted mid-job —
+nothing lost, nothing run twice (counted in the instances' own histories)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from app.core.queue import ItemState
+from app.services.queue_pg import LEASE_S, PgQueueStore
+from app.sim.fleet import SimInstance, http_json
+from tests.integration.test_queue import NOMODEL, cli, cli_done, fleet_file
+from tests.pg_server import NO_SERVER, PgServer, server_programs
+from tests.waiting import until
+
+pytestmark = pytest.mark.asyncio
+COUNT = 12
+
+
+class Lines:
+    """A process's output lines as they come (read by a thread: never a blocked test)."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.lines: list[tuple[float, str]] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append((time.monotonic(), line.strip()))
+
+    def when(self, text: str) -> float | None:
+        return next((at for at, line in self.lines if line == text), None)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(20)
+
+
+def desktops(tmp_path: Path, sims: dict[str, SimInstance]) -> tuple[Path, Path]:
+    """Two desktops' settings for the same fleet (each its own data folder)."""
+    made = []
+    for name in ("ana", "ben"):
+        folder = tmp_path / name
+        folder.mkdir()
+        made.append(fleet_file(folder, sims["master"], w1=sims["w1"], w2=sims["w2"]))
+    return made[0], made[1]
+
+
+def ran_once_each(sims: dict[str, SimInstance], job: int) -> dict[int, int]:
+    ran: dict[int, int] = {}
+    for sim in sims.values():
+        for entry in http_json(f"{sim.url}/history").values():
+            tag = entry["prompt"][3].get("comfyfleet", {})
+            if tag.get("job") == job and entry["status"]["completed"]:
+                ran[tag["item"]] = ran.get(tag["item"], 0) + 1
+    return ran
+
+
+def queue_job(config: Path, url: str) -> int:
+    code, out, err = cli_done(
+        config, "--queue-url", url, "queue", "add", str(NOMODEL), "--count", str(COUNT), "--json"
+    )
+    assert code == 0, err
+    return int(json.loads(out)["job"])
+
+
+@pytest.fixture
+def fleet(sim_factory: Callable[..., SimInstance]) -> dict[str, SimInstance]:
+    return {n: sim_factory(n, args=["--sim-time-scale", "3"]) for n in ("master", "w1", "w2")}
+
+
+async def test_the_lease_holder_killed_another_desktop_takes_over_in_bounded_time(
+    fleet: dict[str, SimInstance], pg_url: str, tmp_path: Path
+) -> None:
+    ana, ben = desktops(tmp_path, fleet)
+    job = queue_job(ana, pg_url)
+    store = PgQueueStore(pg_url)
+    first = Lines(cli(ana, "--queue-url", pg_url, "queue", "run"))
+    second = None
+    try:
+        await until(lambda: bool(first.lines))  # ("dispatching the queue to …")
+        second = Lines(cli(ben, "--queue-url", pg_url, "queue", "run"))
+        await until(
+            lambda: any(
+                line.startswith("waiting: the queue is dispatched by") for _, line in second.lines
+            )
+        )
+        waiting = next(line for _, line in second.lines if line.startswith("waiting:"))
+        assert f"(pid {first.process.pid})" in waiting  # it says who holds it
+        await until(
+            lambda: (
+                store.job(job).count(ItemState.DONE) >= 3
+                and store.job(job).count(ItemState.SENT, ItemState.RUNNING) >= 3
+            ),
+            timeout=60,
+        )
+        killed = time.monotonic()
+        first.process.send_signal(signal.SIGKILL)
+        first.process.wait(10)
+        await until(lambda: second.when("dispatching here now") is not None, timeout=30)
+        took = (second.when("dispatching here now") or 0) - killed
+        assert took <= 15.0, f"took over after {took:.1f} s"
+        print(f"failover: {took:.1f} s after kill -9 (lease {LEASE_S:.0f} s)")
+        await until(lambda: store.job(job).ended is not None, timeout=90)
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+    assert [i.state for i in store.items(job)] == [ItemState.DONE] * COUNT
+    assert ran_once_each(fleet, job) == {i: 1 for i in range(COUNT)}
+    store.close()
+
+
+@pytest.fixture
+def own_server() -> Iterator[PgServer]:
+    """A server this test alone uses (it restarts it)."""
+    programs = server_programs()
+    if programs is None:
+        pytest.skip(NO_SERVER)
+    server = PgServer(programs)
+    server.start()
+    yield server
+    server.remove()
+
+
+@pytest.mark.comfyui("0.3.64")
+async def test_a_database_restart_mid_job_loses_nothing_and_runs_nothing_twice(
+    fleet: dict[str, SimInstance], own_server: PgServer, tmp_path: Path
+) -> None:
+    url = own_server.new_database()
+    ana, _ = desktops(tmp_path, fleet)
+    job = queue_job(ana, url)
+    store = PgQueueStore(url)
+    dispatcher = Lines(cli(ana, "--queue-url", url, "queue", "run"))
+    try:
+        await until(
+            lambda: (
+                store.job(job).count(ItemState.DONE) >= 3
+                and store.job(job).count(ItemState.SENT, ItemState.RUNNING) >= 2
+            ),
+            timeout=60,
+        )
+        own_server.restart()
+        await until(lambda: store.job(job).ended is not None, timeout=90)
+        assert dispatcher.process.poll() is None  # it rode the restart out
+    finally:
+        dispatcher.stop()
+    assert [i.state for i in store.items(job)] == [ItemState.DONE] * COUNT
+    assert ran_once_each(fleet, job) == {i: 1 for i in range(COUNT)}
+    store.close()
