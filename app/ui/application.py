@@ -70,6 +70,7 @@ from app.ui.tray import FleetTray
 from app.ui.tunnel_control import TunnelControl
 
 log = logging.getLogger(__name__)
+REREAD_S = 10.0  # the queue read again at least this often (images per minute move on)
 
 
 class DesktopApp:
@@ -296,9 +297,10 @@ class DesktopApp:
         panel.addRequested.connect(self.add_job)
         panel.cancelRequested.connect(self.cancel_job)
         panel.changed.connect(self._queue_changed_here)
+        self._queue_seen = (self.queue.store.data_version(), time.monotonic())
         self._queue_timer = QTimer(self.window)
         self._queue_timer.setInterval(1000)  # another process's changes, and the ETAs
-        self._queue_timer.timeout.connect(self._show_queue)
+        self._queue_timer.timeout.connect(self._queue_tick)
         self._queue_timer.start()
 
     def _wire_cloud(self) -> None:
@@ -350,12 +352,26 @@ class DesktopApp:
             self.queue.store.cancel(job)
         self._show_queue()
 
+    def _queue_changed_by_dispatcher(self) -> None:
+        self._queue_seen = (-1, self._queue_seen[1])  # read at the next tick (not per change)
+
     def _queue_changed_here(self) -> None:
         if self.dispatcher is not None:
             self.dispatcher.store_changed()
         self._show_queue()
 
+    def _queue_tick(self) -> None:
+        """The queue read again when another process changed it (on a server: told by
+        NOTIFY) or this one's dispatcher did, and now and then for the rates; else only the
+        ETAs move on."""
+        version, read = self._queue_seen
+        if version != self.queue.store.data_version() or time.monotonic() - read > REREAD_S:
+            self._show_queue()
+        else:
+            self.queue_panel.jobs.show(self.queue_panel.jobs.jobs)
+
     def _show_queue(self) -> None:
+        self._queue_seen = (self.queue.store.data_version(), time.monotonic())
         self.queue_panel.refresh()
         if self.tray is not None:
             waiting = sum(
@@ -378,6 +394,7 @@ class DesktopApp:
             if dispatcher is None:
                 return
             self.dispatcher = dispatcher
+            dispatcher.subscribe(self._queue_changed_by_dispatcher)
             self.queue_panel.show_dispatcher("Dispatched by this window.")
             try:
                 await run_while_held(self.queue, dispatcher, stop)
