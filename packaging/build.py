@@ -96,7 +96,19 @@ def smoke() -> int:
         f"ok   status --json: worker {entry['state']}, ComfyUI {entry['comfyui_version']}, "
         f"{entry['latency_ms']:.0f} ms; master {answer['master']['state']}"
     )
-    return smoke_launch()
+    return smoke_team_queue() or smoke_launch()
+
+
+def smoke_team_queue() -> int:
+    """The PostgreSQL client and its libpq are in the bundle: a server that does not answer
+    (nothing listens on port 1) is said in words, not an ImportError."""
+    url = "postgresql://smoke@127.0.0.1:1/queue"
+    answer = run_binary("--queue-url", url, "queue", "list")
+    if answer.returncode != 1 or "cannot use the queue's database" not in answer.stderr:
+        print(f"FAIL queue list on a server: {answer.returncode} {answer.stderr!r}")
+        return 1
+    print(f"ok   queue list --queue-url (no server): {answer.stderr.strip()[:90]}")
+    return 0
 
 
 def smoke_launch(timeout: float = 90) -> int:

@@ -20,6 +20,7 @@ from app.services.job_service import JobService
 from app.services.paths import AppPaths
 from app.services.queue_service import (
     FleetQueue,
+    fleet_session,
     open_fleet_queue,
     queue_has_work,
     queue_wait,
@@ -67,7 +68,7 @@ async def run_headless(
     notifier.notify("READY=1", "STATUS=starting")
     alive = asyncio.ensure_future(_alive(notifier, lambda: status[0], stop))
     try:
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        async with fleet_session(timeout) as session:
             while not stop.is_set():
                 dispatcher = await when_free(queue, session, config, WHO, stop, waiting)
                 if dispatcher is None:

@@ -58,9 +58,11 @@ BEGIN PERFORM pg_notify('{CHANNEL}', TG_TABLE_NAME); RETURN NULL; END $$;
         f"DROP TRIGGER IF EXISTS {table}_changed ON {table};"
         f" CREATE TRIGGER {table}_changed AFTER INSERT OR UPDATE OR DELETE ON {table}"
         " FOR EACH STATEMENT EXECUTE FUNCTION queue_changed();\n"
-        for table in ("meta", "jobs", "items", "lease")
-    )
+        for table in ("meta", "jobs", "items")
+    )  # (not the lease: its renewals are no news; a taking or a giving back is told by hand)
 )
+ROLLED_BACK = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
+TELL_LEASE = f"SELECT pg_notify('{CHANNEL}', 'lease')"
 _NAMED = re.compile(r"(?<![:\w]):([a-z_]+)")
 
 
@@ -158,7 +160,8 @@ class PgQueueStore(QueueDb):
             cursor.executemany(pg_sql(sql), rows)
 
     def _again(self, run: Callable[[], T]) -> T:
-        """`run`, once more on a new connection where the old one broke before it was done."""
+        """`run`, once more on a new connection where the old one broke before it was done,
+        or where the server rolled it back (a deadlock, a serialization failure)."""
         deadline = time.monotonic() + RECONNECT_S
         while True:
             try:
@@ -168,6 +171,10 @@ class PgQueueStore(QueueDb):
                     f"the connection to the queue's database {self.where} broke while saving:"
                     " it may or may not have been saved; see `comfy-fleet queue list`"
                 ) from None
+            except ROLLED_BACK as exc:  # (nothing of it was kept)
+                if time.monotonic() > deadline:
+                    raise self._unusable(exc) from None
+                log.info("queue database %s: %s; once more", self.where, exc)
             except psycopg.OperationalError as exc:
                 if not self._connection.broken or time.monotonic() > deadline:
                     raise self._unusable(exc) from None
@@ -261,8 +268,11 @@ class PgLease:
         token = uuid.uuid4().hex
         holder = f"{who} on {here()}"
         started = time.monotonic()
-        row = self._store._write(
-            lambda: self._store._q(
+        if self.holder() is not None:
+            return False  # (held: asked without writing)
+
+        def take() -> bool:
+            row = self._store._q(
                 "INSERT INTO lease (name, holder, token, expires)"
                 " VALUES (?, ?, ?, now() + make_interval(secs => ?))"
                 " ON CONFLICT (name) DO UPDATE SET holder = excluded.holder,"
@@ -270,8 +280,11 @@ class PgLease:
                 " WHERE lease.expires < now() RETURNING token",
                 (LEASE, holder, token, LEASE_S),
             ).fetchone()
-        )
-        if row is None:
+            if row is not None:
+                self._store._q(TELL_LEASE)
+            return row is not None
+
+        if not self._store._write(take):
             return False
         self._who, self._renewed = holder, started
         self._lost.clear()
@@ -318,11 +331,12 @@ class PgLease:
             self._thread.join(timeout=RENEW_S + 6)
         self._store.lease_token = None
         try:
-            self._store._write(
-                lambda: self._store._q(
-                    "DELETE FROM lease WHERE name = ? AND token = ?", (LEASE, token)
-                )
-            )
+
+            def give_back() -> None:
+                self._store._q("DELETE FROM lease WHERE name = ? AND token = ?", (LEASE, token))
+                self._store._q(TELL_LEASE)  # (the ones waiting try at once)
+
+            self._store._write(give_back)
         except QueueStoreError as exc:  # (it runs out by itself)
             log.warning("could not give the queue's lease back: %s", exc)
 

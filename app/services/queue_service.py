@@ -122,6 +122,12 @@ class FleetQueue:
         )
 
 
+def fleet_session(timeout: aiohttp.ClientTimeout) -> aiohttp.ClientSession:
+    """For a dispatcher: one socket per participant stays open, so the connection pool has no
+    cap (aiohttp's 100 would let a fleet of 100 starve every request)."""
+    return aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=0))
+
+
 async def when_free(
     queue: FleetQueue,
     session: aiohttp.ClientSession,
@@ -183,9 +189,7 @@ async def dispatch_until(
 ) -> None:
     """Dispatch until `stop`: waiting while another process does (`say` hears who), again after
     losing the lease; the lock is given back however it ends."""
-    async with aiohttp.ClientSession(
-        timeout=aiohttp.ClientTimeout(total=None, sock_connect=5)
-    ) as session:
+    async with fleet_session(aiohttp.ClientTimeout(total=None, sock_connect=5)) as session:
         waited: list[str] = []
 
         def waiting(text: str) -> None:

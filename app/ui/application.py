@@ -41,6 +41,7 @@ from app.services.paths import AppPaths
 from app.services.queue_service import (
     FleetQueue,
     QueuePaths,
+    fleet_session,
     open_fleet_queue,
     queue_has_work,
     queue_wait,
@@ -234,7 +235,7 @@ class DesktopApp:
     def jobs_session(self) -> aiohttp.ClientSession:
         """The jobs' own HTTP session: long reads and websockets, unlike the monitor's probes."""
         if self._jobs_session is None or self._jobs_session.closed:
-            self._jobs_session = aiohttp.ClientSession(timeout=JOBS_HTTP_TIMEOUT)
+            self._jobs_session = fleet_session(JOBS_HTTP_TIMEOUT)
         return self._jobs_session
 
     def open_jobs(self, test_fleet: bool = False) -> None:

@@ -22,6 +22,7 @@ from app.core.workflow import PreflightResult, Workflow, load_workflow
 from app.services.dispatcher import Dispatcher
 from app.services.host import here, user_at_host
 from app.services.queue_manifest import manifest_path
+from app.services.queue_service import fleet_session
 from app.services.queue_store import QueueStore
 from app.sim.fleet import REPO_ROOT, SimInstance, http_json
 from tests.conftest import RECORDINGS
@@ -445,3 +446,35 @@ async def test_every_job_says_who_queued_it(tmp_path: Path) -> None:
     assert code == 0 and out.rstrip().endswith(f"· by {me}")
     code, out, _ = cli_done(config, "queue", "list", "--json")
     assert json.loads(out)["jobs"][0]["queued_by"] == me
+
+
+@pytest.mark.comfyui("0.3.64")
+async def test_a_fleet_of_more_than_a_hundred_comes_online_and_gets_work(tmp_path: Path) -> None:
+    """Each participant's socket stays open: aiohttp's pool of 100 would starve the rest."""
+    sims = subprocess.Popen(
+        [sys.executable, "-m", "app.sim.multi", "110", str(tmp_path / "multi")],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+    )
+    try:
+        assert sims.stdout is not None
+        ports = json.loads(sims.stdout.readline())["ports"]
+        store = QueueStore(tmp_path / "queue.db")
+        job = add(store, tmp_path, 220)
+        lanes = [Participant(f"i{n}", f"http://127.0.0.1:{p}") for n, p in enumerate(ports)]
+        stop = asyncio.Event()
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=5)
+        async with fleet_session(timeout) as session:
+            dispatcher = Dispatcher(store, session, lanes)
+            task = asyncio.create_task(dispatcher.run(stop))
+            try:
+                await until(lambda: all(lane.online for lane in dispatcher.status()), timeout=60)
+                await until(lambda: store.waiting_count(job) == 0, timeout=60)
+                assert {i.participant for i in store.items(job)} == {lane.name for lane in lanes}
+            finally:
+                stop.set()
+                await asyncio.wait_for(task, 20)
+    finally:
+        sims.terminate()
+        sims.wait(30)
