@@ -29,11 +29,12 @@ from app.core.queue import (
 from app.core.queue_url import QueueUrlError, check_queue_url, shown_url
 from app.services.dispatcher import Dispatcher
 from app.services.paths import AppPaths
+from app.services.queue_db import Job
 from app.services.queue_lock import DispatcherLock
 from app.services.queue_migrate import migrate
 from app.services.queue_pg import PgQueueStore
 from app.services.queue_service import FleetQueue, QueuePaths, dispatch_until, open_fleet_queue
-from app.services.queue_store import Job, QueueStore
+from app.services.queue_store import QueueStore
 from app.services.storage import ConfigStore
 from app.services.workflow_source import node_list_if_known
 

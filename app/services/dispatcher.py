@@ -25,6 +25,7 @@ from app.core.runs import Participant
 from app.core.workflow import PreflightResult, Workflow, rejection_from_answer
 from app.services.comfy_client import classify
 from app.services.instance_jobs import InstanceJobs, Where, history_entry, queued_ids
+from app.services.queue_db import Item, Job, QueueDb
 from app.services.queue_lane import (
     Finished,
     ImageMixUp,
@@ -37,7 +38,6 @@ from app.services.queue_lane import (
     took_s,
 )
 from app.services.queue_manifest import write_manifest
-from app.services.queue_store import Item, Job, QueueDb
 from app.services.tasks import FailureListener, OwnedTasks
 
 log = logging.getLogger(__name__)

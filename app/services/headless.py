@@ -18,6 +18,7 @@ from app.services.cloud_watch import CloudWatch
 from app.services.dispatcher import Dispatcher
 from app.services.job_service import JobService
 from app.services.paths import AppPaths
+from app.services.queue_db import LeaseLost
 from app.services.queue_service import (
     FleetQueue,
     fleet_session,
@@ -27,7 +28,6 @@ from app.services.queue_service import (
     run_while_held,
     when_free,
 )
-from app.services.queue_store import LeaseLost
 from app.services.runpod import API_KEY, RunpodClient
 from app.services.sd_notify import Notifier
 from app.services.secrets import SecretStore

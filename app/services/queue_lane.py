@@ -20,7 +20,7 @@ from app.core.workflow import Workflow
 from app.services.comfy_client import classify
 from app.services.instance_jobs import InstanceJobs
 from app.services.jobs import fetch_image
-from app.services.queue_store import Item
+from app.services.queue_db import Item
 from app.services.storage import atomic_write_bytes
 
 log = logging.getLogger(__name__)

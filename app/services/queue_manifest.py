@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from app.services.queue_store import Job, QueueDb
+from app.services.queue_db import Job, QueueDb
 from app.services.storage import atomic_write_text
 
 

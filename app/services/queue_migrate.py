@@ -8,8 +8,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
+from app.services.queue_db import QueueDb, QueueStoreError
 from app.services.queue_lock import DispatcherLock
-from app.services.queue_store import QueueDb, QueueStore, QueueStoreError
+from app.services.queue_store import QueueStore
 
 WHO = "`comfy-fleet queue migrate`"
 

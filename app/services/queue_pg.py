@@ -19,7 +19,7 @@ import psycopg
 
 from app.core.queue_url import shown_url
 from app.services.host import here
-from app.services.queue_store import (
+from app.services.queue_db import (
     SCHEMA,
     SCHEMA_VERSION,
     Cursor,
@@ -326,10 +326,13 @@ class PgLease:
         token = self._store.lease_token
         if token is None:
             return
+        renewed_lately = self.held
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=RENEW_S + 6)
         self._store.lease_token = None
+        if not renewed_lately:
+            return  # (it runs out by itself: the server may not be reachable now)
         try:
 
             def give_back() -> None:

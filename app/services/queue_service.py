@@ -22,9 +22,10 @@ from app.services.dispatcher import Dispatcher
 from app.services.host import user_at_host
 from app.services.job_service import JobService
 from app.services.paths import AppPaths
+from app.services.queue_db import Job, LeaseLost, QueueDb
 from app.services.queue_lock import DispatcherLock
 from app.services.queue_pg import PgQueueStore
-from app.services.queue_store import Job, LeaseLost, QueueDb, QueueStore
+from app.services.queue_store import QueueStore
 from app.services.storage import unwritable
 from app.services.tasks import FailureListener, wait_or_stop
 

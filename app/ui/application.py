@@ -38,6 +38,7 @@ from app.services.launch_plan import make_supervisor, plan_launches
 from app.services.monitor import targets_from_config
 from app.services.monitor_thread import MonitorThread
 from app.services.paths import AppPaths
+from app.services.queue_db import LeaseLost, QueueStoreError
 from app.services.queue_service import (
     FleetQueue,
     QueuePaths,
@@ -48,7 +49,6 @@ from app.services.queue_service import (
     run_while_held,
     when_free,
 )
-from app.services.queue_store import LeaseLost, QueueStoreError
 from app.services.storage import ConfigStore, LoadResult
 from app.services.tasks import OwnedTasks
 from app.services.workflow_source import prompt_of

@@ -38,7 +38,7 @@ from app.core.errors import ComfyFleetError
 from app.core.queue import ENDED, ItemState, JobSpec, QueueError, duration_text
 from app.core.workflow import Workflow
 from app.core.workflow_file import WorkflowFile
-from app.services.queue_store import Item, Job, QueueDb
+from app.services.queue_db import Item, Job, QueueDb
 from app.services.workflow_source import read_workflow_file
 from app.ui.ask import WORKFLOW_FILTER, answer_of, choose_path, dropped_workflows
 from app.ui.history import KEEP, SAMPLE_S, Chart

@@ -34,9 +34,10 @@ sys.path.insert(0, str(ROOT))
 from app.core.config import FleetConfig, MasterConfig, WorkerConfig, WorkerKind  # noqa: E402
 from app.core.queue import ItemState, JobSpec, expand  # noqa: E402
 from app.services.paths import resolve_paths  # noqa: E402
+from app.services.queue_db import QueueDb  # noqa: E402
 from app.services.queue_pg import PgQueueStore  # noqa: E402
 from app.services.queue_service import QueuePaths  # noqa: E402
-from app.services.queue_store import QueueDb, QueueStore  # noqa: E402
+from app.services.queue_store import QueueStore  # noqa: E402
 from app.services.storage import ConfigStore  # noqa: E402
 from app.sim.fleet import http_json  # noqa: E402
 from tests.benchmarks.bench_queue import chain  # noqa: E402

@@ -230,7 +230,8 @@ def test_a_full_disk_while_queueing_is_said_and_nothing_is_half_added(tmp_path: 
     file permissions and a test cannot fill the disk) and its "readonly database" are said in
     words; the job is added whole or not at all, and the queue goes on once there is room."""
     from app.core.queue import JobSpec, expand
-    from app.services.queue_store import QueueStore, QueueStoreError
+    from app.services.queue_db import QueueStoreError
+    from app.services.queue_store import QueueStore
 
     store = QueueStore(tmp_path / "queue.db")
     small = JobSpec("small", {"1": {"class_type": "KSampler", "inputs": {"seed": 1}}}, count=2)

@@ -21,9 +21,10 @@ from app.core.image_meta import embedded_texts
 from app.core.queue import ItemState
 from app.core.runs import Participant
 from app.services.launch_plan import plan_launches
+from app.services.queue_db import Item
 from app.services.queue_lane import ImageMixUp, Lane, collect
 from app.services.queue_manifest import manifest_path
-from app.services.queue_store import Item, QueueStore
+from app.services.queue_store import QueueStore
 from app.services.supervisor import InstanceState, Supervisor
 from app.sim.fleet import SimInstance, create_sim_install, free_port, http_json
 from tests.integration.test_queue import add, dispatching, ended, nomodel, participants

@@ -15,9 +15,10 @@ import pytest
 from app.core.queue import ItemState, JobSpec, expand
 from app.core.queue_url import QUEUE_URL_ENV
 from app.services.paths import resolve_paths
+from app.services.queue_db import SCHEMA_VERSION, LeaseLost, QueueDb, QueueStoreError
 from app.services.queue_pg import LEASE_S, PgQueueStore
 from app.services.queue_service import QueuePaths
-from app.services.queue_store import SCHEMA_VERSION, LeaseLost, QueueDb, QueueStore, QueueStoreError
+from app.services.queue_store import QueueStore
 from tests.integration.test_queue import add, cli_done, fleet_file, nomodel
 from tests.waiting import wait_until
 

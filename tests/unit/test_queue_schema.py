@@ -10,8 +10,9 @@ from pathlib import Path
 
 from app.core.queue import JobSpec
 from app.services.host import user_at_host
+from app.services.queue_db import SCHEMA, SCHEMA_VERSION
 from app.services.queue_service import FleetQueue, QueuePaths
-from app.services.queue_store import SCHEMA, SCHEMA_VERSION, QueueStore
+from app.services.queue_store import QueueStore
 
 WORKFLOW = {"1": {"class_type": "EmptyImage", "inputs": {}}}
 
