@@ -14,6 +14,8 @@ import threading
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from app.core.cloud import CloudSettings, PodRecipe
 from app.core.config import FleetConfig, MasterConfig
 from app.core.queue import JobSpec
@@ -48,7 +50,12 @@ def test_install_writes_a_user_unit_with_credentials_never_secrets(
     assert bad.returncode == 2 and "a credential name is letters" in bad.stderr
 
 
-def test_service_run_dispatches_and_guards_the_pods_headless(tmp_path: Path) -> None:
+@pytest.mark.parametrize("kept", ["file", "server"])
+def test_service_run_dispatches_and_guards_the_pods_headless(
+    kept: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    """The same on the local file and on a team's PostgreSQL server (`--queue-url`)."""
+    url = request.getfixturevalue("pg_url") if kept == "server" else None
     backed = simulated_runpod(tmp_path / "pods")
     runpod = next(backed)
     notify_path = tmp_path / "notify"
@@ -86,7 +93,7 @@ def test_service_run_dispatches_and_guards_the_pods_headless(tmp_path: Path) -> 
     )
     urllib.request.urlopen(create, timeout=10).read()
     workflow = load_workflow((RECORDINGS / "workflows" / "workflow_nomodel.json").read_text())
-    queue = FleetQueue(QueuePaths.under(paths.data_dir))
+    queue = FleetQueue(QueuePaths.under(paths.data_dir), url=url)
     queue.add(JobSpec("on the pod", workflow, 2, seed=1, workers=("worker-pod",)))
     assert queue.lock.acquire("a window on ana's desk")  # the service waits for it, saying so
     environment = {
@@ -98,7 +105,8 @@ def test_service_run_dispatches_and_guards_the_pods_headless(tmp_path: Path) -> 
         "PYTHONPATH": str(REPO_ROOT),
     }
     service = subprocess.Popen(
-        [sys.executable, "-m", "app", "--config", str(paths.config_file), "service", "run"],
+        [sys.executable, "-m", "app", "--config", str(paths.config_file),
+         *(["--queue-url", url] if url else []), "service", "run"],
         env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
     lines: list[str] = []
