@@ -78,6 +78,7 @@ class FleetQueue:
         self, paths: QueuePaths, rng: random.Random | None = None, url: str | None = None
     ) -> None:
         self.paths = paths
+        self.url = url  # (None: the local file)
         self.store: QueueDb
         self.lock: DispatchLock
         if url:

@@ -387,7 +387,7 @@ class DesktopApp:
         while not stop.is_set():
             dispatcher = await when_free(
                 self.queue, self.jobs_session(), self._config, "the window", stop,
-                lambda text: self.queue_panel.show_dispatcher(
+                lambda text: self._show_dispatcher(
                     f"{text.capitalize()}. This window takes over when it stops."
                 ),
                 self.show_failure,
@@ -396,7 +396,7 @@ class DesktopApp:
                 return
             self.dispatcher = dispatcher
             dispatcher.subscribe(self._queue_changed_by_dispatcher)
-            self.queue_panel.show_dispatcher("Dispatched by this window.")
+            self._show_dispatcher("Dispatched by this window.")
             try:
                 await run_while_held(self.queue, dispatcher, stop)
             except LeaseLost as exc:
@@ -404,6 +404,11 @@ class DesktopApp:
             finally:
                 self.dispatcher = None
                 self.queue.lock.release()
+
+    def _show_dispatcher(self, text: str) -> None:
+        where = self.queue.store.where
+        shared = f"Team queue on {where}. " if self.queue.url else ""
+        self.queue_panel.show_dispatcher(shared + text)
 
     async def start(self) -> None:
         """Begin watching, and adopt the instances a previous run left alive."""

@@ -38,7 +38,8 @@ async def test_two_windows_share_one_queue_on_the_server(
     await until(lambda: ana.dispatcher is not None)
     await ben.start()
     try:
-        holder = f"The queue is dispatched by the window on {here()}."
+        team = f"Team queue on {pg_url}. "
+        holder = f"{team}The queue is dispatched by the window on {here()}."
         await until(lambda: ben.queue_panel.dispatcher_label.text().startswith(holder))
         workflow = load_workflow(NOMODEL.read_text(encoding="utf-8"))
         ben.add_job(JobSpec("from ben", workflow, 40, seed=1))
@@ -55,7 +56,7 @@ async def test_two_windows_share_one_queue_on_the_server(
         ana.quit_now()
         await ana.stop()
         await until(lambda: ben.dispatcher is not None, timeout=15)  # it takes over
-        assert ben.queue_panel.dispatcher_label.text() == "Dispatched by this window."
+        assert ben.queue_panel.dispatcher_label.text() == f"{team}Dispatched by this window."
     finally:
         for app in (ana, ben):
             app.quit_now()
