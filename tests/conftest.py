@@ -160,9 +160,7 @@ def runpod() -> Iterator[SimRunpod]:
     yield from simulated_runpod()
 
 
-@pytest.fixture(scope="session")
-def pg_server() -> Iterator[PgServer]:
-    """One PostgreSQL server for the session (each test gets a database of its own)."""
+def _pg_server() -> Iterator[PgServer]:
     programs = server_programs()
     if programs is None:
         pytest.skip(NO_SERVER)
@@ -170,6 +168,18 @@ def pg_server() -> Iterator[PgServer]:
     server.start()
     yield server
     server.remove()
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One PostgreSQL server for the session (each test gets a database of its own)."""
+    yield from _pg_server()
+
+
+@pytest.fixture
+def own_pg_server() -> Iterator[PgServer]:
+    """A server of the test's own (one it may stop and restart)."""
+    yield from _pg_server()
 
 
 @pytest.fixture

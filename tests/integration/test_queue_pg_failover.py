@@ -10,16 +10,16 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from app.core.queue import ItemState
 from app.services.queue_pg import LEASE_S, PgQueueStore
-from app.sim.fleet import SimInstance, http_json
-from tests.integration.test_queue import NOMODEL, cli, cli_done, fleet_file
-from tests.pg_server import NO_SERVER, PgServer, server_programs
+from app.sim.fleet import SimInstance
+from tests.integration.test_queue import NOMODEL, cli, cli_done, fleet_file, runs_per_item
+from tests.pg_server import PgServer
 from tests.waiting import until
 
 pytestmark = pytest.mark.asyncio
@@ -59,14 +59,10 @@ def desktops(tmp_path: Path, sims: dict[str, SimInstance]) -> tuple[Path, Path]:
     return made[0], made[1]
 
 
-def ran_once_each(sims: dict[str, SimInstance], job: int) -> dict[int, int]:
-    ran: dict[int, int] = {}
-    for sim in sims.values():
-        for entry in http_json(f"{sim.url}/history").values():
-            tag = entry["prompt"][3].get("comfyfleet", {})
-            if tag.get("job") == job and entry["status"]["completed"]:
-                ran[tag["item"]] = ran.get(tag["item"], 0) + 1
-    return ran
+def mid_job(store: PgQueueStore, job: int) -> bool:
+    """Some of the job done, some out on the instances."""
+    found = store.job(job)
+    return found.count(ItemState.DONE) >= 3 and found.count(ItemState.SENT, ItemState.RUNNING) >= 2
 
 
 def queue_job(config: Path, url: str) -> int:
@@ -100,13 +96,7 @@ async def test_the_lease_holder_killed_another_desktop_takes_over_in_bounded_tim
         )
         waiting = next(line for _, line in second.lines if line.startswith("waiting:"))
         assert f"(pid {first.process.pid})" in waiting  # it says who holds it
-        await until(
-            lambda: (
-                store.job(job).count(ItemState.DONE) >= 3
-                and store.job(job).count(ItemState.SENT, ItemState.RUNNING) >= 3
-            ),
-            timeout=60,
-        )
+        await until(lambda: mid_job(store, job), timeout=60)
         killed = time.monotonic()
         first.process.send_signal(signal.SIGKILL)
         first.process.wait(10)
@@ -120,46 +110,28 @@ async def test_the_lease_holder_killed_another_desktop_takes_over_in_bounded_tim
         if second is not None:
             second.stop()
     assert [i.state for i in store.items(job)] == [ItemState.DONE] * COUNT
-    assert ran_once_each(fleet, job) == {i: 1 for i in range(COUNT)}
+    assert runs_per_item(fleet.values(), job) == {i: 1 for i in range(COUNT)}
     store.close()
-
-
-@pytest.fixture
-def own_server() -> Iterator[PgServer]:
-    """A server this test alone uses (it restarts it)."""
-    programs = server_programs()
-    if programs is None:
-        pytest.skip(NO_SERVER)
-    server = PgServer(programs)
-    server.start()
-    yield server
-    server.remove()
 
 
 @pytest.mark.comfyui("0.3.64")
 async def test_a_database_restart_mid_job_loses_nothing_and_runs_nothing_twice(
-    fleet: dict[str, SimInstance], own_server: PgServer, tmp_path: Path
+    fleet: dict[str, SimInstance], own_pg_server: PgServer, tmp_path: Path
 ) -> None:
-    url = own_server.new_database()
+    url = own_pg_server.new_database()
     ana, _ = desktops(tmp_path, fleet)
     job = queue_job(ana, url)
     store = PgQueueStore(url)
     dispatcher = Lines(cli(ana, "--queue-url", url, "queue", "run"))
     try:
-        await until(
-            lambda: (
-                store.job(job).count(ItemState.DONE) >= 3
-                and store.job(job).count(ItemState.SENT, ItemState.RUNNING) >= 2
-            ),
-            timeout=60,
-        )
-        own_server.restart()
+        await until(lambda: mid_job(store, job), timeout=60)
+        own_pg_server.restart()
         await until(lambda: store.job(job).ended is not None, timeout=90)
         assert dispatcher.process.poll() is None  # it rode the restart out
     finally:
         dispatcher.stop()
     assert [i.state for i in store.items(job)] == [ItemState.DONE] * COUNT
-    assert ran_once_each(fleet, job) == {i: 1 for i in range(COUNT)}
+    assert runs_per_item(fleet.values(), job) == {i: 1 for i in range(COUNT)}
     store.close()
 
 
@@ -217,13 +189,7 @@ async def test_a_holder_cut_off_by_the_network_is_replaced_and_nothing_runs_twic
     first = Lines(cli(ana, "--queue-url", far, "queue", "run"))
     second = None
     try:
-        await until(
-            lambda: (
-                store.job(job).count(ItemState.DONE) >= 3
-                and store.job(job).count(ItemState.SENT, ItemState.RUNNING) >= 2
-            ),
-            timeout=60,
-        )
+        await until(lambda: mid_job(store, job), timeout=60)
         second = Lines(cli(ben, "--queue-url", pg_url, "queue", "run"))
         await until(lambda: any(line.startswith("waiting:") for _, line in second.lines))
         cut = time.monotonic()
@@ -243,5 +209,5 @@ async def test_a_holder_cut_off_by_the_network_is_replaced_and_nothing_runs_twic
             second.stop()
         proxy.close()
     assert [i.state for i in store.items(job)] == [ItemState.DONE] * COUNT
-    assert ran_once_each(fleet, job) == {i: 1 for i in range(COUNT)}
+    assert runs_per_item(fleet.values(), job) == {i: 1 for i in range(COUNT)}
     store.close()
