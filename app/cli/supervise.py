@@ -96,7 +96,11 @@ async def _serve_queue(config: FleetConfig, paths: AppPaths, queue_url: str | No
     try:
         dispatching = asyncio.ensure_future(
             dispatch_until(
-                queue, config, "`comfy-fleet up`", stop, say=lambda t: print(f"queue: {t}")
+                queue,
+                config,
+                "`comfy-fleet up`",
+                stop,
+                say=lambda t: print(f"queue: {t}", flush=True),
             )
         )
         signalled = asyncio.ensure_future(until_signal())

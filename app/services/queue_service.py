@@ -1,5 +1,5 @@
-"""The fleet queue as a use case: queue a job, and dispatch (one process at a time) — the same
-for the window, `up` and `queue run`."""
+"""The fleet queue as a use case: queue a job, and dispatch it (one process at a time, on any
+machine): the same for the window, `up`, `queue run` and the service."""
 
 from __future__ import annotations
 
