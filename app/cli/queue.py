@@ -169,7 +169,8 @@ def _add(args: argparse.Namespace, queue: FleetQueue, config: FleetConfig) -> in
         print(json.dumps({"job": added.job, "items": added.items, "dispatcher": added.dispatcher}))
         return EXIT_OK
     folder = queue.store.job_brief(added.job).out_dir
-    print(f"job {added.job}: {added.items} item(s) queued → {folder}")
+    where = "" if Path(folder).is_absolute() else " (in the queue folder of whoever dispatches it)"
+    print(f"job {added.job}: {added.items} item(s) queued → {folder}{where}")
     print(f"dispatched by {added.dispatcher}" if added.dispatcher else NOBODY, file=sys.stderr)
     return EXIT_OK
 

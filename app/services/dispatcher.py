@@ -69,8 +69,12 @@ class Dispatcher:
         preflight: Preflight | None = None,
         on_failure: FailureListener | None = None,
         audit_s: float = AUDIT_S,
+        out_root: Path | None = None,
     ) -> None:
+        """`out_root`: this machine's queue folder, for jobs whose folder is relative (queued
+        on a server shared by machines)."""
         self.store = store
+        self._out_root = out_root
         self.audit_s = audit_s
         self._session = session
         self.lanes = {p.name: Lane(p) for p in participants}
@@ -392,7 +396,7 @@ class Dispatcher:
     async def _collect(
         self, lane: Lane, item: Item, prompt_id: str, outputs: dict[str, Any] | None
     ) -> None:
-        folder = Path(self._job(item.job).out_dir)
+        folder = self._job(item.job).folder(self._out_root)
         try:
             if outputs is not None:
                 entry: dict[str, Any] | None = {"outputs": outputs}
@@ -431,7 +435,7 @@ class Dispatcher:
     def _ended(self, item: Item) -> None:
         job = self.store.job_brief(item.job)
         if job.ended is not None:
-            write_manifest(self.store, job)
+            write_manifest(self.store, job, self._out_root)
 
     # participants coming and going
 

@@ -103,6 +103,11 @@ class Job:
     def total(self) -> int:
         return sum(self.counts.values())
 
+    def folder(self, root: Path | None) -> Path:
+        """Where its images go: its own folder, or one under the dispatching machine's `root`."""
+        path = Path(self.out_dir)
+        return path if path.is_absolute() or root is None else root / path
+
     def count(self, *states: ItemState) -> int:
         return sum(self.counts.get(s, 0) for s in states)
 
@@ -184,10 +189,15 @@ class QueueDb:
     # jobs
 
     def add_job(
-        self, spec: JobSpec, items: Sequence[ItemSpec], root: Path, queued_by: str | None = None
+        self,
+        spec: JobSpec,
+        items: Sequence[ItemSpec],
+        root: Path | None,
+        queued_by: str | None = None,
     ) -> int:
-        """The job's images go to spec.out_dir, else to a folder of its own under `root`;
-        `queued_by`: who queues it (user@host)."""
+        """The job's images go to spec.out_dir, else to a folder of its own under `root`, or
+        (root None: a queue shared by machines) under the queue folder of the machine that
+        dispatches it; `queued_by`: who queues it (user@host)."""
         rows = [
             (
                 i.index,
@@ -216,8 +226,11 @@ class QueueDb:
                 ).fetchone()[0]
             )
             if not spec.out_dir:
-                folder = root / f"job-{job:05}-{file_stem(spec.name)}"
-                self._q("UPDATE jobs SET out_dir = ? WHERE id = ?", (str(folder), job))
+                folder = Path(f"job-{job:05}-{file_stem(spec.name)}")
+                self._q(
+                    "UPDATE jobs SET out_dir = ? WHERE id = ?",
+                    (str(folder if root is None else root / folder), job),
+                )
             self._q_many(
                 "INSERT INTO items (job, idx, seed, overrides, state) VALUES (?, ?, ?, ?, ?)",
                 [(job, *row) for row in rows],

@@ -10,8 +10,9 @@ from app.services.queue_db import Job, QueueDb
 from app.services.storage import atomic_write_text
 
 
-def manifest_path(job: Job) -> Path:
-    return Path(job.out_dir) / f"job-{job.id:05}.manifest.json"
+def manifest_path(job: Job, root: Path | None = None) -> Path:
+    """`root`: the dispatching machine's queue folder (see Job.folder)."""
+    return job.folder(root) / f"job-{job.id:05}.manifest.json"
 
 
 def manifest(store: QueueDb, job: Job) -> dict[str, Any]:
@@ -41,7 +42,7 @@ def manifest(store: QueueDb, job: Job) -> dict[str, Any]:
     }
 
 
-def write_manifest(store: QueueDb, job: Job) -> Path:
-    path = manifest_path(job)
+def write_manifest(store: QueueDb, job: Job, root: Path | None = None) -> Path:
+    path = manifest_path(job, root)
     atomic_write_text(path, json.dumps(manifest(store, job), indent=2) + "\n")
     return path

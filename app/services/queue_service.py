@@ -102,7 +102,8 @@ class FleetQueue:
             if problem:
                 raise QueueError(f"--out {spec.out_dir}: {problem}")
         items = expand(spec, self._rng)
-        job = self.store.add_job(spec, items, self.paths.out_root, user_at_host())
+        root = None if self.url else self.paths.out_root  # (shared: the dispatcher's folder)
+        job = self.store.add_job(spec, items, root, user_at_host())
         return Added(job, len(items), self.lock.holder())
 
     def dispatcher(
@@ -120,7 +121,12 @@ class FleetQueue:
         service = JobService(session, config)
         master, workers = service.participants()
         return Dispatcher(
-            self.store, session, [master, *workers], service.preflight_one, on_failure
+            self.store,
+            session,
+            [master, *workers],
+            service.preflight_one,
+            on_failure,
+            out_root=self.paths.out_root,
         )
 
 

@@ -16,7 +16,10 @@ from pathlib import Path
 import pytest
 
 from app.core.queue import ItemState
+from app.services.paths import resolve_paths
+from app.services.queue_manifest import manifest_path
 from app.services.queue_pg import LEASE_S, PgQueueStore
+from app.services.queue_service import QueuePaths
 from app.sim.fleet import SimInstance
 from tests.integration.test_queue import NOMODEL, cli, cli_done, fleet_file, runs_per_item
 from tests.pg_server import PgServer
@@ -111,6 +114,12 @@ async def test_the_lease_holder_killed_another_desktop_takes_over_in_bounded_tim
             second.stop()
     assert [i.state for i in store.items(job)] == [ItemState.DONE] * COUNT
     assert runs_per_item(fleet.values(), job) == {i: 1 for i in range(COUNT)}
+    ended = store.job(job)  # a shared queue's job: its images where its dispatcher keeps them
+    assert not Path(ended.out_dir).is_absolute()
+    written = manifest_path(ended, QueuePaths.under(resolve_paths(ben).data_dir).out_root)
+    made = json.loads(written.read_text(encoding="utf-8"))
+    assert all((written.parent / name).is_file() for i in made["items"] for name in i["files"])
+    assert sum(len(i["files"]) for i in made["items"]) >= COUNT
     store.close()
 
 
