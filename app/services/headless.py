@@ -18,7 +18,6 @@ from app.services.cloud_watch import CloudWatch
 from app.services.dispatcher import Dispatcher
 from app.services.job_service import JobService
 from app.services.paths import AppPaths
-from app.services.queue_db import LeaseLost
 from app.services.queue_service import (
     FleetQueue,
     fleet_session,
@@ -26,7 +25,7 @@ from app.services.queue_service import (
     queue_has_work,
     queue_wait,
     run_while_held,
-    when_free,
+    take_turns,
 )
 from app.services.runpod import API_KEY, RunpodClient
 from app.services.sd_notify import Notifier
@@ -69,22 +68,20 @@ async def run_headless(
     alive = asyncio.ensure_future(_alive(notifier, lambda: status[0], stop))
     try:
         async with fleet_session(timeout) as session:
-            while not stop.is_set():
-                dispatcher = await when_free(queue, session, config, WHO, stop, waiting)
-                if dispatcher is None:
-                    return  # stopped while another process dispatched
+
+            async def turn(dispatcher: Dispatcher) -> None:
                 fleet = HeadlessFleet(queue, store, config, session, key, dispatcher, say)
                 status[0] = fleet.summary()
                 say(f"{WHO}: {status[0]}")
-                try:
-                    async with asyncio.TaskGroup() as group:
-                        group.create_task(run_while_held(queue, dispatcher, stop))
-                        group.create_task(fleet.watch.run(stop))
-                        group.create_task(_summarise(fleet, status, stop))
-                except* LeaseLost as lost:
-                    say(f"{lost.exceptions[0]}; waiting to dispatch again")
-                finally:
-                    queue.lock.release()
+                async with asyncio.TaskGroup() as group:  # (a lost lease ends all three)
+                    group.create_task(run_while_held(queue, dispatcher, stop))
+                    group.create_task(fleet.watch.run(stop))
+                    group.create_task(_summarise(fleet, status, stop))
+
+            await take_turns(
+                queue, session, config, WHO, stop, waiting, turn,
+                lambda exc: say(f"{exc}; waiting to dispatch again"),
+            )  # fmt: skip
     except Exception as exc:
         notifier.notify(f"STATUS=failed: {exc}")
         raise

@@ -7,7 +7,7 @@ import asyncio
 import os
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -204,20 +204,44 @@ async def dispatch_until(
             waited.append(text)
             say(f"waiting: {text}")
 
-        while not stop.is_set():
-            dispatcher = await when_free(queue, session, config, who, stop, waiting)
-            if dispatcher is None:
-                return
+        async def turn(dispatcher: Dispatcher) -> None:
             if waited:
                 say("dispatching here now")
-            try:
-                if listener is not None:
-                    tell(dispatcher, listener)
-                await run_while_held(queue, dispatcher, stop)
-            except LeaseLost as exc:
-                say(f"{exc}; waiting to dispatch again")
-            finally:
-                queue.lock.release()
+            if listener is not None:
+                tell(dispatcher, listener)
+            await run_while_held(queue, dispatcher, stop)
+
+        await take_turns(
+            queue, session, config, who, stop, waiting, turn,
+            lambda exc: say(f"{exc}; waiting to dispatch again"),
+        )  # fmt: skip
+
+
+async def take_turns(
+    queue: FleetQueue,
+    session: aiohttp.ClientSession,
+    config: FleetConfig,
+    who: str,
+    stop: asyncio.Event,
+    waiting: Callable[[str], None],
+    turn: Callable[[Dispatcher], Awaitable[None]],
+    lost: Callable[[LeaseLost], None],
+    on_failure: FailureListener | None = None,
+) -> None:
+    """Until `stop`: wait while another process (on any machine) holds the queue (`waiting`
+    hears who), run `turn` with the dispatcher once this one does, and wait again after losing
+    the lease (`lost` hears it, from the turn or any task of its group); the lock is given
+    back however a turn ends."""
+    while not stop.is_set():
+        dispatcher = await when_free(queue, session, config, who, stop, waiting, on_failure)
+        if dispatcher is None:
+            return
+        try:
+            await turn(dispatcher)
+        except* LeaseLost as group:
+            lost(group.exceptions[0])  # type: ignore[arg-type]
+        finally:
+            queue.lock.release()
 
 
 def open_fleet_queue(paths: AppPaths, config: FleetConfig, flag: str | None = None) -> FleetQueue:

@@ -38,7 +38,7 @@ from app.services.launch_plan import make_supervisor, plan_launches
 from app.services.monitor import targets_from_config
 from app.services.monitor_thread import MonitorThread
 from app.services.paths import AppPaths
-from app.services.queue_db import LeaseLost, QueueStoreError
+from app.services.queue_db import QueueStoreError
 from app.services.queue_service import (
     FleetQueue,
     QueuePaths,
@@ -47,7 +47,7 @@ from app.services.queue_service import (
     queue_has_work,
     queue_wait,
     run_while_held,
-    when_free,
+    take_turns,
 )
 from app.services.storage import ConfigStore, LoadResult
 from app.services.tasks import OwnedTasks
@@ -384,26 +384,23 @@ class DesktopApp:
         """The window dispatches the queue once no other process (on any machine) does: it
         says who does meanwhile, and takes over when that one stops or dies."""
         stop = self._dispatching
-        while not stop.is_set():
-            dispatcher = await when_free(
-                self.queue, self.jobs_session(), self._config, "the window", stop,
-                lambda text: self._show_dispatcher(
-                    f"{text.capitalize()}. This window takes over when it stops."
-                ),
-                self.show_failure,
-            )  # fmt: skip
-            if dispatcher is None:
-                return
+
+        async def turn(dispatcher: Dispatcher) -> None:
             self.dispatcher = dispatcher
             dispatcher.subscribe(self._queue_changed_by_dispatcher)
             self._show_dispatcher("Dispatched by this window.")
             try:
                 await run_while_held(self.queue, dispatcher, stop)
-            except LeaseLost as exc:
-                log.warning("%s", exc)
             finally:
                 self.dispatcher = None
-                self.queue.lock.release()
+
+        await take_turns(
+            self.queue, self.jobs_session(), self._config, "the window", stop,
+            lambda text: self._show_dispatcher(
+                f"{text.capitalize()}. This window takes over when it stops."
+            ),
+            turn, lambda exc: log.warning("%s", exc), self.show_failure,
+        )  # fmt: skip
 
     def _show_dispatcher(self, text: str) -> None:
         where = self.queue.store.where
